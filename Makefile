@@ -1,0 +1,26 @@
+# Two entry points: `make demo` and `make test`. Both create or reuse .venv and install what they need.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test docs bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m attention_kernels.demo
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 -q
+	$(PY) -m mkdocs build --strict -q -d .site
+
+docs: $(STAMP)
+	$(PY) -m mkdocs build --strict -d .site
+
+clean:
+	rm -rf $(VENV) .site .pytest_cache build *.egg-info

@@ -1,0 +1,164 @@
+"""The kernel base class: parameters, metadata, and the validated array-level entry points."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+from sklearn.base import BaseEstimator
+
+from ._validation import as_tensor, as_tensor_pair
+
+__all__ = ["Kernel", "Family"]
+
+Family = str  # "dot" | "coordinate" | "feature_map"
+
+
+class Kernel(BaseEstimator):
+    """Base class of the catalogue: a binary kernel ``kappa(x, y)`` between a query and a key domain.
+
+    A kernel is a small parameter object (``get_params`` / ``set_params`` / ``sklearn.base.clone``), so it can
+    be an estimator parameter and be searched over in a grid search. Calling it returns the Gram matrix.
+
+    Two levels of entry points:
+
+    - array level, validated: ``kernel(X, Y)``, ``log_kernel``, ``features_x``, ``features_y``. They accept numpy
+      arrays or torch tensors (batched ``(..., n, d)``) and return the type they were given.
+    - tensor level, no validation, differentiable, any device: ``evaluate``, ``log_evaluate``,
+      ``feature_map_x``, ``feature_map_y``. Attention layers and solvers call these in their inner loops.
+
+    Subclasses set the class attributes and implement ``evaluate`` (and, where they exist, ``log_evaluate`` and
+    the feature maps).
+    """
+
+    name: ClassVar[str] = ""
+    family: ClassVar[Family] = ""
+    formula: ClassVar[str] = ""
+    has_log_kernel: ClassVar[bool] = False
+
+    # ----------------------------------------------------------------------------------------- metadata
+    @property
+    def symmetric(self) -> bool:
+        """Whether kappa(x, y) == kappa(y, x) (same maps on both sides)."""
+        return True
+
+    @property
+    def positive_definite(self) -> bool:
+        """Whether the kernel is Mercer (every Gram matrix on one point set is positive semi-definite)."""
+        raise NotImplementedError
+
+    @property
+    def positive_valued(self) -> bool:
+        """Whether kappa >= 0 everywhere, so that attention may divide by the row sum."""
+        raise NotImplementedError
+
+    def feature_dim(self, d: int) -> int | float:
+        """Dimension of the feature space for inputs of dimension ``d``: an int, or ``math.inf``."""
+        return math.inf
+
+    @property
+    def has_features(self) -> bool:
+        """Whether ``features_x`` / ``features_y`` exist (a finite feature map)."""
+        return False
+
+    @property
+    def exact_features(self) -> bool:
+        """Whether the finite feature map reproduces this kernel exactly (False for approximations)."""
+        return self.has_features
+
+    def resolved_params(self, d: int) -> dict[str, Any]:
+        """The numeric constants of the kernel for input dimension ``d`` (``None`` defaults resolved)."""
+        return {}
+
+    # ------------------------------------------------------------------------------------- tensor level
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Gram matrix ``(..., n, m)`` of torch tensors ``(..., n, d)`` and ``(..., m, d)``; no validation."""
+        raise NotImplementedError
+
+    def log_evaluate(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``log(evaluate(x, y))`` computed without overflow; only when ``has_log_kernel``."""
+        raise ValueError(
+            f"kernel {self.name!r} has no log-kernel (has_log_kernel is False); use evaluate()"
+        )
+
+    def feature_map_x(self, x: torch.Tensor) -> torch.Tensor:
+        """Query-side features ``(..., n, m)``; only when ``has_features``."""
+        raise ValueError(self._no_features_message())
+
+    def feature_map_y(self, y: torch.Tensor) -> torch.Tensor:
+        """Key-side features ``(..., n, m)``; only when ``has_features``."""
+        raise ValueError(self._no_features_message())
+
+    def _no_features_message(self) -> str:
+        return (
+            f"kernel {self.name!r} has no finite feature map (feature dimension is infinite); "
+            "use a feature-map kernel such as 'taylor_edp', 'positive_random_features' or "
+            "'random_fourier_features'"
+        )
+
+    # -------------------------------------------------------------------------------------- array level
+    def _check_dims(self, X: torch.Tensor, Y: torch.Tensor) -> None:
+        if X.shape[-1] != Y.shape[-1]:
+            raise ValueError(
+                f"Y has {Y.shape[-1]} features but X has {X.shape[-1]}; a kernel between domains of "
+                "different dimensions needs AttentionKernel(base, query_map, key_map)"
+            )
+
+    def __call__(self, X: Any, Y: Any | None = None) -> Any:
+        """Gram matrix ``K[..., i, j] = kappa(X[..., i, :], Y[..., j, :])``.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (..., n, d_x)
+            Query-side points.
+        Y : array-like or torch.Tensor of shape (..., m, d_y), default=None
+            Key-side points; ``None`` means ``X``.
+
+        Returns
+        -------
+        K : numpy.ndarray or torch.Tensor of shape (..., n, m)
+            Same array type as ``X``.
+        """
+        Xt, Yt, back = as_tensor_pair(X, Y)
+        self._check_dims(Xt, Yt)
+        return back(self.evaluate(Xt, Yt))
+
+    def log_kernel(self, X: Any, Y: Any | None = None) -> Any:
+        """``log kappa(X, Y)`` evaluated stably (no overflow); only when ``has_log_kernel``."""
+        if not self.has_log_kernel:
+            return self.log_evaluate(None, None)  # raises the explanatory error
+        Xt, Yt, back = as_tensor_pair(X, Y)
+        self._check_dims(Xt, Yt)
+        return back(self.log_evaluate(Xt, Yt))
+
+    def features_x(self, X: Any) -> Any:
+        """Query-side feature map: ``features_x(X) @ features_y(Y).T`` equals (or approximates) ``kernel(X, Y)``."""
+        if not self.has_features:
+            raise ValueError(self._no_features_message())
+        Xt, back = as_tensor(X, "X")
+        self._check_feature_input(Xt, "X")
+        return back(self.feature_map_x(Xt))
+
+    def features_y(self, Y: Any) -> Any:
+        """Key-side feature map (see ``features_x``)."""
+        if not self.has_features:
+            raise ValueError(self._no_features_message())
+        Yt, back = as_tensor(Y, "Y")
+        self._check_feature_input(Yt, "Y")
+        return back(self.feature_map_y(Yt))
+
+    def _check_feature_input(self, T: torch.Tensor, name: str) -> None:
+        """Hook for kernels whose feature maps constrain the input dimension."""
+
+    def describe(self, d: int) -> dict[str, Any]:
+        """One catalogue row: name, formula, feature dimension for ``d`` and the metadata."""
+        return {
+            "name": self.name,
+            "formula": self.formula,
+            "feature_dim": self.feature_dim(d),
+            "mercer": self.positive_definite,
+            "symmetric": self.symmetric,
+            "positive_valued": self.positive_valued,
+            "family": self.family,
+        }

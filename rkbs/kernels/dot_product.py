@@ -1,0 +1,319 @@
+"""Dot-product family: kappa = phi(s * q.k, |q|^2, |k|^2).
+
+These are the kernels a fused attention kernel evaluates as an epilogue on a tensor-core matmul; ``triton_ops``
+knows them by ``name`` and ``resolved_params(d)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ._base import Kernel
+from ._monomials import monomial_features, n_monomials_up_to
+from ._validation import check_int, check_positive, check_real
+
+__all__ = ["EDP", "RBF", "Laplacian", "Polynomial", "Linear", "Cosine", "Sigmoid", "Tanh"]
+
+
+def _default_scale(scale: float | None, d: int) -> float:
+    return 1.0 / math.sqrt(d) if scale is None else float(scale)
+
+
+def _default_gamma(gamma: float | None, d: int) -> float:
+    # 1 / (2 sqrt(d)) makes -gamma |q - k|^2 share its q.k term with EDP's q.k / sqrt(d).
+    return 1.0 / (2.0 * math.sqrt(d)) if gamma is None else float(gamma)
+
+
+def _dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return x @ y.transpose(-1, -2)
+
+
+def _sq_dist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """|x - y|^2 through the dot-product form (as the fused kernel computes it), clipped at 0."""
+    sq_x = (x * x).sum(-1).unsqueeze(-1)
+    sq_y = (y * y).sum(-1).unsqueeze(-2)
+    return (sq_x + sq_y - 2.0 * _dot(x, y)).clamp_min(0.0)
+
+
+class _DotKernel(Kernel):
+    family = "dot"
+
+    def _scale(self, d: int) -> float:
+        return _default_scale(check_positive("scale", self.scale), d)
+
+
+class EDP(_DotKernel):
+    """Exponentiated dot product ``exp(s * q.k)``: softmax attention's kernel.
+
+    Parameters
+    ----------
+    scale : float, default=None
+        Multiplies ``q.k``; ``None`` means ``1 / sqrt(d)`` for inputs of dimension ``d``.
+    """
+
+    name = "edp"
+    formula = "exp(s q.k)"
+    has_log_kernel = True
+
+    def __init__(self, scale: float | None = None):
+        self.scale = scale
+        check_positive("scale", scale)
+
+    positive_definite = True
+    positive_valued = True
+
+    def resolved_params(self, d: int) -> dict[str, Any]:
+        return {"scale": self._scale(d)}
+
+    def log_evaluate(self, x, y):
+        return self._scale(x.shape[-1]) * _dot(x, y)
+
+    def evaluate(self, x, y):
+        return torch.exp(self.log_evaluate(x, y))
+
+
+class RBF(_DotKernel):
+    """Gaussian kernel ``exp(-gamma |q - k|^2)``.
+
+    Parameters
+    ----------
+    gamma : float, default=None
+        Bandwidth; ``None`` means ``1 / (2 sqrt(d))``, so that normalized RBF attention and softmax attention
+        share the ``q.k / sqrt(d)`` term.
+    """
+
+    name = "rbf"
+    formula = "exp(-gamma |q - k|^2)"
+    has_log_kernel = True
+    positive_definite = True
+    positive_valued = True
+
+    def __init__(self, gamma: float | None = None):
+        self.gamma = gamma
+        check_positive("gamma", gamma)
+
+    def _gamma(self, d: int) -> float:
+        return _default_gamma(check_positive("gamma", self.gamma), d)
+
+    def resolved_params(self, d: int) -> dict[str, Any]:
+        return {"gamma": self._gamma(d)}
+
+    def log_evaluate(self, x, y):
+        return -self._gamma(x.shape[-1]) * _sq_dist(x, y)
+
+    def evaluate(self, x, y):
+        return torch.exp(self.log_evaluate(x, y))
+
+
+class Laplacian(RBF):
+    """Laplacian kernel ``exp(-gamma |q - k|)`` (Euclidean distance, as in the dot-product family).
+
+    Parameters
+    ----------
+    gamma : float, default=None
+        ``None`` means ``1 / (2 sqrt(d))``.
+    """
+
+    name = "laplacian"
+    formula = "exp(-gamma |q - k|)"
+
+    def log_evaluate(self, x, y):
+        sq = _sq_dist(x, y)
+        # sqrt has an infinite derivative at 0; the distance's subgradient there is taken as 0.
+        dist = torch.where(sq > 0, sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt(), torch.zeros_like(sq))
+        return -self._gamma(x.shape[-1]) * dist
+
+
+class Polynomial(_DotKernel):
+    """Polynomial kernel ``(s * q.k + c)^p``, equal to scikit-learn's ``polynomial_kernel(gamma=s, coef0=c, degree=p)``.
+
+    Its exact feature map has ``C(d + p, p)`` monomial features, for any sign of ``coef0`` (the sign goes to the
+    query side, so the two maps differ when ``coef0 < 0``).
+
+    Parameters
+    ----------
+    degree : int, default=2
+    scale : float, default=None
+        ``None`` means ``1 / sqrt(d)``.
+    coef0 : float, default=1.0
+    """
+
+    name = "polynomial"
+    formula = "(s q.k + c)^p"
+
+    def __init__(self, degree: int = 2, scale: float | None = None, coef0: float = 1.0):
+        self.degree = degree
+        self.scale = scale
+        self.coef0 = coef0
+        self._check()
+
+    def _check(self) -> tuple[int, float]:
+        check_positive("scale", self.scale)
+        return check_int("degree", self.degree, 0), check_real("coef0", self.coef0)
+
+    @property
+    def positive_definite(self) -> bool:
+        return self._check()[1] >= 0
+
+    @property
+    def positive_valued(self) -> bool:
+        return self._check()[0] % 2 == 0
+
+    def feature_dim(self, d: int) -> int:
+        return n_monomials_up_to(d, self._check()[0])
+
+    has_features = True
+
+    def resolved_params(self, d: int) -> dict[str, Any]:
+        degree, coef0 = self._check()
+        return {"degree": degree, "scale": self._scale(d), "coef0": coef0}
+
+    def evaluate(self, x, y):
+        p = self.resolved_params(x.shape[-1])
+        return (p["scale"] * _dot(x, y) + p["coef0"]) ** p["degree"]
+
+    def _features(self, x: torch.Tensor, query_side: bool) -> torch.Tensor:
+        p = self.resolved_params(x.shape[-1])
+        degree, s, c = p["degree"], p["scale"], p["coef0"]
+        blocks = []
+        for t in range(degree + 1):
+            # (s q.k + c)^p = sum_t C(p, t) c^(p - t) s^t (q.k)^t
+            weight = math.comb(degree, t) * abs(c) ** (degree - t) * s**t
+            sign = -1.0 if (query_side and c < 0 and (degree - t) % 2 == 1) else 1.0
+            blocks.append(sign * math.sqrt(weight) * monomial_features(x, t))
+        return torch.cat(blocks, dim=-1)
+
+    def feature_map_x(self, x):
+        return self._features(x, query_side=True)
+
+    def feature_map_y(self, y):
+        return self._features(y, query_side=False)
+
+
+class Linear(_DotKernel):
+    """Linear kernel ``s * q.k`` with exact features ``sqrt(s) x``.
+
+    Parameters
+    ----------
+    scale : float, default=None
+        ``None`` means ``1 / sqrt(d)``.
+    """
+
+    name = "linear"
+    formula = "s q.k"
+    positive_definite = True
+    positive_valued = False
+    has_features = True
+
+    def __init__(self, scale: float | None = None):
+        self.scale = scale
+        check_positive("scale", scale)
+
+    def feature_dim(self, d: int) -> int:
+        return d
+
+    def resolved_params(self, d: int) -> dict[str, Any]:
+        return {"scale": self._scale(d)}
+
+    def evaluate(self, x, y):
+        return self._scale(x.shape[-1]) * _dot(x, y)
+
+    def feature_map_x(self, x):
+        return math.sqrt(self._scale(x.shape[-1])) * x
+
+    feature_map_y = feature_map_x
+
+
+class Cosine(_DotKernel):
+    """Cosine similarity ``q.k / (|q| |k|)``; a zero vector has similarity 0 with everything."""
+
+    name = "cosine"
+    formula = "q.k / (|q| |k|)"
+    positive_definite = True
+    positive_valued = False
+    has_features = True
+
+    def __init__(self):
+        pass
+
+    def feature_dim(self, d: int) -> int:
+        return d
+
+    def feature_map_x(self, x):
+        norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+        return x / norm.clamp_min(torch.finfo(x.dtype).tiny)
+
+    feature_map_y = feature_map_x
+
+    def evaluate(self, x, y):
+        return _dot(self.feature_map_x(x), self.feature_map_y(y))
+
+
+class Sigmoid(_DotKernel):
+    """Logistic kernel ``1 / (1 + exp(-(s * q.k + b)))``, as in sigmoid attention. Not Mercer.
+
+    Parameters
+    ----------
+    scale : float, default=None
+        ``None`` means ``1 / sqrt(d)``.
+    coef0 : float, default=0.0
+        The bias ``b`` (sigmoid attention often uses ``-log(n)``).
+    """
+
+    name = "sigmoid"
+    formula = "1 / (1 + exp(-(s q.k + b)))"
+    has_log_kernel = True
+    positive_definite = False
+    positive_valued = True
+
+    def __init__(self, scale: float | None = None, coef0: float = 0.0):
+        self.scale = scale
+        self.coef0 = coef0
+        check_positive("scale", scale)
+        check_real("coef0", coef0)
+
+    def resolved_params(self, d: int) -> dict[str, Any]:
+        return {"scale": self._scale(d), "coef0": check_real("coef0", self.coef0)}
+
+    def _logit(self, x, y):
+        p = self.resolved_params(x.shape[-1])
+        return p["scale"] * _dot(x, y) + p["coef0"]
+
+    def evaluate(self, x, y):
+        return torch.sigmoid(self._logit(x, y))
+
+    def log_evaluate(self, x, y):
+        return F.logsigmoid(self._logit(x, y))
+
+
+class Tanh(_DotKernel):
+    """Hyperbolic tangent kernel ``tanh(s * q.k + c)``: scikit-learn's "sigmoid" kernel. Indefinite.
+
+    Parameters
+    ----------
+    scale : float, default=None
+        ``None`` means ``1 / sqrt(d)``.
+    coef0 : float, default=0.0
+    """
+
+    name = "tanh"
+    formula = "tanh(s q.k + c)"
+    positive_definite = False
+    positive_valued = False
+
+    def __init__(self, scale: float | None = None, coef0: float = 0.0):
+        self.scale = scale
+        self.coef0 = coef0
+        check_positive("scale", scale)
+        check_real("coef0", coef0)
+
+    def resolved_params(self, d: int) -> dict[str, Any]:
+        return {"scale": self._scale(d), "coef0": check_real("coef0", self.coef0)}
+
+    def evaluate(self, x, y):
+        p = self.resolved_params(x.shape[-1])
+        return torch.tanh(p["scale"] * _dot(x, y) + p["coef0"])
