@@ -1,6 +1,14 @@
 """Seed-paper testbeds, each with its oracle (scikit-learn ``make_*`` naming; numpy outputs)."""
 
 from .belief_propagation import hierarchical_bp
+from .incontext import (
+    GaussianTaskPrior,
+    TreeTaskPrior,
+    bayes_optimal_prediction,
+    make_incontext_regression,
+    make_tree_task_prior,
+    ridge_prediction,
+)
 from .hierarchical import (
     HierarchicalGrammar,
     make_hierarchical_grammar,
@@ -9,6 +17,12 @@ from .hierarchical import (
 )
 
 __all__ = [
+    "GaussianTaskPrior",
+    "TreeTaskPrior",
+    "bayes_optimal_prediction",
+    "make_incontext_regression",
+    "make_tree_task_prior",
+    "ridge_prediction",
     "HierarchicalGrammar",
     "hierarchical_bp",
     "make_hierarchical_grammar",
