@@ -194,7 +194,8 @@ class PositiveRandomFeatures(_RandomFeatureKernel):
             return (rng.standard_normal((d, m)),)
         blocks = []
         for start in range(0, m, d):
-            q, _ = np.linalg.qr(rng.standard_normal((d, d)))
+            q, r = np.linalg.qr(rng.standard_normal((d, d)))
+            q = q * np.sign(np.diag(r))[None, :]  # without this sign fix Q is not Haar-distributed (biased)
             # rows of q have norm 1; rescale to chi-distributed norms so each column is marginally N(0, I)
             norms = np.sqrt(rng.chisquare(d, size=d))
             blocks.append(q * norms[None, :])
