@@ -15,6 +15,7 @@ from .hierarchical import (
     make_hierarchical_sequences,
     mask_leaves,
 )
+from .subspace import make_subspace_tokens, subspace_snr
 
 __all__ = [
     "GaussianTaskPrior",
@@ -28,4 +29,6 @@ __all__ = [
     "make_hierarchical_grammar",
     "make_hierarchical_sequences",
     "mask_leaves",
+    "make_subspace_tokens",
+    "subspace_snr",
 ]
