@@ -1,0 +1,229 @@
+"""Backward kernels by recomputation (FlashAttention-2 style).
+
+Notation for one tile: w_ij = kappa_ij * exp(bias_ij) (0 where masked), P_ij = w_ij / L_i in normalized mode
+(L_i the row sum, stored as its log) and P_ij = w_ij otherwise; dP = dO V^T; Delta_i = dO_i . O_i.
+The gradient with respect to w is G = (dP - Delta) / L (normalized) or dP (un-normalized), so
+
+    dV = P^T dO,    d bias = G * w   (= P (dP - Delta) when normalized),
+    d score = G * dw/dscore,  d|q|^2 = G * dw/d|q|^2,  d|k|^2 = G * dw/d|k|^2,
+
+with dw/dx = w * dlog(w)/dx for exponential kernels. Then dQ = dscore K + 2 q rowsum(d|q|^2) and
+dK = dscore^T Q + 2 k colsum(d|k|^2) (dot kernels), or the min-rule for the coordinate kernel.
+``_dkdv_kernel`` owns one key block and loops over the queries of every head of its group (no atomics);
+``_dq_kernel`` owns one query block and loops over the keys.
+"""
+
+import triton
+import triton.language as tl
+
+from ._coordinate import coordinate_grads
+from ._epilogue import _EXP_INTERSECTION, LOG2E, log2_weight, raw_score, row_constant, weight, weight_derivatives
+from ._forward import load_mask_tile
+
+
+@triton.jit
+def _tile_grads(
+    q, k, v, do, qn, kn, lse, delta, M, b, h, rows, cols, smb, smh, smm, smn, NQ, NK, c0, c1,
+    KERNEL: tl.constexpr, DEGREE: tl.constexpr, EXP: tl.constexpr, NORMALIZE: tl.constexpr,
+    CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, PRECISION: tl.constexpr,
+):
+    """Recompute one (BLOCK_M, BLOCK_N) tile; return P, d score, d|q|^2, d|k|^2 and the bias gradient."""
+    s = raw_score(q, k, KERNEL, PRECISION)
+    valid = (rows[:, None] < NQ) & (cols[None, :] < NK)
+    if CAUSAL:
+        valid = valid & (cols[None, :] <= rows[:, None])
+    if MASK_KIND == 1:
+        valid = valid & load_mask_tile(M, b, h, rows, cols, smb, smh, smm, smn, NQ, NK, MASK_KIND)
+    if MASK_KIND == 2:
+        bias = load_mask_tile(M, b, h, rows, cols, smb, smh, smm, smn, NQ, NK, MASK_KIND)
+    dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
+    if NORMALIZE:
+        dp = dp - delta[:, None]
+    ds, dqn, dkn = weight_derivatives(s, qn, kn, c0, c1, KERNEL, DEGREE)
+    if EXP:
+        lw = log2_weight(s, qn, kn, c0, KERNEL, NORMALIZE)
+        if MASK_KIND == 2:
+            lw = lw + bias * LOG2E
+        lw = tl.where(valid, lw, float("-inf"))
+        if NORMALIZE:
+            # fully masked rows have lse = -inf: make P = 0 there instead of exp(-inf + inf)
+            lse2 = (lse - row_constant(qn, c0, KERNEL, NORMALIZE)) * LOG2E
+            lse2 = tl.where(lse == float("-inf"), float("inf"), lse2)
+            p = tl.exp2(lw - lse2[:, None])
+        else:
+            p = tl.exp2(lw)
+        t = p * dp  # dLoss/dlog(w) = G * w
+        u = t
+    else:
+        w = weight(s, qn, kn, c0, c1, KERNEL, DEGREE)
+        if MASK_KIND == 2:
+            e = tl.exp2(bias * LOG2E)
+            w = w * e
+        w = tl.where(valid, w, 0.0)
+        if NORMALIZE:
+            inv_l = tl.where(lse == float("-inf"), 0.0, tl.exp(-lse))
+            p = w * inv_l[:, None]
+            g = dp * inv_l[:, None]
+        else:
+            p = w
+            g = dp
+        t = g * w
+        u = tl.where(valid, g, 0.0)  # dLoss/dkappa = G * exp(bias)
+        if MASK_KIND == 2:
+            u = u * e
+    return p, u * ds, u * dqn, u * dkn, t
+
+
+@triton.jit
+def _dkdv_kernel(
+    Q, K, V, M, DO, LSE, DELTA, DK, DV, DB,
+    sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom, smb, smh, smm, smn,
+    sdkb, sdkh, sdkn, sdvb, sdvh, sdvn,
+    H, HK, GROUP, NQ, NK, D, DVD, c0, c1,
+    KERNEL: tl.constexpr, DEGREE: tl.constexpr, EXP: tl.constexpr, NORMS: tl.constexpr,
+    NORMALIZE: tl.constexpr, CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, PRECISION: tl.constexpr,
+    BIAS_GRAD: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
+):
+    pid_n = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = (pid_bh // HK).to(tl.int64)
+    hk = (pid_bh % HK).to(tl.int64)
+    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_m = tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_dv = tl.arange(0, BLOCK_DV)
+    kmask = (cols[:, None] < NK) & (offs_d[None, :] < D)
+    vmask = (cols[:, None] < NK) & (offs_dv[None, :] < DVD)
+    k = tl.load(K + b * skb + hk * skh + cols[:, None].to(tl.int64) * skn + offs_d[None, :], mask=kmask, other=0.0)
+    v = tl.load(V + b * svb + hk * svh + cols[:, None].to(tl.int64) * svn + offs_dv[None, :], mask=vmask, other=0.0)
+    if NORMS:
+        kf = k.to(tl.float32)
+        kn = tl.sum(kf * kf, 1)
+    else:
+        kn = tl.zeros([BLOCK_N], dtype=tl.float32)
+    dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    dv = tl.zeros([BLOCK_N, BLOCK_DV], dtype=tl.float32)
+    rk = tl.zeros([BLOCK_N], dtype=tl.float32)
+    lo = 0
+    if CAUSAL:  # queries before this key block see none of it
+        lo = ((pid_n * BLOCK_N) // BLOCK_M) * BLOCK_M
+    for g in range(GROUP):
+        h = hk * GROUP + g
+        bh = b * H + h
+        for start_m in range(lo, NQ, BLOCK_M):
+            rows = start_m + offs_m
+            rmask = rows < NQ
+            q = tl.load(
+                Q + b * sqb + h * sqh + rows[:, None].to(tl.int64) * sqm + offs_d[None, :],
+                mask=rmask[:, None] & (offs_d[None, :] < D), other=0.0,
+            )
+            do = tl.load(
+                DO + b * sdob + h * sdoh + rows[:, None].to(tl.int64) * sdom + offs_dv[None, :],
+                mask=rmask[:, None] & (offs_dv[None, :] < DVD), other=0.0,
+            )
+            if NORMS:
+                qf = q.to(tl.float32)
+                qn = tl.sum(qf * qf, 1)
+            else:
+                qn = tl.zeros([BLOCK_M], dtype=tl.float32)
+            if NORMALIZE:
+                lse = tl.load(LSE + bh * NQ + rows, mask=rmask, other=0.0)
+                delta = tl.load(DELTA + bh * NQ + rows, mask=rmask, other=0.0)
+            else:
+                lse = qn
+                delta = qn
+            p, dsc, dqn, dkn, t = _tile_grads(
+                q, k, v, do, qn, kn, lse, delta, M, b, h, rows, cols, smb, smh, smm, smn, NQ, NK, c0, c1,
+                KERNEL, DEGREE, EXP, NORMALIZE, CAUSAL, MASK_KIND, PRECISION,
+            )
+            dv = tl.dot(tl.trans(p.to(do.dtype)), do, dv, input_precision=PRECISION)
+            if KERNEL == _EXP_INTERSECTION:  # min-rule instead of a matmul
+                _, dkc = coordinate_grads(q, k, dsc)
+                dk = dk + dkc
+            else:
+                dk = tl.dot(tl.trans(dsc.to(q.dtype)), q, dk, input_precision=PRECISION)
+            if NORMS:
+                rk = rk + tl.sum(dkn, 0)
+            if BIAS_GRAD:
+                tl.store(
+                    DB + bh * NQ * NK + rows[:, None].to(tl.int64) * NK + cols[None, :], t,
+                    mask=rmask[:, None] & (cols[None, :] < NK),
+                )
+    if NORMS:
+        dk = dk + 2.0 * k.to(tl.float32) * rk[:, None]
+    tl.store(DK + b * sdkb + hk * sdkh + cols[:, None].to(tl.int64) * sdkn + offs_d[None, :], dk.to(DK.dtype.element_ty), mask=kmask)
+    tl.store(DV + b * sdvb + hk * sdvh + cols[:, None].to(tl.int64) * sdvn + offs_dv[None, :], dv.to(DV.dtype.element_ty), mask=vmask)
+
+
+@triton.jit
+def _dq_kernel(
+    Q, K, V, M, DO, LSE, DELTA, DQ,
+    sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom, smb, smh, smm, smn,
+    sdqb, sdqh, sdqm,
+    H, GROUP, NQ, NK, D, DVD, c0, c1,
+    KERNEL: tl.constexpr, DEGREE: tl.constexpr, EXP: tl.constexpr, NORMS: tl.constexpr,
+    NORMALIZE: tl.constexpr, CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = (pid_bh // H).to(tl.int64)
+    h = (pid_bh % H).to(tl.int64)
+    hk = h // GROUP
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    rmask = rows < NQ
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_dv = tl.arange(0, BLOCK_DV)
+    qmask = rmask[:, None] & (offs_d[None, :] < D)
+    q = tl.load(Q + b * sqb + h * sqh + rows[:, None].to(tl.int64) * sqm + offs_d[None, :], mask=qmask, other=0.0)
+    do = tl.load(
+        DO + b * sdob + h * sdoh + rows[:, None].to(tl.int64) * sdom + offs_dv[None, :],
+        mask=rmask[:, None] & (offs_dv[None, :] < DVD), other=0.0,
+    )
+    if NORMS:
+        qf = q.to(tl.float32)
+        qn = tl.sum(qf * qf, 1)
+    else:
+        qn = tl.zeros([BLOCK_M], dtype=tl.float32)
+    if NORMALIZE:
+        lse = tl.load(LSE + pid_bh.to(tl.int64) * NQ + rows, mask=rmask, other=0.0)
+        delta = tl.load(DELTA + pid_bh.to(tl.int64) * NQ + rows, mask=rmask, other=0.0)
+    else:
+        lse = qn
+        delta = qn
+    dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    rq = tl.zeros([BLOCK_M], dtype=tl.float32)
+    hi = NK
+    if CAUSAL:
+        hi = tl.minimum(NK, (pid_m + 1) * BLOCK_M)
+    for start_n in range(0, hi, BLOCK_N):
+        cols = start_n + offs_n
+        k = tl.load(
+            K + b * skb + hk * skh + cols[:, None].to(tl.int64) * skn + offs_d[None, :],
+            mask=(cols[:, None] < NK) & (offs_d[None, :] < D), other=0.0,
+        )
+        v = tl.load(
+            V + b * svb + hk * svh + cols[:, None].to(tl.int64) * svn + offs_dv[None, :],
+            mask=(cols[:, None] < NK) & (offs_dv[None, :] < DVD), other=0.0,
+        )
+        if NORMS:
+            kf = k.to(tl.float32)
+            kn = tl.sum(kf * kf, 1)
+        else:
+            kn = tl.zeros([BLOCK_N], dtype=tl.float32)
+        p, dsc, dqn, dkn, t = _tile_grads(
+            q, k, v, do, qn, kn, lse, delta, M, b, h, rows, cols, smb, smh, smm, smn, NQ, NK, c0, c1,
+            KERNEL, DEGREE, EXP, NORMALIZE, CAUSAL, MASK_KIND, PRECISION,
+        )
+        if KERNEL == _EXP_INTERSECTION:
+            dqc, _ = coordinate_grads(q, k, dsc)
+            dq = dq + dqc
+        else:
+            dq = tl.dot(dsc.to(k.dtype), k, dq, input_precision=PRECISION)
+        if NORMS:
+            rq = rq + tl.sum(dqn, 1)
+    if NORMS:
+        dq = dq + 2.0 * q.to(tl.float32) * rq[:, None]
+    tl.store(DQ + b * sdqb + h * sdqh + rows[:, None].to(tl.int64) * sdqm + offs_d[None, :], dq.to(DQ.dtype.element_ty), mask=qmask)

@@ -1,0 +1,152 @@
+"""Per-kernel epilogues shared by the forward and backward Triton kernels.
+
+A tile of raw scores ``s`` (``q.k`` from a tensor-core matmul, or ``sum_l min(q_l, k_l)`` for the coordinate
+kernel) plus the squared row norms ``qn = |q|^2`` and ``kn = |k|^2`` is turned into weights here. Exponential
+kernels are handled as base-2 log-weights (``exp2`` is the fast instruction); the others as weights.
+The derivative helpers give d(log-weight)/d(input) (exponential kernels) or d(weight)/d(input) (the others)
+with respect to ``s``, ``qn`` and ``kn``; the callers multiply them by the upstream gradient.
+"""
+
+import triton
+import triton.language as tl
+
+from ._coordinate import coordinate_score
+from ._spec import COSINE, EDP, EXP_INTERSECTION, LAPLACIAN, LINEAR, POLYNOMIAL, RBF, SIGMOID, TANH
+
+LOG2E = tl.constexpr(1.4426950408889634)
+LN2 = tl.constexpr(0.6931471805599453)
+
+_EDP = tl.constexpr(EDP)
+_RBF = tl.constexpr(RBF)
+_LAPLACIAN = tl.constexpr(LAPLACIAN)
+_POLYNOMIAL = tl.constexpr(POLYNOMIAL)
+_LINEAR = tl.constexpr(LINEAR)
+_COSINE = tl.constexpr(COSINE)
+_SIGMOID = tl.constexpr(SIGMOID)
+_TANH = tl.constexpr(TANH)
+_EXP_INTERSECTION = tl.constexpr(EXP_INTERSECTION)
+
+
+@triton.jit
+def raw_score(q, k, KERNEL: tl.constexpr, PRECISION: tl.constexpr):
+    """(BLOCK_M, BLOCK_N) tile of q.k, or of sum_l min(q_l, k_l) for exp_intersection."""
+    if KERNEL == _EXP_INTERSECTION:
+        s = coordinate_score(q, k)
+    else:
+        s = tl.dot(q, tl.trans(k), input_precision=PRECISION)
+    return s
+
+
+@triton.jit
+def _sq_dist(s, qn, kn):
+    return tl.maximum(qn[:, None] + kn[None, :] - 2.0 * s, 0.0)
+
+
+@triton.jit
+def log2_weight(s, qn, kn, c0, KERNEL: tl.constexpr, DROP_ROW: tl.constexpr):
+    """Base-2 log-weight of an exponential kernel.
+
+    With DROP_ROW (rbf, normalized mode) the row constant -gamma |q|^2 is left out: it cancels in the
+    normalization and the caller adds it back to the log-sum-exp (see ``row_constant``).
+    """
+    if KERNEL == _RBF:
+        if DROP_ROW:
+            lw = s * (2.0 * c0 * LOG2E) - (kn * (c0 * LOG2E))[None, :]
+        else:
+            lw = _sq_dist(s, qn, kn) * (-c0 * LOG2E)
+    elif KERNEL == _LAPLACIAN:
+        lw = tl.sqrt(_sq_dist(s, qn, kn)) * (-c0 * LOG2E)
+    else:  # edp, exp_intersection
+        lw = s * (c0 * LOG2E)
+    return lw
+
+
+@triton.jit
+def row_constant(qn, c0, KERNEL: tl.constexpr, DROP_ROW: tl.constexpr):
+    """Natural-log row constant left out by ``log2_weight`` (non-zero only for rbf with DROP_ROW)."""
+    r = qn * 0.0
+    if KERNEL == _RBF:
+        if DROP_ROW:
+            r = -c0 * qn
+    return r
+
+
+@triton.jit
+def _rsqrt0(x):
+    return tl.where(x > 0, 1.0 / tl.sqrt(tl.maximum(x, 1e-30)), 0.0)
+
+
+@triton.jit
+def _tanh(x):
+    # tanh(x) = 1 - 2 / (exp(2x) + 1): saturates to +-1 without inf/inf (no tanh in older triton.language)
+    return 1.0 - 2.0 / (tl.exp(2.0 * x) + 1.0)
+
+
+@triton.jit
+def weight(s, qn, kn, c0, c1, KERNEL: tl.constexpr, DEGREE: tl.constexpr):
+    """Weight of a non-exponential kernel."""
+    if KERNEL == _POLYNOMIAL:
+        x = s * c0 + c1
+        w = x * 0.0 + 1.0
+        for _ in tl.static_range(DEGREE):
+            w = w * x
+    elif KERNEL == _LINEAR:
+        w = s * c0
+    elif KERNEL == _COSINE:
+        w = s * _rsqrt0(qn)[:, None] * _rsqrt0(kn)[None, :]
+    elif KERNEL == _SIGMOID:
+        w = 1.0 / (1.0 + tl.exp(-(s * c0 + c1)))
+    else:  # tanh
+        w = _tanh(s * c0 + c1)
+    return w
+
+
+@triton.jit
+def weight_derivatives(s, qn, kn, c0, c1, KERNEL: tl.constexpr, DEGREE: tl.constexpr):
+    """(d/ds, d/dqn, d/dkn) of the natural log-weight (exponential kernels) or of the weight (others).
+
+    Kernels that do not depend on the norms return zeros for the last two (the callers skip them at compile
+    time through their NORMS flag).
+    """
+    zero = s * 0.0
+    if KERNEL == _RBF:
+        ds = zero + 2.0 * c0
+        dqn = zero - c0
+        dkn = zero - c0
+    elif KERNEL == _LAPLACIAN:
+        d2 = _sq_dist(s, qn, kn)
+        inv_r = tl.where(d2 > 0, 1.0 / tl.sqrt(tl.maximum(d2, 1e-30)), 0.0)  # subgradient 0 at distance 0
+        ds = c0 * inv_r
+        dqn = -0.5 * c0 * inv_r
+        dkn = dqn
+    elif KERNEL == _POLYNOMIAL:
+        x = s * c0 + c1
+        p = zero + 1.0
+        for _ in tl.static_range(DEGREE - 1):
+            p = p * x
+        ds = p * (c0 * DEGREE)
+        dqn = zero
+        dkn = zero
+    elif KERNEL == _COSINE:
+        a = _rsqrt0(qn)[:, None]
+        b = _rsqrt0(kn)[None, :]
+        ab = a * b
+        kappa = s * ab
+        ds = zero + ab
+        dqn = -0.5 * kappa * a * a
+        dkn = -0.5 * kappa * b * b
+    elif KERNEL == _SIGMOID:
+        sig = 1.0 / (1.0 + tl.exp(-(s * c0 + c1)))
+        ds = sig * (1.0 - sig) * c0
+        dqn = zero
+        dkn = zero
+    elif KERNEL == _TANH:
+        t = _tanh(s * c0 + c1)
+        ds = (1.0 - t * t) * c0
+        dqn = zero
+        dkn = zero
+    else:  # edp, linear, exp_intersection: linear in the score
+        ds = zero + c0
+        dqn = zero
+        dkn = zero
+    return ds, dqn, dkn

@@ -1,0 +1,122 @@
+"""Block sizes and kernel launches (imports triton; loaded lazily by :mod:`triton_ops.attention`)."""
+
+from __future__ import annotations
+
+import os
+from contextlib import nullcontext
+
+import torch
+import triton
+
+from ._backward import _dkdv_kernel, _dq_kernel
+from ._forward import _fwd_kernel
+from ._spec import COSINE, EXP_INTERSECTION, LAPLACIAN, RBF, KernelSpec
+
+_NORM_KERNELS = (RBF, LAPLACIAN, COSINE)
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _pow2(n: int) -> int:
+    return max(16, triton.next_power_of_2(n))
+
+
+def _fwd_config(spec: KernelSpec, block_d: int, dtype: torch.dtype) -> dict:
+    """(BLOCK_M, BLOCK_N, num_warps, num_stages) for the forward kernel."""
+    if _interpreting():
+        return dict(BLOCK_M=16, BLOCK_N=16, num_warps=4, num_stages=1)
+    if spec.kernel_id == EXP_INTERSECTION:  # (BLOCK_M, BLOCK_N, BLOCK_D) broadcast tile lives in registers
+        return dict(BLOCK_M=32 if block_d <= 32 else 16, BLOCK_N=16, num_warps=4, num_stages=2)
+    wide = dtype == torch.float32
+    if block_d <= 64:
+        return dict(BLOCK_M=64 if wide else 128, BLOCK_N=64 if wide else 64, num_warps=4, num_stages=3)
+    if block_d <= 128:
+        return dict(BLOCK_M=64 if wide else 128, BLOCK_N=32 if wide else 64, num_warps=8, num_stages=3)
+    return dict(BLOCK_M=64, BLOCK_N=32 if not wide else 16, num_warps=8, num_stages=2)
+
+
+def _bwd_config(spec: KernelSpec, block_d: int, dtype: torch.dtype) -> tuple[dict, dict]:
+    """Configs of the dK/dV kernel (narrow query blocks, wide key blocks) and of the dQ kernel (the converse)."""
+    if _interpreting():
+        c = dict(BLOCK_M=16, BLOCK_N=16, num_warps=4, num_stages=1)
+        return c, c
+    if spec.kernel_id == EXP_INTERSECTION:
+        c = dict(BLOCK_M=16, BLOCK_N=16, num_warps=4, num_stages=1)
+        return c, c
+    wide = dtype == torch.float32
+    if block_d <= 64 and not wide:
+        return (dict(BLOCK_M=32, BLOCK_N=128, num_warps=4, num_stages=3),
+                dict(BLOCK_M=128, BLOCK_N=32, num_warps=4, num_stages=3))
+    if block_d <= 128:
+        return (dict(BLOCK_M=32, BLOCK_N=64, num_warps=4, num_stages=2),
+                dict(BLOCK_M=64, BLOCK_N=32, num_warps=4, num_stages=2))
+    return (dict(BLOCK_M=16, BLOCK_N=32, num_warps=4, num_stages=1),
+            dict(BLOCK_M=32, BLOCK_N=16, num_warps=4, num_stages=1))
+
+
+def _mask_args(mask_view, ref):
+    if mask_view is None:
+        return ref, (0, 0, 0, 0)
+    return mask_view, tuple(mask_view.stride())
+
+
+def forward(q, k, v, mask_view, mask_kind, spec: KernelSpec, normalize, causal, precision):
+    b, hq, nq, d = q.shape
+    hk, nk, dv = k.shape[1], k.shape[2], v.shape[-1]
+    out = torch.empty((b, hq, nq, dv), device=q.device, dtype=q.dtype)
+    lse = torch.empty((b, hq, nq) if normalize else (0,), device=q.device, dtype=torch.float32)
+    block_d, block_dv = _pow2(d), _pow2(dv)
+    cfg = _fwd_config(spec, max(block_d, block_dv), q.dtype)
+    m, ms = _mask_args(mask_view, q)
+    grid = (triton.cdiv(nq, cfg["BLOCK_M"]), b * hq)
+    with torch.cuda.device(q.device) if q.is_cuda else nullcontext():
+        _fwd_kernel[grid](
+            q, k, v, m, out, lse,
+            q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
+            v.stride(0), v.stride(1), v.stride(2), out.stride(0), out.stride(1), out.stride(2), *ms,
+            hq, hq // hk, nq, nk, d, dv, spec.c0, spec.c1,
+            KERNEL=spec.kernel_id, DEGREE=spec.degree, EXP=spec.exponential,
+            NORMS=spec.kernel_id in _NORM_KERNELS, NORMALIZE=normalize, CAUSAL=causal, MASK_KIND=mask_kind,
+            PRECISION=precision, BLOCK_D=block_d, BLOCK_DV=block_dv, **cfg,
+        )
+    return out, lse
+
+
+def backward(q, k, v, out, lse, dout, mask_view, mask_kind, spec: KernelSpec, normalize, causal, precision,
+             bias_grad):
+    b, hq, nq, d = q.shape
+    hk, nk, dv = k.shape[1], k.shape[2], v.shape[-1]
+    if normalize:
+        delta = (dout.float() * out.float()).sum(-1).contiguous()  # Delta_i = dO_i . O_i
+    else:
+        delta = lse
+    dq = torch.empty_like(q, memory_format=torch.contiguous_format)
+    dk = torch.empty_like(k, memory_format=torch.contiguous_format)
+    dvv = torch.empty_like(v, memory_format=torch.contiguous_format)
+    db = torch.zeros((b, hq, nq, nk), device=q.device, dtype=torch.float32) if bias_grad else lse
+    block_d, block_dv = _pow2(d), _pow2(dv)
+    cfg_kv, cfg_q = _bwd_config(spec, max(block_d, block_dv), q.dtype)
+    m, ms = _mask_args(mask_view, q)
+    flags = dict(
+        KERNEL=spec.kernel_id, DEGREE=spec.degree, EXP=spec.exponential, NORMS=spec.kernel_id in _NORM_KERNELS,
+        NORMALIZE=normalize, CAUSAL=causal, MASK_KIND=mask_kind, PRECISION=precision,
+        BLOCK_D=block_d, BLOCK_DV=block_dv,
+    )
+    common = (
+        q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
+        v.stride(0), v.stride(1), v.stride(2), dout.stride(0), dout.stride(1), dout.stride(2), *ms,
+    )
+    with torch.cuda.device(q.device) if q.is_cuda else nullcontext():
+        _dkdv_kernel[(triton.cdiv(nk, cfg_kv["BLOCK_N"]), b * hk)](
+            q, k, v, m, dout, lse, delta, dk, dvv, db, *common,
+            dk.stride(0), dk.stride(1), dk.stride(2), dvv.stride(0), dvv.stride(1), dvv.stride(2),
+            hq, hk, hq // hk, nq, nk, d, dv, spec.c0, spec.c1, BIAS_GRAD=bias_grad, **flags, **cfg_kv,
+        )
+        _dq_kernel[(triton.cdiv(nq, cfg_q["BLOCK_M"]), b * hq)](
+            q, k, v, m, dout, lse, delta, dq, *common, dq.stride(0), dq.stride(1), dq.stride(2),
+            hq, hq // hk, nq, nk, d, dv, spec.c0, spec.c1, **flags, **cfg_q,
+        )
+    return dq, dk, dvv, (db if bias_grad else None)
+

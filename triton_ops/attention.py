@@ -1,0 +1,242 @@
+"""Public entry point :func:`kernel_attention` and its ``torch.autograd.Function``."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from ._spec import FUSED_KERNELS, KernelSpec, resolve_kernel
+
+__all__ = ["kernel_attention", "is_available", "FUSED_KERNELS"]
+
+_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+_PRECISIONS = ("default", "ieee", "tf32")
+_MAX_HEAD_DIM = 256
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def is_available() -> bool:
+    """True when triton imports and either a CUDA device is present or ``TRITON_INTERPRET=1``."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return _interpreting() or torch.cuda.is_available()
+
+
+def _check_inputs(q, k, v) -> None:
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"`{name}` must be a torch.Tensor, got {type(t).__name__}.")
+        if t.dim() != 4:
+            raise ValueError(f"`{name}` must have shape (batch, heads, seq, dim), got {tuple(t.shape)}.")
+        if t.dtype not in _DTYPES:
+            raise TypeError(f"`{name}` has dtype {t.dtype}; the fused kernels support float16, bfloat16 and float32.")
+        if t.numel() == 0:
+            raise ValueError(f"`{name}` is empty (shape {tuple(t.shape)}); every dimension must be positive.")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(f"`q`, `k`, `v` must share one dtype, got {q.dtype}, {k.dtype}, {v.dtype}.")
+    if not (q.device == k.device == v.device):
+        raise ValueError(f"`q`, `k`, `v` must be on one device, got {q.device}, {k.device}, {v.device}.")
+    (b, hq, _, d), (bk, hk, nk, dk), (bv, hv, nv, _) = q.shape, k.shape, v.shape
+    if not (b == bk == bv):
+        raise ValueError(f"`q`, `k`, `v` batch sizes differ: {b}, {bk}, {bv}.")
+    if hk != hv or nk != nv:
+        raise ValueError(f"`k` {tuple(k.shape)} and `v` {tuple(v.shape)} must agree in heads and sequence length.")
+    if hq % hk != 0:
+        raise ValueError(f"`q` heads ({hq}) must be a multiple of `k`/`v` heads ({hk}) (grouped-query attention).")
+    if d != dk:
+        raise ValueError(f"`q` and `k` head dims differ: {d} vs {dk}.")
+    if d > _MAX_HEAD_DIM or v.shape[-1] > _MAX_HEAD_DIM:
+        raise ValueError(f"head dims up to {_MAX_HEAD_DIM} are supported, got q/k {d} and v {v.shape[-1]}.")
+    if q.device.type == "cuda":
+        return
+    if not _interpreting():
+        raise ValueError(
+            f"triton_ops runs on CUDA tensors, got tensors on {q.device}; use "
+            'attention_kernels.kernel_attention(..., backend="torch") on the CPU, or set TRITON_INTERPRET=1 '
+            "(Triton's slow interpreter, for testing)."
+        )
+    if q.device.type != "cpu":
+        raise ValueError(f"TRITON_INTERPRET=1 runs on CPU tensors, got {q.device}.")
+
+
+def _prepare_mask(mask, shape, device):
+    """Return (mask view broadcast to ``shape`` with stride-0 axes, mask kind); kind 0 none, 1 bool, 2 additive."""
+    if mask is None:
+        return None, 0
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"`mask` must be a torch.Tensor or None, got {type(mask).__name__}.")
+    if mask.device != device:
+        raise ValueError(f"`mask` is on {mask.device} but `q` is on {device}.")
+    try:
+        torch.broadcast_shapes(mask.shape, shape)
+        if mask.dim() > 4:
+            raise RuntimeError
+    except RuntimeError:
+        raise ValueError(
+            f"`mask` of shape {tuple(mask.shape)} is not broadcastable to (batch, heads, Nq, Nk) = {tuple(shape)}."
+        ) from None
+    if mask.dtype == torch.bool:
+        return mask.broadcast_to(shape).view(torch.uint8), 1
+    if not mask.is_floating_point():
+        raise TypeError(f"`mask` must be boolean (True = attend) or floating (additive), got {mask.dtype}.")
+    return mask.broadcast_to(shape), 2
+
+
+def _resolve_precision(precision: str, dtype: torch.dtype) -> str:
+    if precision not in _PRECISIONS:
+        raise ValueError(f"`precision` must be one of {_PRECISIONS}, got {precision!r}.")
+    if dtype != torch.float32:
+        return "ieee"  # ignored by half-precision tensor-core dots
+    if precision == "default":
+        return "ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32"
+    return precision
+
+
+def _last_dim_contiguous(t: torch.Tensor) -> torch.Tensor:
+    # the kernels take every stride but the last, so (B, N, H, D)-transposed views need no copy
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
+def _sum_to_shape(grad: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Reduce a (B, H, Nq, Nk) gradient to the broadcast ``shape`` of the mask it belongs to."""
+    lead = grad.dim() - len(shape)
+    if lead:
+        grad = grad.sum(dim=tuple(range(lead)))
+    dims = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if dims:
+        grad = grad.sum(dim=dims, keepdim=True)
+    return grad
+
+
+class _KernelAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, mask, spec: KernelSpec, normalize: bool, causal: bool, precision: str):
+        from ._launch import forward
+
+        mask_view, mask_kind = _prepare_mask(mask, (q.shape[0], q.shape[1], q.shape[2], k.shape[2]), q.device)
+        out, lse = forward(q, k, v, mask_view, mask_kind, spec, normalize, causal, precision)
+        ctx.save_for_backward(q, k, v, out, lse, mask)
+        ctx.config = (spec, normalize, causal, precision, mask_kind)
+        ctx.mark_non_differentiable(lse)
+        return out, lse
+
+    @staticmethod
+    def backward(ctx, dout, _dlse):
+        from ._launch import backward
+
+        q, k, v, out, lse, mask = ctx.saved_tensors
+        spec, normalize, causal, precision, mask_kind = ctx.config
+        mask_view, _ = _prepare_mask(mask, (q.shape[0], q.shape[1], q.shape[2], k.shape[2]), q.device)
+        bias_grad = mask_kind == 2 and ctx.needs_input_grad[3]
+        dq, dk, dv, dbias = backward(
+            q, k, v, out, lse, _last_dim_contiguous(dout), mask_view, mask_kind, spec, normalize, causal,
+            precision, bias_grad,
+        )
+        if dbias is not None:
+            dbias = _sum_to_shape(dbias, mask.shape).to(mask.dtype)
+        return dq, dk, dv, dbias, None, None, None, None
+
+
+def kernel_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    kernel: str,
+    normalize: bool = True,
+    causal: bool = False,
+    scale: float | None = None,
+    mask: torch.Tensor | None = None,
+    return_lse: bool = False,
+    precision: str = "default",
+    **kernel_params,
+):
+    r"""Fused kernel attention ``out_i = sum_j w_ij v_j`` (``/ sum_j w_ij`` when ``normalize``).
+
+    ``w_ij = kappa(q_i, k_j) * exp(bias_ij)`` for an additive float ``mask`` (``bias``), ``w_ij = 0`` where a
+    boolean ``mask`` is False or, with ``causal``, where ``j > i`` (top-left aligned, like
+    ``torch.nn.functional.scaled_dot_product_attention``'s ``is_causal``). Memory is linear in the sequence
+    lengths (no N x N buffer, except the bias gradient when a learnable bias is given).
+
+    Parameters
+    ----------
+    q : Tensor of shape (B, Hq, Nq, D)
+    k : Tensor of shape (B, Hkv, Nk, D)
+        ``Hq`` must be a multiple of ``Hkv``: query head ``h`` uses key/value head ``h // (Hq // Hkv)``.
+    v : Tensor of shape (B, Hkv, Nk, Dv)
+        float16, bfloat16 or float32 (all three the same); head dims 1..256 (padded internally to a power of
+        two >= 16). Any strides; tensors whose last dim is not contiguous are copied.
+    kernel : str
+        One of :data:`FUSED_KERNELS`: ``edp``, ``rbf``, ``laplacian``, ``polynomial``, ``linear``, ``cosine``,
+        ``sigmoid``, ``tanh``, ``exp_intersection``.
+    normalize : bool, default=True
+        Divide by the row sum of weights. Exponential kernels use a running maximum (log-sum-exp), so EDP is
+        exactly softmax attention. Raises ``ValueError`` for kernels that can be negative (``linear``,
+        ``cosine``, ``tanh``, odd-degree ``polynomial``). Rows whose weights are all zero (every key masked)
+        give zeros, never NaN.
+    causal : bool, default=False
+        Query ``i`` attends keys ``j <= i``.
+    scale : float, optional
+        Multiplier of ``q.k`` for ``edp``, ``polynomial``, ``linear``, ``sigmoid``, ``tanh`` and
+        ``exp_intersection`` (of ``sum_l min(q_l, k_l)``); default ``1 / sqrt(D)``. Passing it to ``rbf``,
+        ``laplacian`` or ``cosine`` is a ``TypeError``.
+    mask : Tensor, optional
+        Boolean (True = attend) or additive float, broadcastable to (B, Hq, Nq, Nk), e.g. (B, 1, 1, Nk) key
+        padding or (Nq, Nk). Broadcast axes are read with stride 0 (never copied). For every kernel the weight
+        becomes ``kappa * exp(bias)``; for ``edp`` this is SDPA's additive mask. If the float mask requires
+        grad, its gradient is returned (a learnable bias; this materializes one float32 (B, Hq, Nq, Nk) buffer
+        in the backward pass, reduced to the mask's shape).
+    return_lse : bool, default=False
+        Also return ``lse`` (B, Hq, Nq) float32, the log of the row sum of weights (``-inf`` for rows with no
+        weight), not differentiable. Only in normalized mode (``ValueError`` otherwise).
+    precision : {"default", "ieee", "tf32"}
+        For float32 inputs: ``"ieee"`` computes the matmuls in full fp32 (no tf32); ``"tf32"`` allows tf32;
+        ``"default"`` follows ``torch.get_float32_matmul_precision()`` (``"highest"`` means ieee).
+        Ignored for float16/bfloat16 (fp32 accumulation always).
+    **kernel_params
+        ``gamma`` (rbf, laplacian; default ``1 / (2 sqrt(D))``), ``degree`` (polynomial, default 2),
+        ``coef0`` (polynomial 1.0, sigmoid 0.0, tanh 0.0).
+
+    Returns
+    -------
+    out : Tensor of shape (B, Hq, Nq, Dv), dtype of ``q``
+    lse : Tensor of shape (B, Hq, Nq), float32
+        Only when ``return_lse``.
+
+    Notes
+    -----
+    Differentiable in ``q``, ``k``, ``v`` (and a float ``mask``) through a backward pass by recomputation.
+    ``laplacian`` takes the subgradient 0 of the distance at ``q = k``; ``exp_intersection`` splits the
+    gradient of ``min`` at ties in halves (like ``torch.minimum``). Non-finite inputs propagate (not checked,
+    to avoid a device synchronization). In float16 the weights of un-normalized exponential kernels overflow
+    above 65504 (they are cast to the value dtype for the tensor-core matmul).
+    """
+    _check_inputs(q, k, v)
+    spec = resolve_kernel(kernel, q.shape[-1], scale, kernel_params)
+    if not isinstance(normalize, bool):
+        raise TypeError(f"`normalize` must be a bool, got {type(normalize).__name__}.")
+    if normalize and not spec.nonnegative:
+        raise ValueError(
+            f"kernel {spec.name!r}"
+            + (f" (degree {spec.degree})" if spec.name == "polynomial" else "")
+            + " can take negative values, so `normalize=True` could divide by a row sum near zero; "
+            "use normalize=False."
+        )
+    if return_lse and not normalize:
+        raise ValueError("`return_lse=True` needs `normalize=True` (the log-sum-exp is the log of the row sum).")
+    precision = _resolve_precision(precision, q.dtype)
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        raise RuntimeError(
+            "triton is not installed; use attention_kernels.kernel_attention(..., backend=\"torch\")."
+        ) from None
+    q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
+    out, lse = _KernelAttention.apply(q, k, v, mask, spec, normalize, bool(causal), precision)
+    return (out, lse) if return_lse else out

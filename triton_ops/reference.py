@@ -1,0 +1,112 @@
+"""Naive float64 reference of the fused primitive (materializes the full weight matrix).
+
+It is the ground truth of the tests (forward and, through autograd, every gradient) and documents the exact
+semantics: masks, grouped-query heads, causal alignment, fully masked rows.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._spec import resolve_kernel
+
+__all__ = ["reference_attention"]
+
+
+def _sq_dist(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    qn = (q * q).sum(-1, keepdim=True)
+    kn = (k * k).sum(-1).unsqueeze(-2)
+    return (qn + kn - 2.0 * q @ k.transpose(-1, -2)).clamp_min(0.0)
+
+
+def _log_or_weight(name, c0, c1, degree, q, k):
+    """Return (value, is_log): the log-weight for exponential kernels, else the weight."""
+    if name == "edp":
+        return c0 * (q @ k.transpose(-1, -2)), True
+    if name == "rbf":
+        return -c0 * _sq_dist(q, k), True
+    if name == "laplacian":
+        sq = _sq_dist(q, k)
+        # subgradient 0 at distance 0, like the fused kernel
+        dist = torch.where(sq > 0, sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt(), torch.zeros_like(sq))
+        return -c0 * dist, True
+    if name == "exp_intersection":
+        return c0 * torch.minimum(q.unsqueeze(-2), k.unsqueeze(-3)).sum(-1), True
+    x = c0 * (q @ k.transpose(-1, -2)) + c1
+    if name == "polynomial":
+        return x**degree if degree > 0 else torch.ones_like(x), False
+    if name == "linear":
+        return c0 * (q @ k.transpose(-1, -2)), False
+    if name == "cosine":
+        qn = (q * q).sum(-1, keepdim=True)
+        kn = (k * k).sum(-1).unsqueeze(-2)
+        inv = torch.where(qn > 0, qn.clamp_min(1e-300).rsqrt(), 0.0) * torch.where(kn > 0, kn.clamp_min(1e-300).rsqrt(), 0.0)
+        return (q @ k.transpose(-1, -2)) * inv, False
+    if name == "sigmoid":
+        return torch.sigmoid(x), False
+    if name == "tanh":
+        return torch.tanh(x), False
+    raise ValueError(name)
+
+
+def reference_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    kernel: str,
+    normalize: bool = True,
+    causal: bool = False,
+    scale: float | None = None,
+    mask: torch.Tensor | None = None,
+    return_lse: bool = False,
+    **kernel_params,
+):
+    """Float64 reference of :func:`triton_ops.kernel_attention` (same arguments, O(N^2) memory).
+
+    Computed in float64 on the inputs' device and returned in float64; differentiable with autograd.
+    """
+    spec = resolve_kernel(kernel, q.shape[-1], scale, kernel_params)
+    q, k, v = q.double(), k.double(), v.double()
+    group = q.shape[1] // k.shape[1]
+    if group > 1:
+        k = k.repeat_interleave(group, dim=1)
+        v = v.repeat_interleave(group, dim=1)
+    nq, nk = q.shape[-2], k.shape[-2]
+    val, is_log = _log_or_weight(spec.name, spec.c0, spec.c1, spec.degree, q, k)
+    keep = torch.ones(nq, nk, dtype=torch.bool, device=q.device)
+    if causal:
+        keep = torch.tril(keep)  # top-left aligned, like torch SDPA's is_causal
+    bias = None
+    if mask is not None:
+        if mask.dtype == torch.bool:
+            keep = keep & mask
+        else:
+            bias = mask.double()
+    if is_log:
+        logw = val if bias is None else val + bias
+        logw = logw.masked_fill(~keep, float("-inf"))
+        if normalize:
+            m = logw.amax(-1, keepdim=True)
+            m = torch.where(torch.isfinite(m), m, torch.zeros_like(m)).detach()
+            w = torch.exp(logw - m)
+            tot = w.sum(-1, keepdim=True)
+            out = (w @ v) / torch.where(tot > 0, tot, torch.ones_like(tot))
+            lse = (torch.log(tot) + m).squeeze(-1)
+        else:
+            w = torch.exp(logw)
+            out = w @ v
+            lse = None
+    else:
+        w = val if bias is None else val * torch.exp(bias)
+        w = w.masked_fill(~keep, 0.0)
+        if normalize:
+            tot = w.sum(-1, keepdim=True)
+            out = (w @ v) / torch.where(tot != 0, tot, torch.ones_like(tot))
+            lse = torch.log(tot).squeeze(-1)
+        else:
+            out = w @ v
+            lse = None
+    if return_lse:
+        return out, lse
+    return out
