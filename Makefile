@@ -3,13 +3,15 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# A local wheel of the CPU build of torch, where the machine provides one (avoids the multi-GB CUDA build).
+FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
+export NO_MKDOCS_2_WARNING := 1
 
 .PHONY: demo test docs bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install -q $(FIND_LINKS) -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)
