@@ -1,0 +1,324 @@
+"""``kernel_attention``: ``torch.nn.functional.scaled_dot_product_attention`` with a swappable kernel.
+
+    out_i = sum_j kappa(q_i, k_j) v_j / sum_j kappa(q_i, k_j)      (normalize=True; softmax when kappa = EDP)
+    out_i = sum_j kappa(q_i, k_j) v_j                              (normalize=False)
+
+Back ends: ``"torch"`` (chunked over keys, online normalization, any kernel, any device), ``"triton"`` (the
+fused primitive of :mod:`triton_ops`, CUDA), ``"linear"`` (finite feature maps, linear in the sequence length)
+and ``"auto"``. Every back end computes the same function; they are tested against one float64 reference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any
+
+import torch
+
+from rkbs.kernels import KERNELS, Kernel, get_kernel
+
+from ._chunked import attention_weights, chunked_attention
+from ._linear import linear_attention
+from ._masks import MaskSpec, canonical_mask
+
+__all__ = ["kernel_attention", "kernel_attention_weights", "resolve_kernel", "BACKENDS"]
+
+BACKENDS = ("auto", "torch", "triton", "linear")
+
+# backend="auto" switches a finite-feature kernel to the linear form once the effective length
+# N = 2 Nq Nk / (Nq + Nk) reaches LINEAR_CROSSOVER_RATIO * feature_dim (non-causal) or
+# LINEAR_CROSSOVER_RATIO_CAUSAL * feature_dim (causal). Measured by benchmarks/linear_vs_quadratic.py
+# (results in benchmarks/results/linear_vs_quadratic.json): the quadratic form costs ~ N^2 (d + d_v), the
+# linear form ~ N m d_v, so the crossover grows with the feature dimension m.
+LINEAR_CROSSOVER_RATIO = 2.0
+LINEAR_CROSSOVER_RATIO_CAUSAL = 4.0
+
+
+def resolve_kernel(kernel: str | Kernel, scale: float | None = None, **kernel_params: Any) -> Kernel:
+    """Catalogue kernel for ``kernel`` (a name or a Kernel object), with SDPA's ``scale`` applied.
+
+    ``scale`` overrides the kernel's own ``scale`` parameter (edp, polynomial, linear, sigmoid, tanh,
+    exp_intersection, taylor_edp, positive_random_features); kernels without one (rbf, laplacian, cosine, elu,
+    relu, random_fourier_features) raise a TypeError rather than guess what a scale would mean for them.
+    """
+    k = get_kernel(kernel, **kernel_params)
+    if scale is None:
+        return k
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+        raise ValueError(f"scale must be a finite positive number or None, got {scale!r}")
+    if "scale" not in k.get_params(deep=False):
+        raise TypeError(
+            f"scale: kernel {k.name!r} has no scale parameter; set its own parameters instead "
+            "(e.g. gamma=... for rbf and laplacian)"
+        )
+    if k.get_params(deep=False)["scale"] == scale:
+        return k
+    return get_kernel(k, scale=float(scale))
+
+
+def _triton_ops():
+    """The fused primitive, or None when ``triton_ops`` or Triton itself is unavailable."""
+    try:
+        import triton_ops
+    except ImportError:
+        return None
+    available = getattr(triton_ops, "is_available", None)
+    if available is None or not hasattr(triton_ops, "kernel_attention") or not available():
+        return None
+    return triton_ops
+
+
+def _is_fused(kernel: Kernel, ops) -> bool:
+    # exact catalogue classes only: a subclass may override evaluate(), which the fused epilogue cannot see
+    return (
+        ops is not None
+        and kernel.name in getattr(ops, "FUSED_KERNELS", ())
+        and type(kernel) is KERNELS.get(kernel.name)
+    )
+
+
+def _validate(query, key, value, dropout_p, normalize, backend, enable_gqa, kernel: Kernel) -> None:
+    for name, t in (("query", query), ("key", key), ("value", value)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if not t.is_floating_point():
+            raise TypeError(f"{name} must be a floating tensor, got dtype {t.dtype}")
+        if t.ndim < 2:
+            raise ValueError(f"{name} must have shape (..., seq, dim), got {tuple(t.shape)}")
+        if t.device != query.device:
+            raise ValueError(f"{name} is on {t.device} but query is on {query.device}")
+    if not (query.dtype == key.dtype == value.dtype):
+        raise TypeError(
+            f"query, key and value must have the same dtype, got {query.dtype}, {key.dtype}, {value.dtype}"
+        )
+    if key.shape[-2] != value.shape[-2]:
+        raise ValueError(f"key has {key.shape[-2]} positions but value has {value.shape[-2]}")
+    if query.shape[-1] == 0:
+        raise ValueError("query has head dimension 0")
+    if query.shape[-1] != key.shape[-1] and kernel.name != "attention":
+        raise ValueError(
+            f"query head dim {query.shape[-1]} does not match key head dim {key.shape[-1]}"
+        )
+    if isinstance(dropout_p, bool) or not isinstance(dropout_p, (int, float)) or not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"dropout_p must be a float in [0, 1), got {dropout_p!r}")
+    if not isinstance(normalize, bool):
+        raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if not isinstance(enable_gqa, bool):
+        raise TypeError(f"enable_gqa must be a bool, got {type(enable_gqa).__name__}")
+    if normalize and not kernel.positive_valued:
+        raise ValueError(
+            f"normalize=True needs a non-negative kernel, but {kernel.name!r} can be negative (row sums can "
+            "vanish or change sign); use normalize=False, or a positive kernel (edp, rbf, sigmoid, "
+            "even-degree polynomial, elu, positive_random_features, ...)"
+        )
+
+
+def _expand_gqa(query, key, value, enable_gqa):
+    if not enable_gqa or query.ndim < 3 or key.shape[-3] == query.shape[-3]:
+        return key, value
+    hq = query.shape[-3]
+    for name, t in (("key", key), ("value", value)):
+        if t.ndim < 3 or hq % t.shape[-3] != 0:
+            raise ValueError(
+                f"enable_gqa=True needs the query heads ({hq}) to be a multiple of the {name} heads "
+                f"({t.shape[-3] if t.ndim >= 3 else 'none'})"
+            )
+    return (
+        key.repeat_interleave(hq // key.shape[-3], dim=-3),
+        value.repeat_interleave(hq // value.shape[-3], dim=-3),
+    )
+
+
+def _out_dtype(query: torch.Tensor) -> torch.dtype:
+    device_type = query.device.type
+    with contextlib.suppress(TypeError, RuntimeError):
+        if torch.is_autocast_enabled(device_type):
+            return torch.get_autocast_dtype(device_type)
+    return query.dtype
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    # low-precision inputs accumulate in float32 (as flash attention does)
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def _effective_length(nq: int, nk: int) -> float:
+    return 0.0 if nq + nk == 0 else 2.0 * nq * nk / (nq + nk)
+
+
+def _prepare(query, key, value, attn_mask, is_causal, dropout_p, normalize, backend, enable_gqa, kernel):
+    _validate(query, key, value, dropout_p, normalize, backend, enable_gqa, kernel)
+    key_g, value_g = _expand_gqa(query, key, value, enable_gqa)
+    try:
+        batch = torch.broadcast_shapes(query.shape[:-2], key_g.shape[:-2], value_g.shape[:-2])
+    except RuntimeError:
+        raise ValueError(
+            f"the batch dimensions of query {tuple(query.shape)}, key {tuple(key.shape)} and value "
+            f"{tuple(value.shape)} do not broadcast (pass enable_gqa=True for grouped-query heads)"
+        ) from None
+    mask = canonical_mask(attn_mask, is_causal, query, batch, query.shape[-2], key.shape[-2])
+    return key_g, value_g, mask
+
+
+def kernel_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+    *,
+    kernel: str | Kernel = "edp",
+    normalize: bool = True,
+    backend: str = "auto",
+    **kernel_params: Any,
+) -> torch.Tensor:
+    """Kernel attention with the arguments of ``torch.nn.functional.scaled_dot_product_attention``.
+
+    Parameters
+    ----------
+    query : torch.Tensor of shape (..., L, E)
+        Usually (batch, heads, L, E).
+    key : torch.Tensor of shape (..., S, E)
+    value : torch.Tensor of shape (..., S, Ev)
+    attn_mask : torch.Tensor, optional
+        Broadcasts to (..., L, S). Boolean: True = attend. Floating (the query's dtype): an additive bias ``b``
+        on the log-weight, i.e. the kernel weight is multiplied by ``exp(b)`` for every kernel (``-inf``
+        removes a key; for EDP this is SDPA's additive mask).
+    dropout_p : float, default=0.0
+        Dropout on the normalized weights (raw weights when ``normalize=False``), applied whenever > 0 as in
+        SDPA: pass ``dropout_p if self.training else 0.0`` from a module.
+    is_causal : bool, default=False
+        Top-left aligned causal mask (query i attends keys j <= i), as in SDPA; unlike SDPA it may be combined
+        with ``attn_mask`` (both apply).
+    scale : float, optional
+        Overrides the kernel's ``scale`` (default 1/sqrt(E)) for kernels that have one; a TypeError for kernels
+        that do not (rbf, laplacian: use ``gamma``).
+    enable_gqa : bool, default=False
+        Grouped-query attention: key/value heads (dim -3) are repeated to match the query heads.
+    kernel : str or rkbs.kernels.Kernel, default="edp"
+        A catalogue name (``rkbs.kernels.list_kernels()``) or kernel object; ``**kernel_params`` are its
+        constructor parameters (e.g. ``gamma=0.1``). Random-feature kernels given by name draw new features on
+        every call unless ``random_state`` is set: pass a kernel object to keep one draw.
+    normalize : bool, default=True
+        Divide by the row sum of the weights. Needs a non-negative kernel (``kernel.positive_valued``); a
+        ValueError otherwise. Rows whose weights sum to zero (every key masked, or e.g. relu features with no
+        overlap) give zeros, not NaN (SDPA gives NaN for fully masked rows).
+    backend : {"auto", "torch", "triton", "linear"}, default="auto"
+        "torch": chunked over keys with online normalization (O(L * chunk) memory, differentiable, any device
+        and kernel). "triton": the fused :mod:`triton_ops` kernel (CUDA; dot-family and exp_intersection
+        kernels; no dropout). "linear": finite feature maps in O((L + S) m Ev) (only causal and key-padding
+        masks, i.e. masks of shape (..., 1, S); no dropout). "auto": triton on CUDA where fused, linear for
+        finite-feature kernels past the measured crossover length, else torch.
+
+    Returns
+    -------
+    torch.Tensor of shape (..., L, Ev)
+        In the query's dtype (the autocast dtype under autocast). Low-precision inputs accumulate in float32.
+
+    Notes
+    -----
+    Inputs are not scanned for NaN/inf (a device synchronization per call): like SDPA, non-finite inputs give
+    non-finite outputs.
+    """
+    k_obj = resolve_kernel(kernel, scale, **kernel_params)
+    key_g, value_g, mask = _prepare(
+        query, key, value, attn_mask, is_causal, dropout_p, normalize, backend, enable_gqa, k_obj
+    )
+    chosen = _choose_backend(backend, query, key, mask, dropout_p, k_obj)
+    out_dtype = _out_dtype(query)
+    if chosen == "triton":
+        ops = _triton_ops()
+        out = ops.kernel_attention(
+            query, key if enable_gqa else key_g, value if enable_gqa else value_g,
+            kernel=k_obj.name, normalize=normalize, causal=is_causal, mask=attn_mask,
+            **k_obj.resolved_params(query.shape[-1]),
+        )
+        return out.to(out_dtype)
+    dtype = _compute_dtype(query.dtype)
+    q, k, v = query.to(dtype), key_g.to(dtype), value_g.to(dtype)
+    if mask.bias is not None:
+        mask = MaskSpec(None, mask.bias.to(dtype), mask.causal)
+    with torch.autocast(query.device.type, enabled=False):
+        if chosen == "linear":
+            out = linear_attention(q, k, v, k_obj, normalize, mask)
+        else:
+            out = chunked_attention(q, k, v, k_obj, normalize, mask, float(dropout_p))
+    return out.to(out_dtype)
+
+
+def _choose_backend(backend: str, query, key, mask: MaskSpec, dropout_p: float, kernel: Kernel) -> str:
+    if backend == "triton":
+        ops = _triton_ops()
+        if ops is None:
+            raise ValueError("backend='triton' needs triton_ops with a working Triton (not available here)")
+        if not query.is_cuda:
+            raise ValueError("backend='triton' needs CUDA tensors; use backend='torch' on the CPU")
+        if not _is_fused(kernel, ops):
+            raise ValueError(
+                f"backend='triton' has no fused form of kernel {kernel.name!r}; fused kernels are "
+                f"{', '.join(getattr(ops, 'FUSED_KERNELS', ()))}. Use backend='torch' (or 'linear' for "
+                "feature-map kernels)"
+            )
+        if dropout_p > 0:
+            raise ValueError("backend='triton' does not apply dropout; use dropout_p=0.0 or backend='torch'")
+        return "triton"
+    if backend == "linear":
+        if not kernel.has_features:
+            raise ValueError(
+                f"backend='linear' needs a finite feature map, and kernel {kernel.name!r} has none; use a "
+                "feature-map kernel (elu, relu, taylor_edp, positive_random_features, polynomial, linear, ...)"
+            )
+        if not mask.keys_only():
+            raise ValueError(
+                "backend='linear' supports only is_causal and key-padding masks (attn_mask of shape "
+                "(..., 1, S)); use backend='torch' for general masks"
+            )
+        if dropout_p > 0:
+            raise ValueError("backend='linear' cannot apply dropout to weights it never forms; use dropout_p=0.0")
+        return "linear"
+    if backend == "torch":
+        return "torch"
+    # auto
+    if query.is_cuda and dropout_p == 0:
+        ops = _triton_ops()
+        if _is_fused(kernel, ops):
+            return "triton"
+    if kernel.has_features and mask.keys_only() and dropout_p == 0:
+        m = kernel.feature_dim(query.shape[-1])
+        ratio = LINEAR_CROSSOVER_RATIO_CAUSAL if mask.causal else LINEAR_CROSSOVER_RATIO
+        if _effective_length(query.shape[-2], key.shape[-2]) >= ratio * m:
+            return "linear"
+    return "torch"
+
+
+def kernel_attention_weights(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+    *,
+    kernel: str | Kernel = "edp",
+    normalize: bool = True,
+    **kernel_params: Any,
+) -> torch.Tensor:
+    """The explicit ``(..., L, S)`` attention weights of :func:`kernel_attention` (O(L S) memory).
+
+    Normalized rows (zeros for rows whose weights sum to zero) or, with ``normalize=False``, the masked kernel
+    values ``kappa(q_i, k_j) * exp(b_ij)``. Same arguments and errors as :func:`kernel_attention`.
+    """
+    k_obj = resolve_kernel(kernel, scale, **kernel_params)
+    key_g, _, mask = _prepare(query, key, key, attn_mask, is_causal, 0.0, normalize, "torch", enable_gqa, k_obj)
+    dtype = _compute_dtype(query.dtype)
+    if mask.bias is not None:
+        mask = MaskSpec(None, mask.bias.to(dtype), mask.causal)
+    with torch.autocast(query.device.type, enabled=False):
+        w = attention_weights(query.to(dtype), key_g.to(dtype), k_obj, normalize, mask)
+    return w.to(_out_dtype(query))
