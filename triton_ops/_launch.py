@@ -62,7 +62,18 @@ def _mask_args(mask_view, ref):
     return mask_view, tuple(mask_view.stride())
 
 
+def _interpreter_bf16(*tensors):
+    """Triton's interpreter (numpy) mis-multiplies bfloat16 dots: compute in float32 there (exact inputs)."""
+    if _interpreting() and tensors[0].dtype == torch.bfloat16:
+        return tuple(t.float() for t in tensors), True
+    return tensors, False
+
+
 def forward(q, k, v, mask_view, mask_kind, spec: KernelSpec, normalize, causal, precision):
+    (q, k, v), upcast = _interpreter_bf16(q, k, v)
+    if upcast:
+        out, lse = forward(q, k, v, mask_view, mask_kind, spec, normalize, causal, precision)
+        return out.bfloat16(), lse
     b, hq, nq, d = q.shape
     hk, nk, dv = k.shape[1], k.shape[2], v.shape[-1]
     out = torch.empty((b, hq, nq, dv), device=q.device, dtype=q.dtype)
@@ -86,6 +97,10 @@ def forward(q, k, v, mask_view, mask_kind, spec: KernelSpec, normalize, causal, 
 
 def backward(q, k, v, out, lse, dout, mask_view, mask_kind, spec: KernelSpec, normalize, causal, precision,
              bias_grad):
+    (q, k, v, out, dout), upcast = _interpreter_bf16(q, k, v, out, dout)
+    if upcast:
+        grads = backward(q, k, v, out, lse, dout, mask_view, mask_kind, spec, normalize, causal, precision, bias_grad)
+        return tuple(g.bfloat16() for g in grads[:3]) + grads[3:]
     b, hq, nq, d = q.shape
     hk, nk, dv = k.shape[1], k.shape[2], v.shape[-1]
     if normalize:
