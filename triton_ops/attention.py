@@ -92,7 +92,7 @@ def _resolve_precision(precision: str, dtype: torch.dtype) -> str:
     if precision not in _PRECISIONS:
         raise ValueError(f"`precision` must be one of {_PRECISIONS}, got {precision!r}.")
     if dtype != torch.float32:
-        return "ieee"  # ignored by half-precision tensor-core dots
+        return "tf32"  # triton's default; only float32 operands read it
     if precision == "default":
         return "ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32"
     return precision
