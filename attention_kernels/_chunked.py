@@ -26,6 +26,14 @@ __all__ = ["chunked_attention", "attention_weights", "DEFAULT_CHUNK"]
 # overhead on GPU; results do not depend on it beyond rounding.
 DEFAULT_CHUNK = 512
 
+# Bounded kernels with a log-kernel gain nothing from the log path (their weights cannot overflow), and
+# F.logsigmoid has a fixed ~6 ms CPU cost per call in torch 2.13, so sigmoid is evaluated directly.
+_DIRECT = frozenset({"sigmoid"})
+
+
+def _uses_log(kernel: Kernel) -> bool:
+    return kernel.has_log_kernel and kernel.name not in _DIRECT
+
 
 def _log_weight_and_mantissa(
     kernel: Kernel,
@@ -35,7 +43,7 @@ def _log_weight_and_mantissa(
     bias: torch.Tensor | None,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Return ``(log_scale, mantissa)`` for one key block; either may be None (meaning 0 and 1)."""
-    if kernel.has_log_kernel:
+    if _uses_log(kernel):
         log_scale, mantissa = kernel.log_evaluate(q, k), None
     else:
         log_scale, mantissa = None, kernel.evaluate(q, k)
@@ -85,12 +93,14 @@ def chunked_attention(
     normalize: bool,
     mask: MaskSpec,
     dropout_p: float = 0.0,
-    chunk: int = DEFAULT_CHUNK,
+    chunk: int | None = None,
 ) -> torch.Tensor:
     """Kernel attention over key chunks; inputs already validated, broadcast heads, compute dtype.
 
-    Returns ``(*batch, n_queries, value_dim)`` in the dtype of ``q``.
+    Returns ``(*batch, n_queries, value_dim)`` in the dtype of ``q``. ``chunk`` defaults to the module's
+    ``DEFAULT_CHUNK`` (read at call time, so tests can shrink it).
     """
+    chunk = DEFAULT_CHUNK if chunk is None else chunk
     nq, nk = q.shape[-2], k.shape[-2]
     batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     m = torch.full((*batch, nq), -math.inf, dtype=q.dtype, device=q.device)

@@ -63,9 +63,10 @@ def linear_attention(
     kernel: Kernel,
     normalize: bool,
     mask: MaskSpec,
-    chunk: int = DEFAULT_LINEAR_CHUNK,
+    chunk: int | None = None,
 ) -> torch.Tensor:
     """Linear-time kernel attention; inputs validated, masks key-only (see :class:`MaskSpec.keys_only`)."""
+    chunk = DEFAULT_LINEAR_CHUNK if chunk is None else chunk
     phi_q = kernel.feature_map_x(q)
     phi_k = _key_features(k, kernel, mask)
     if not mask.causal:

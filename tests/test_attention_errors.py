@@ -1,0 +1,65 @@
+"""Every bad input of kernel_attention gets a clear error naming the argument."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_attention_reference import randn
+
+from attention_kernels.functional import kernel_attention
+
+Q = randn(2, 3, 5, 8, seed=0)
+K = randn(2, 3, 7, 8, seed=1)
+V = randn(2, 3, 7, 4, seed=2)
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        ({"attn_mask": torch.ones(5, 6, dtype=torch.bool)}, ValueError, "does not broadcast"),
+        ({"attn_mask": torch.ones(4, 5, 7, dtype=torch.bool)}, ValueError, "does not broadcast"),
+        ({"attn_mask": torch.zeros(5, 7, dtype=torch.float32)}, TypeError, "attn_mask has dtype torch.float32"),
+        ({"attn_mask": torch.zeros(5, 7, dtype=torch.int64)}, TypeError, "attn_mask must be boolean"),
+        ({"attn_mask": [[True]]}, TypeError, "attn_mask must be a torch.Tensor"),
+        ({"kernel": "linear"}, ValueError, "normalize=True needs a non-negative kernel"),
+        ({"kernel": "tanh"}, ValueError, "normalize=True needs a non-negative kernel"),
+        ({"kernel": "polynomial", "degree": 3}, ValueError, "normalize=True"),
+        ({"kernel": "random_fourier_features"}, ValueError, "normalize=True"),
+        ({"kernel": "nope"}, ValueError, "unknown kernel"),
+        ({"kernel": "rbf", "scale": 0.5}, TypeError, "scale: kernel 'rbf' has no scale"),
+        ({"scale": -1.0}, ValueError, "scale must be a finite positive"),
+        ({"kernel": "rbf", "degree": 2}, TypeError, "does not take"),
+        ({"dropout_p": 1.0}, ValueError, "dropout_p"),
+        ({"normalize": 1}, TypeError, "normalize must be a bool"),
+        ({"is_causal": 1}, TypeError, "is_causal must be a bool"),
+        ({"backend": "cuda"}, ValueError, "backend must be one of"),
+        ({"backend": "triton"}, ValueError, "backend='triton'"),
+    ],
+)
+def test_bad_arguments(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        kernel_attention(Q, K, V, **kwargs)
+
+
+def test_bad_tensors():
+    with pytest.raises(ValueError, match="query head dim 8 does not match key head dim 6"):
+        kernel_attention(Q, randn(2, 3, 7, 6), V)
+    with pytest.raises(ValueError, match="key has 7 positions but value has 6"):
+        kernel_attention(Q, K, randn(2, 3, 6, 4))
+    with pytest.raises(TypeError, match="same dtype"):
+        kernel_attention(Q, K.float(), V)
+    with pytest.raises(TypeError, match="query must be a floating tensor"):
+        kernel_attention(torch.ones(2, 3, 5, 8, dtype=torch.long), K, V)
+    with pytest.raises(TypeError, match="key must be a torch.Tensor"):
+        kernel_attention(Q, K.numpy(), V)
+    with pytest.raises(ValueError, match="query must have shape"):
+        kernel_attention(torch.ones(8, dtype=torch.float64), K, V)
+    with pytest.raises(ValueError, match="do not broadcast"):
+        kernel_attention(Q, randn(2, 2, 7, 8), randn(2, 2, 7, 4))
+    with pytest.raises(ValueError, match="enable_gqa=True needs the query heads"):
+        kernel_attention(Q, randn(2, 2, 7, 8), randn(2, 2, 7, 4), enable_gqa=True)
+
+
+def test_empty_sequences():
+    assert kernel_attention(Q[..., :0, :], K, V).shape == (2, 3, 0, 4)
+    assert (kernel_attention(Q, K[..., :0, :], V[..., :0, :]) == 0).all()
