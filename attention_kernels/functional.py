@@ -25,6 +25,7 @@ from ._masks import MaskSpec, canonical_mask
 __all__ = ["kernel_attention", "kernel_attention_weights", "resolve_kernel", "BACKENDS"]
 
 BACKENDS = ("auto", "torch", "triton", "linear")
+_TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 # backend="auto" switches a finite-feature kernel to the linear form once the effective length
 # N = 2 Nq Nk / (Nq + Nk) reaches LINEAR_CROSSOVER_RATIO * feature_dim (non-causal) or
@@ -285,7 +286,8 @@ def _choose_backend(backend: str, query, key, mask: MaskSpec, dropout_p: float, 
     if backend == "torch":
         return "torch"
     # auto
-    if query.is_cuda and dropout_p == 0:
+    # the fused primitive takes (B, H, N, D) float16/bfloat16/float32 tensors
+    if query.is_cuda and dropout_p == 0 and query.ndim == 4 and query.dtype in _TRITON_DTYPES:
         ops = _triton_ops()
         if _is_fused(kernel, ops):
             return "triton"
