@@ -1,0 +1,59 @@
+"""DistributedDataParallel (gloo, 2 CPU processes): one step gives the single-process gradients."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from attention_kernels.modules import KernelMultiheadAttention
+
+
+class _Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.attn = KernelMultiheadAttention(8, 2, batch_first=True, kernel="rbf")
+        self.head = nn.Linear(8, 1)
+
+    def forward(self, x):
+        out, _ = self.attn(x, x, x, need_weights=False, is_causal=True)
+        return self.head(out)
+
+
+def _data():
+    return torch.randn(4, 6, 8, generator=torch.Generator().manual_seed(1))
+
+
+def _worker(rank, world, port, path):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        model = nn.parallel.DistributedDataParallel(_Net())
+        x = _data().chunk(world)[rank]
+        model(x).square().mean().backward()  # DDP averages the gradients over the ranks
+        if rank == 0:
+            torch.save([p.grad for p in model.module.parameters()], path)
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_two_processes_match_single_process(tmp_path):
+    path = str(tmp_path / "grads.pt")
+    mp.spawn(_worker, args=(2, _free_port(), path), nprocs=2, join=True)
+    ddp_grads = torch.load(path)
+    model = _Net()
+    model(_data()).square().mean().backward()
+    for g_ddp, p in zip(ddp_grads, model.parameters()):
+        torch.testing.assert_close(g_ddp, p.grad, rtol=1e-5, atol=1e-6)
