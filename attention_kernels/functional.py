@@ -28,12 +28,12 @@ BACKENDS = ("auto", "torch", "triton", "linear")
 _TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 # backend="auto" switches a finite-feature kernel to the linear form once the effective length
-# N = 2 Nq Nk / (Nq + Nk) reaches LINEAR_CROSSOVER_RATIO * feature_dim (non-causal) or
-# LINEAR_CROSSOVER_RATIO_CAUSAL * feature_dim (causal). Measured by benchmarks/linear_vs_quadratic.py
-# (results in benchmarks/results/linear_vs_quadratic.json): the quadratic form costs ~ N^2 (d + d_v), the
-# linear form ~ N m d_v, so the crossover grows with the feature dimension m.
+# N = 2 Nq Nk / (Nq + Nk) reaches ratio * feature_dim. The quadratic form costs ~ N^2 (d + d_v), the linear one
+# ~ N m d_v, so the crossover grows with the feature dimension m. Measured by benchmarks/linear_vs_quadratic.py
+# (CPU, float32, 4 heads, d = 32; benchmarks/results/linear_vs_quadratic.json): N*/m = 1.4 (prf, m=128),
+# 1.8 (taylor_edp, m=561), <= 4 (elu, m=32: linear already faster at the smallest N=128); causal 1.7 and 3.3.
 LINEAR_CROSSOVER_RATIO = 2.0
-LINEAR_CROSSOVER_RATIO_CAUSAL = 4.0
+LINEAR_CROSSOVER_RATIO_CAUSAL = 3.5
 
 
 def resolve_kernel(kernel: str | Kernel, scale: float | None = None, **kernel_params: Any) -> Kernel:
