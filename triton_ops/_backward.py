@@ -76,7 +76,7 @@ def _tile_grads(
 
 @triton.jit
 def _dkdv_kernel(
-    Q, K, V, M, DO, LSE, DELTA, DK, DV, DB,
+    Q, K, V, M, DO, LSE, DELTA, DK, DV, DB, QN, KN,
     sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom, smb, smh, smm, smn,
     sdkb, sdkh, sdkn, sdvb, sdvh, sdvn,
     H, HK, GROUP, NQ, NK, D, DVD, c0, c1,
@@ -98,8 +98,7 @@ def _dkdv_kernel(
     k = tl.load(K + b * skb + hk * skh + cols[:, None].to(tl.int64) * skn + offs_d[None, :], mask=kmask, other=0.0)
     v = tl.load(V + b * svb + hk * svh + cols[:, None].to(tl.int64) * svn + offs_dv[None, :], mask=vmask, other=0.0)
     if NORMS:
-        kf = k.to(tl.float32)
-        kn = tl.sum(kf * kf, 1)
+        kn = tl.load(KN + pid_bh.to(tl.int64) * NK + cols, mask=cols < NK, other=0.0)
     else:
         kn = tl.zeros([BLOCK_N], dtype=tl.float32)
     dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
@@ -123,8 +122,7 @@ def _dkdv_kernel(
                 mask=rmask[:, None] & (offs_dv[None, :] < DVD), other=0.0,
             )
             if NORMS:
-                qf = q.to(tl.float32)
-                qn = tl.sum(qf * qf, 1)
+                qn = tl.load(QN + bh * NQ + rows, mask=rmask, other=0.0)
             else:
                 qn = tl.zeros([BLOCK_M], dtype=tl.float32)
             if NORMALIZE:
@@ -158,10 +156,10 @@ def _dkdv_kernel(
 
 @triton.jit
 def _dq_kernel(
-    Q, K, V, M, DO, LSE, DELTA, DQ,
+    Q, K, V, M, DO, LSE, DELTA, DQ, QN, KN,
     sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom, smb, smh, smm, smn,
     sdqb, sdqh, sdqm,
-    H, GROUP, NQ, NK, D, DVD, c0, c1,
+    H, HK, GROUP, NQ, NK, D, DVD, c0, c1,
     KERNEL: tl.constexpr, DEGREE: tl.constexpr, EXP: tl.constexpr, NORMS: tl.constexpr,
     NORMALIZE: tl.constexpr, CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
@@ -183,8 +181,7 @@ def _dq_kernel(
         mask=rmask[:, None] & (offs_dv[None, :] < DVD), other=0.0,
     )
     if NORMS:
-        qf = q.to(tl.float32)
-        qn = tl.sum(qf * qf, 1)
+        qn = tl.load(QN + pid_bh.to(tl.int64) * NQ + rows, mask=rmask, other=0.0)
     else:
         qn = tl.zeros([BLOCK_M], dtype=tl.float32)
     if NORMALIZE:
@@ -209,8 +206,7 @@ def _dq_kernel(
             mask=(cols[:, None] < NK) & (offs_dv[None, :] < DVD), other=0.0,
         )
         if NORMS:
-            kf = k.to(tl.float32)
-            kn = tl.sum(kf * kf, 1)
+            kn = tl.load(KN + (b * HK + hk) * NK + cols, mask=cols < NK, other=0.0)
         else:
             kn = tl.zeros([BLOCK_N], dtype=tl.float32)
         p, dsc, dqn, dkn, t = _tile_grads(

@@ -25,72 +25,52 @@ def load_mask_tile(M, b, h, rows, cols, smb, smh, smm, smn, NQ, NK, MASK_KIND: t
 
 
 @triton.jit
-def _fwd_kernel(
-    Q, K, V, M, O, L,
-    sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sob, soh, som, smb, smh, smm, smn,
-    H, GROUP, NQ, NK, D, DV, c0, c1,
+def _fwd_inner(
+    acc, l_i, m_i, q, qn, k_base, v_base, kn_base, M, b, h, rows, lo, hi,
+    skn, svn, smb, smh, smm, smn, NQ, NK, D, DV, c0, c1,
     KERNEL: tl.constexpr, DEGREE: tl.constexpr, EXP: tl.constexpr, NORMS: tl.constexpr,
-    NORMALIZE: tl.constexpr, CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, PRECISION: tl.constexpr,
+    NORMALIZE: tl.constexpr, MASK_KIND: tl.constexpr, PRECISION: tl.constexpr,
+    CHECK_N: tl.constexpr, CAUSAL_TILE: tl.constexpr, EVEN_D: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
 ):
-    pid_m = tl.program_id(0)
-    pid_bh = tl.program_id(1)
-    b = (pid_bh // H).to(tl.int64)
-    h = (pid_bh % H).to(tl.int64)
-    hk = h // GROUP
-    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    """Accumulate key blocks [lo, hi). CHECK_N: the sequence end may fall inside a block; CAUSAL_TILE: the
+    causal diagonal crosses the blocks. Interior blocks skip both (no per-element select)."""
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
     offs_dv = tl.arange(0, BLOCK_DV)
-
-    q = tl.load(
-        Q + b * sqb + h * sqh + rows[:, None].to(tl.int64) * sqm + offs_d[None, :],
-        mask=(rows[:, None] < NQ) & (offs_d[None, :] < D), other=0.0,
-    )
-    if NORMS:
-        qf = q.to(tl.float32)
-        qn = tl.sum(qf * qf, 1)
-    else:
-        qn = tl.zeros([BLOCK_M], dtype=tl.float32)
-    k_base = K + b * skb + hk * skh
-    v_base = V + b * svb + hk * svh
-
-    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
-    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
-    acc = tl.zeros([BLOCK_M, BLOCK_DV], dtype=tl.float32)
-
-    hi = NK
-    if CAUSAL:  # top-left aligned: key j is visible to query i when j <= i
-        hi = tl.minimum(NK, (pid_m + 1) * BLOCK_M)
-    for start_n in range(0, hi, BLOCK_N):
+    for start_n in range(lo, hi, BLOCK_N):
         cols = start_n + offs_n
-        k = tl.load(
-            k_base + cols[:, None].to(tl.int64) * skn + offs_d[None, :],
-            mask=(cols[:, None] < NK) & (offs_d[None, :] < D), other=0.0,
-        )
-        v = tl.load(
-            v_base + cols[:, None].to(tl.int64) * svn + offs_dv[None, :],
-            mask=(cols[:, None] < NK) & (offs_dv[None, :] < DV), other=0.0,
-        )
+        k_ptrs = k_base + cols[:, None].to(tl.int64) * skn + offs_d[None, :]
+        v_ptrs = v_base + cols[:, None].to(tl.int64) * svn + offs_dv[None, :]
+        if CHECK_N or not EVEN_D:
+            k = tl.load(k_ptrs, mask=(cols[:, None] < NK) & (offs_d[None, :] < D), other=0.0)
+            v = tl.load(v_ptrs, mask=(cols[:, None] < NK) & (offs_dv[None, :] < DV), other=0.0)
+        else:
+            k = tl.load(k_ptrs)
+            v = tl.load(v_ptrs)
         if NORMS:
-            kf = k.to(tl.float32)
-            kn = tl.sum(kf * kf, 1)
+            kn = tl.load(kn_base + cols, mask=cols < NK, other=0.0)
         else:
             kn = tl.zeros([BLOCK_N], dtype=tl.float32)
         s = raw_score(q, k, KERNEL, PRECISION)
-        valid = cols[None, :] < NK
-        if CAUSAL:
-            valid = valid & (cols[None, :] <= rows[:, None])
-        if MASK_KIND == 1:
-            valid = valid & load_mask_tile(M, b, h, rows, cols, smb, smh, smm, smn, NQ, NK, MASK_KIND)
+        if (CHECK_N or CAUSAL_TILE) or (MASK_KIND == 1):
+            valid = cols[None, :] < NK
+            if CAUSAL_TILE:
+                valid = valid & (cols[None, :] <= rows[:, None])
+            if MASK_KIND == 1:
+                valid = valid & load_mask_tile(M, b, h, rows, cols, smb, smh, smm, smn, NQ, NK, MASK_KIND)
         if EXP:
             lw = log2_weight(s, qn, kn, c0, KERNEL, NORMALIZE)
             if MASK_KIND == 2:
                 lw = lw + load_mask_tile(M, b, h, rows, cols, smb, smh, smm, smn, NQ, NK, MASK_KIND) * LOG2E
-            lw = tl.where(valid, lw, float("-inf"))
+            if (CHECK_N or CAUSAL_TILE) or (MASK_KIND == 1):
+                lw = tl.where(valid, lw, float("-inf"))
             if NORMALIZE:
                 m_new = tl.maximum(m_i, tl.max(lw, 1))
-                m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+                if (CHECK_N or CAUSAL_TILE) or (MASK_KIND != 0):  # rows may have seen no key yet
+                    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+                else:
+                    m_safe = m_new
                 alpha = tl.exp2(m_i - m_safe)
                 p = tl.exp2(lw - m_safe[:, None])
                 l_i = l_i * alpha + tl.sum(p, 1)
@@ -102,10 +82,86 @@ def _fwd_kernel(
             p = weight(s, qn, kn, c0, c1, KERNEL, DEGREE)
             if MASK_KIND == 2:
                 p = p * tl.exp2(load_mask_tile(M, b, h, rows, cols, smb, smh, smm, smn, NQ, NK, MASK_KIND) * LOG2E)
-            p = tl.where(valid, p, 0.0)
+            if (CHECK_N or CAUSAL_TILE) or (MASK_KIND == 1):
+                p = tl.where(valid, p, 0.0)
             if NORMALIZE:
                 l_i = l_i + tl.sum(p, 1)
         acc = tl.dot(p.to(v.dtype), v, acc, input_precision=PRECISION)
+    return acc, l_i, m_i
+
+
+@triton.jit
+def _fwd_kernel(
+    Q, K, V, M, O, L, QN, KN,
+    sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sob, soh, som, smb, smh, smm, smn,
+    H, HK, GROUP, NQ, NK, D, DV, c0, c1,
+    KERNEL: tl.constexpr, DEGREE: tl.constexpr, EXP: tl.constexpr, NORMS: tl.constexpr,
+    NORMALIZE: tl.constexpr, CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, PRECISION: tl.constexpr,
+    EVEN_N: tl.constexpr, EVEN_D: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = (pid_bh // H).to(tl.int64)
+    h = (pid_bh % H).to(tl.int64)
+    hk = h // GROUP
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_dv = tl.arange(0, BLOCK_DV)
+
+    q = tl.load(
+        Q + b * sqb + h * sqh + rows[:, None].to(tl.int64) * sqm + offs_d[None, :],
+        mask=(rows[:, None] < NQ) & (offs_d[None, :] < D), other=0.0,
+    )
+    if NORMS:  # squared norms are precomputed once per row (float32), not per tile
+        qn = tl.load(QN + pid_bh.to(tl.int64) * NQ + rows, mask=rows < NQ, other=0.0)
+    else:
+        qn = tl.zeros([BLOCK_M], dtype=tl.float32)
+    k_base = K + b * skb + hk * skh
+    v_base = V + b * svb + hk * svh
+    kn_base = KN + (b * HK + hk) * NK
+
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_DV], dtype=tl.float32)
+
+    if CAUSAL:  # top-left aligned: key j is visible to query i when j <= i
+        hi = tl.minimum(NK, (pid_m + 1) * BLOCK_M)
+        # blocks before `diag` are whole and fully visible: no per-element select there
+        diag = tl.minimum(((pid_m * BLOCK_M) // BLOCK_N) * BLOCK_N, (NK // BLOCK_N) * BLOCK_N)
+        acc, l_i, m_i = _fwd_inner(
+            acc, l_i, m_i, q, qn, k_base, v_base, kn_base, M, b, h, rows, 0, diag,
+            skn, svn, smb, smh, smm, smn, NQ, NK, D, DV, c0, c1,
+            KERNEL, DEGREE, EXP, NORMS, NORMALIZE, MASK_KIND, PRECISION, False, False, EVEN_D,
+            BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV,
+        )
+        acc, l_i, m_i = _fwd_inner(
+            acc, l_i, m_i, q, qn, k_base, v_base, kn_base, M, b, h, rows, diag, hi,
+            skn, svn, smb, smh, smm, smn, NQ, NK, D, DV, c0, c1,
+            KERNEL, DEGREE, EXP, NORMS, NORMALIZE, MASK_KIND, PRECISION, True, True, EVEN_D,
+            BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV,
+        )
+    elif EVEN_N:
+        acc, l_i, m_i = _fwd_inner(
+            acc, l_i, m_i, q, qn, k_base, v_base, kn_base, M, b, h, rows, 0, NK,
+            skn, svn, smb, smh, smm, smn, NQ, NK, D, DV, c0, c1,
+            KERNEL, DEGREE, EXP, NORMS, NORMALIZE, MASK_KIND, PRECISION, False, False, EVEN_D,
+            BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV,
+        )
+    else:
+        last = (NK // BLOCK_N) * BLOCK_N
+        acc, l_i, m_i = _fwd_inner(
+            acc, l_i, m_i, q, qn, k_base, v_base, kn_base, M, b, h, rows, 0, last,
+            skn, svn, smb, smh, smm, smn, NQ, NK, D, DV, c0, c1,
+            KERNEL, DEGREE, EXP, NORMS, NORMALIZE, MASK_KIND, PRECISION, False, False, EVEN_D,
+            BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV,
+        )
+        acc, l_i, m_i = _fwd_inner(
+            acc, l_i, m_i, q, qn, k_base, v_base, kn_base, M, b, h, rows, last, NK,
+            skn, svn, smb, smh, smm, smn, NQ, NK, D, DV, c0, c1,
+            KERNEL, DEGREE, EXP, NORMS, NORMALIZE, MASK_KIND, PRECISION, True, False, EVEN_D,
+            BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV,
+        )
 
     if NORMALIZE:
         nonzero = l_i != 0.0

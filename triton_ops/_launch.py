@@ -56,6 +56,19 @@ def _bwd_config(spec: KernelSpec, block_d: int, dtype: torch.dtype) -> tuple[dic
             dict(BLOCK_M=32, BLOCK_N=16, num_warps=4, num_stages=1))
 
 
+# Set by benchmarks/tuning scripts to try block sizes: {"fwd": dict, "dkdv": dict, "dq": dict}.
+CONFIG_OVERRIDE: dict = {}
+
+
+def _norms(spec: KernelSpec, q, k):
+    """float32 squared row norms (B, H, N) for rbf/laplacian/cosine, computed once instead of per tile."""
+    if spec.kernel_id not in _NORM_KERNELS:
+        return q, q  # unused placeholders
+    def sq(t):
+        return torch.linalg.vector_norm(t, dim=-1, dtype=torch.float32).square_().contiguous()
+    return sq(q), sq(k)
+
+
 def _mask_args(mask_view, ref):
     if mask_view is None:
         return ref, (0, 0, 0, 0)
@@ -79,18 +92,20 @@ def forward(q, k, v, mask_view, mask_kind, spec: KernelSpec, normalize, causal, 
     out = torch.empty((b, hq, nq, dv), device=q.device, dtype=q.dtype)
     lse = torch.empty((b, hq, nq) if normalize else (0,), device=q.device, dtype=torch.float32)
     block_d, block_dv = _pow2(d), _pow2(dv)
-    cfg = _fwd_config(spec, max(block_d, block_dv), q.dtype)
+    cfg = CONFIG_OVERRIDE.get("fwd") or _fwd_config(spec, max(block_d, block_dv), q.dtype)
     m, ms = _mask_args(mask_view, q)
+    qn, kn = _norms(spec, q, k)
     grid = (triton.cdiv(nq, cfg["BLOCK_M"]), b * hq)
     with torch.cuda.device(q.device) if q.is_cuda else nullcontext():
         _fwd_kernel[grid](
-            q, k, v, m, out, lse,
+            q, k, v, m, out, lse, qn, kn,
             q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
             v.stride(0), v.stride(1), v.stride(2), out.stride(0), out.stride(1), out.stride(2), *ms,
-            hq, hq // hk, nq, nk, d, dv, spec.c0, spec.c1,
+            hq, hk, hq // hk, nq, nk, d, dv, spec.c0, spec.c1,
             KERNEL=spec.kernel_id, DEGREE=spec.degree, EXP=spec.exponential,
             NORMS=spec.kernel_id in _NORM_KERNELS, NORMALIZE=normalize, CAUSAL=causal, MASK_KIND=mask_kind,
-            PRECISION=precision, BLOCK_D=block_d, BLOCK_DV=block_dv, **cfg,
+            PRECISION=precision, EVEN_N=nk % cfg["BLOCK_N"] == 0, EVEN_D=(d == block_d and dv == block_dv),
+            BLOCK_D=block_d, BLOCK_DV=block_dv, **cfg,
         )
     return out, lse
 
@@ -113,7 +128,10 @@ def backward(q, k, v, out, lse, dout, mask_view, mask_kind, spec: KernelSpec, no
     db = torch.zeros((b, hq, nq, nk), device=q.device, dtype=torch.float32) if bias_grad else lse
     block_d, block_dv = _pow2(d), _pow2(dv)
     cfg_kv, cfg_q = _bwd_config(spec, max(block_d, block_dv), q.dtype)
+    cfg_kv = CONFIG_OVERRIDE.get("dkdv") or cfg_kv
+    cfg_q = CONFIG_OVERRIDE.get("dq") or cfg_q
     m, ms = _mask_args(mask_view, q)
+    qn, kn = _norms(spec, q, k)
     flags = dict(
         KERNEL=spec.kernel_id, DEGREE=spec.degree, EXP=spec.exponential, NORMS=spec.kernel_id in _NORM_KERNELS,
         NORMALIZE=normalize, CAUSAL=causal, MASK_KIND=mask_kind, PRECISION=precision,
@@ -125,13 +143,13 @@ def backward(q, k, v, out, lse, dout, mask_view, mask_kind, spec: KernelSpec, no
     )
     with torch.cuda.device(q.device) if q.is_cuda else nullcontext():
         _dkdv_kernel[(triton.cdiv(nk, cfg_kv["BLOCK_N"]), b * hk)](
-            q, k, v, m, dout, lse, delta, dk, dvv, db, *common,
+            q, k, v, m, dout, lse, delta, dk, dvv, db, qn, kn, *common,
             dk.stride(0), dk.stride(1), dk.stride(2), dvv.stride(0), dvv.stride(1), dvv.stride(2),
             hq, hk, hq // hk, nq, nk, d, dv, spec.c0, spec.c1, BIAS_GRAD=bias_grad, **flags, **cfg_kv,
         )
         _dq_kernel[(triton.cdiv(nq, cfg_q["BLOCK_M"]), b * hq)](
-            q, k, v, m, dout, lse, delta, dq, *common, dq.stride(0), dq.stride(1), dq.stride(2),
-            hq, hq // hk, nq, nk, d, dv, spec.c0, spec.c1, **flags, **cfg_q,
+            q, k, v, m, dout, lse, delta, dq, qn, kn, *common, dq.stride(0), dq.stride(1), dq.stride(2),
+            hq, hk, hq // hk, nq, nk, d, dv, spec.c0, spec.c1, **flags, **cfg_q,
         )
     return dq, dk, dvv, (db if bias_grad else None)
 
