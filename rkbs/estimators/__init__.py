@@ -1,0 +1,8 @@
+"""scikit-learn estimators on the kernel catalogue: unary and binary (cross-domain) kernel machines."""
+
+from .binary_learner import BinaryKernelLearner
+from .binary_ridge import BinaryKernelRidge
+from .classifier import RKBSClassifier
+from .regressor import RKBSRegressor
+
+__all__ = ["RKBSRegressor", "RKBSClassifier", "BinaryKernelRidge", "BinaryKernelLearner"]

@@ -1,0 +1,142 @@
+"""RKBSRegressor: kernel ridge regression with any kernel of the catalogue (Mercer or not)."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._common import fit_representer, predict_expansion
+
+__all__ = ["RKBSRegressor"]
+
+
+class RKBSRegressor(RegressorMixin, BaseEstimator):
+    """Kernel machine ``f(x) = sum_j beta_j kappa(x, c_j)`` for asymmetric and indefinite kernels.
+
+    The centers ``c_j`` are the training inputs, or ``n_components`` Nystroem landmarks drawn from them. With a
+    Mercer kernel and ``penalty="rkhs"`` this is exactly scikit-learn's ``KernelRidge``; ``penalty="coef"`` is
+    well posed for any kernel; ``penalty="krein"`` solves the indefinite system ``(K + alpha I) beta = y``.
+    ``normalize=True`` is the attention (Nadaraya-Watson) form
+    ``f(x) = sum_j beta_j kappa(x, c_j) / sum_j kappa(x, c_j)``: an attention layer whose values are learned.
+
+    Parameters
+    ----------
+    kernel : str or Kernel, default="rbf"
+        A name of :func:`rkbs.kernels.list_kernels` or a kernel object (e.g. an ``AttentionKernel``).
+    kernel_params : dict, default=None
+        Parameters of the kernel (``{"gamma": 0.1}``); with a kernel object, a clone with them is used. A grid
+        search can also search ``kernel__gamma`` when ``kernel`` is an object.
+    alpha : float, default=1.0
+        Regularization strength (>= 0).
+    penalty : {"auto", "coef", "rkhs", "krein"}, default="auto"
+        ``"coef"``: min |K beta - y|^2 + alpha |beta|^2 (any kernel). ``"rkhs"``: min |K beta - y|^2 +
+        alpha beta^T K beta (Mercer kernels; KernelRidge). ``"krein"``: (K + alpha I) beta = y for indefinite
+        kernels. ``"auto"``: ``"rkhs"`` for Mercer kernels (or with ``spectrum``), else ``"coef"``.
+    solver : str, default="auto"
+        ``"cholesky"``, ``"lstsq"`` (SVD) or ``"lsqr"`` for ``"coef"``; ``"cholesky"``, ``"cg"`` or ``"eigh"``
+        for ``"rkhs"``; ``"lu"``, ``"gmres"`` or ``"minres"`` for ``"krein"``. ``"auto"`` picks a dense
+        factorization up to 12,000 centers, else the matrix-free Krylov solver.
+    normalize : bool, default=False
+        Attention form (needs a positive-valued kernel; computed with log-sum-exp for exponential kernels).
+    n_components : int, default=None
+        Number of Nystroem landmarks; ``None`` uses every training input.
+    spectrum : {"clip", "flip", "shift"}, default=None
+        For a symmetric indefinite kernel with ``penalty="rkhs"``: make the training Gram matrix positive
+        semi-definite (eigenvalues clipped at 0, absolute values, or shifted by the most negative one).
+        Prediction evaluates the original kernel at new points.
+    tol : float, default=1e-8
+        Relative tolerance of the iterative solvers.
+    max_iter : int, default=None
+        Iteration cap of the iterative solvers (``None``: scipy's default).
+    block_size : int, default=None
+        Rows per block of the matrix-free kernel products (memory O(block_size * n_centers)).
+    random_state : int, RandomState instance or None, default=None
+        Draws the Nystroem landmarks.
+    device : str or torch.device, default="cpu"
+        Where the kernel products run (float64 on CPU, float32 on CUDA, through the fused Triton kernel when
+        one exists for the kernel).
+
+    Attributes
+    ----------
+    kernel_ : Kernel
+        The resolved kernel.
+    centers_ : ndarray of shape (n_centers, n_features)
+        Training inputs or Nystroem landmarks.
+    dual_coef_ : ndarray of shape (n_centers,) or (n_centers, n_targets)
+        The coefficients ``beta``.
+    penalty_, solver_ : str
+        The resolved penalty and solver.
+    n_iter_ : int or None
+        Iterations of an iterative solver.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Only when X has string feature names.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rkbs.estimators import RKBSRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 3)); y = np.sin(X[:, 0])
+    >>> model = RKBSRegressor(kernel="tanh", penalty="coef", alpha=1e-3).fit(X, y)
+    >>> model.predict(X[:2]).shape
+    (2,)
+    """
+
+    def __init__(self, kernel="rbf", *, kernel_params=None, alpha=1.0, penalty="auto", solver="auto",
+                 normalize=False, n_components=None, spectrum=None, tol=1e-8, max_iter=None, block_size=None,
+                 random_state=None, device="cpu"):
+        self.kernel = kernel
+        self.kernel_params = kernel_params
+        self.alpha = alpha
+        self.penalty = penalty
+        self.solver = solver
+        self.normalize = normalize
+        self.n_components = n_components
+        self.spectrum = spectrum
+        self.tol = tol
+        self.max_iter = max_iter
+        self.block_size = block_size
+        self.random_state = random_state
+        self.device = device
+
+    def fit(self, X, y):
+        """Fit the coefficients.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+
+        Returns
+        -------
+        self : RKBSRegressor
+        """
+        X, y = validate_data(self, X, y, dtype=np.float64, multi_output=True, y_numeric=True)
+        Z = np.asarray(y, dtype=np.float64).reshape(X.shape[0], -1)
+        beta = fit_representer(self, X, Z)
+        self.dual_coef_ = beta[:, 0].copy() if y.ndim == 1 else beta
+        return self
+
+    def predict(self, X):
+        """``f(X) = kernel_(X, centers_) @ dual_coef_`` (divided by the row sums with ``normalize=True``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_targets)
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        out = predict_expansion(self, X, self.dual_coef_)
+        return out[:, 0] if self.dual_coef_.ndim == 1 else out
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        return tags

@@ -1,0 +1,303 @@
+"""Matrix-free kernel operators: ``K(X, C) @ B`` and ``K(X, C)^T @ B`` computed block by block.
+
+The Gram matrix between ``n`` inputs and ``m`` centers is never formed unless asked for: rows of ``X`` are
+processed ``block_size`` at a time, so the memory is O(block_size * m). The same loop optionally row-normalizes
+each block (the attention / Nadaraya-Watson form ``K / K.sum(1)``, computed through the log-kernel when the
+kernel has one, so exponential kernels never overflow).
+
+On CUDA tensors, a dot-family kernel with a fused Triton epilogue goes through
+:func:`triton_ops.kernel_attention` (one "head" whose values are the coefficients); that single seam is
+:func:`_fused_matmul`. Everything else, and the CPU always, uses the blockwise torch path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.sparse.linalg import LinearOperator
+
+from .kernels import AttentionKernel, Kernel
+
+__all__ = ["KernelOperator", "kernel_matmul", "kernel_gram", "kernel_normal_equations", "kernel_block"]
+
+# Elements of one kernel block (rows x centers); a block costs a few temporaries of this size.
+_BLOCK_ELEMENTS = 1 << 21
+
+
+def _rows_per_block(m: int, block_size: int | None) -> int:
+    if block_size is not None:
+        return max(1, int(block_size))
+    return max(1, _BLOCK_ELEMENTS // max(1, m))
+
+
+def check_normalizable(kernel: Kernel) -> None:
+    """Refuse row normalization for kernels that can be negative (a row sum near zero is meaningless)."""
+    if not kernel.positive_valued:
+        raise ValueError(
+            f"normalize=True divides by the kernel's row sums, but kernel {kernel.name!r} can be negative "
+            "(positive_valued is False); use normalize=False or a positive kernel (edp, rbf, laplacian, "
+            "sigmoid, exp_intersection, even-degree polynomial, elu)"
+        )
+
+
+def kernel_block(kernel: Kernel, X: torch.Tensor, C: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+    """One block of the (optionally row-normalized) Gram matrix, checked for non-finite values.
+
+    Parameters
+    ----------
+    kernel : Kernel
+    X : torch.Tensor of shape (n, d_x)
+    C : torch.Tensor of shape (m, d_y)
+    normalize : bool, default=False
+        Divide each row by its sum; exponential kernels use log-sum-exp.
+
+    Returns
+    -------
+    torch.Tensor of shape (n, m)
+    """
+    if normalize and kernel.has_log_kernel:
+        logK = kernel.log_evaluate(X, C)
+        if torch.isnan(logK).any() or torch.isposinf(logK).any():
+            raise _non_finite_error(kernel)
+        lse = torch.logsumexp(logK, dim=1, keepdim=True)
+        if torch.isneginf(lse).any():
+            raise ValueError(f"kernel {kernel.name!r} is zero on every center for some inputs: row sum is 0")
+        return torch.exp(logK - lse)
+    K = kernel.evaluate(X, C)
+    if not bool(torch.isfinite(K).all()):
+        raise _non_finite_error(kernel)
+    if normalize:
+        s = K.sum(1, keepdim=True)
+        if bool((s <= torch.finfo(K.dtype).tiny).any()):
+            raise ValueError(
+                f"kernel {kernel.name!r} has a zero row sum for some inputs (no center has a positive kernel "
+                "value), so normalize=True is undefined there"
+            )
+        K = K / s
+    return K
+
+
+def _non_finite_error(kernel: Kernel) -> ValueError:
+    return ValueError(
+        f"kernel {kernel.name!r} produced non-finite values (overflow, e.g. exp of a large dot product); "
+        "standardize X or lower the kernel's scale / gamma"
+    )
+
+
+def _unwrap(kernel: Kernel, X: torch.Tensor, C: torch.Tensor) -> tuple[Kernel, torch.Tensor, torch.Tensor]:
+    """An AttentionKernel is its base kernel on the mapped points (so the fused kernel can run it)."""
+    if isinstance(kernel, AttentionKernel):
+        return kernel.base, kernel.map_x(X), kernel.map_y(C)
+    return kernel, X, C
+
+
+def _fused_matmul(kernel: Kernel, X: torch.Tensor, C: torch.Tensor, B: torch.Tensor) -> torch.Tensor | None:
+    """The fused-primitive seam: ``K(X, C) @ B`` by ``triton_ops.kernel_attention``, or None when not applicable.
+
+    Applies to CUDA tensors of a Triton-supported dtype and a dot-family kernel with a fused epilogue. Every
+    dot-family kernel is symmetric in (q, k), so the transpose product is this call with X and C swapped.
+    """
+    if X.device.type != "cuda" or X.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        return None
+    base, Xm, Cm = _unwrap(kernel, X, C)
+    if base.family != "dot":
+        return None
+    try:
+        import triton_ops
+    except ImportError:
+        return None
+    if not triton_ops.is_available() or base.name not in triton_ops.FUSED_KERNELS:
+        return None
+    out = triton_ops.kernel_attention(
+        Xm[None, None].contiguous(),
+        Cm[None, None].contiguous(),
+        B.to(X.dtype)[None, None].contiguous(),
+        kernel=base.name,
+        normalize=False,
+        precision="ieee",
+        **base.resolved_params(Xm.shape[-1]),
+    )[0, 0]
+    if not bool(torch.isfinite(out).all()):
+        raise _non_finite_error(kernel)
+    return out
+
+
+def kernel_matmul(
+    kernel: Kernel,
+    X: torch.Tensor,
+    C: torch.Tensor,
+    B: torch.Tensor,
+    *,
+    transpose: bool = False,
+    normalize: bool = False,
+    block_size: int | None = None,
+) -> torch.Tensor:
+    """``K(X, C) @ B`` (or ``K(X, C)^T @ B`` with ``transpose=True``) without forming ``K``.
+
+    Parameters
+    ----------
+    kernel : Kernel
+    X : torch.Tensor of shape (n, d_x)
+        Query-side points.
+    C : torch.Tensor of shape (m, d_y)
+        Key-side points (centers).
+    B : torch.Tensor of shape (m, k), or (n, k) with ``transpose=True``
+    transpose : bool, default=False
+    normalize : bool, default=False
+        Use the row-normalized kernel ``K / K.sum(1)`` (rows indexed by ``X``).
+    block_size : int, default=None
+        Rows of ``X`` per block; ``None`` keeps a block near 2 million elements.
+
+    Returns
+    -------
+    torch.Tensor of shape (n, k), or (m, k) with ``transpose=True``
+    """
+    n, m = X.shape[0], C.shape[0]
+    if B.shape[0] != (n if transpose else m):
+        raise ValueError(
+            f"B has {B.shape[0]} rows but K(X, C){'^T' if transpose else ''} has "
+            f"{n if transpose else m} columns"
+        )
+    if not normalize:
+        fused = _fused_matmul(kernel, C, X, B) if transpose else _fused_matmul(kernel, X, C, B)
+        if fused is not None:
+            return fused.to(B.dtype)
+    rows = _rows_per_block(m, block_size)
+    if transpose:
+        out = torch.zeros((m,) + tuple(B.shape[1:]), dtype=B.dtype, device=B.device)
+        for i in range(0, n, rows):
+            out += kernel_block(kernel, X[i : i + rows], C, normalize).T @ B[i : i + rows]
+        return out
+    return torch.cat([kernel_block(kernel, X[i : i + rows], C, normalize) @ B for i in range(0, n, rows)])
+
+
+def kernel_gram(
+    kernel: Kernel,
+    X: torch.Tensor,
+    C: torch.Tensor,
+    *,
+    normalize: bool = False,
+    block_size: int | None = None,
+) -> np.ndarray:
+    """The full Gram matrix ``K(X, C)`` as a float64 numpy array, filled block by block.
+
+    Filling a preallocated array keeps the peak at one n x m matrix plus one block's temporaries.
+    """
+    n, m = X.shape[0], C.shape[0]
+    K = np.empty((n, m), dtype=np.float64)
+    rows = _rows_per_block(m, block_size)
+    for i in range(0, n, rows):
+        K[i : i + rows] = kernel_block(kernel, X[i : i + rows], C, normalize).double().cpu().numpy()
+    return K
+
+
+def kernel_normal_equations(
+    kernel: Kernel,
+    X: torch.Tensor,
+    C: torch.Tensor,
+    Z: torch.Tensor,
+    *,
+    normalize: bool = False,
+    block_size: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(A^T A, A^T Z)`` for ``A = K(X, C)``, accumulated block by block (memory O(m^2 + block * m)).
+
+    Returns
+    -------
+    AtA : numpy.ndarray of shape (m, m)
+    AtZ : numpy.ndarray of shape (m, k)
+    """
+    m = C.shape[0]
+    AtA = torch.zeros((m, m), dtype=torch.float64, device=X.device)
+    AtZ = torch.zeros((m, Z.shape[1]), dtype=torch.float64, device=X.device)
+    rows = _rows_per_block(m, block_size)
+    for i in range(0, X.shape[0], rows):
+        A = kernel_block(kernel, X[i : i + rows], C, normalize).double()
+        AtA += A.T @ A
+        AtZ += A.T @ Z[i : i + rows].double()
+    return AtA.cpu().numpy(), AtZ.cpu().numpy()
+
+
+class KernelOperator(LinearOperator):
+    """``K(X, C)`` as a :class:`scipy.sparse.linalg.LinearOperator`, applied block by block in torch.
+
+    ``matvec`` / ``matmat`` compute ``K v``, ``rmatvec`` / ``rmatmat`` compute ``K^T v``; numpy in, float64
+    numpy out, with the torch computation on the device and dtype of ``X``.
+
+    Parameters
+    ----------
+    kernel : Kernel
+    X : torch.Tensor of shape (n, d_x)
+    C : torch.Tensor of shape (m, d_y), default=None
+        ``None`` means ``X`` (a square operator).
+    normalize : bool, default=False
+        Row-normalized kernel (attention form).
+    block_size : int, default=None
+        Rows per block.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from rkbs.kernels import get_kernel
+    >>> X = torch.randn(500, 3, dtype=torch.float64)
+    >>> op = KernelOperator(get_kernel("rbf"), X)
+    >>> op.shape
+    (500, 500)
+    """
+
+    def __init__(
+        self,
+        kernel: Kernel,
+        X: torch.Tensor,
+        C: torch.Tensor | None = None,
+        *,
+        normalize: bool = False,
+        block_size: int | None = None,
+    ):
+        self.kernel = kernel
+        self.X = X
+        self.C = X if C is None else C
+        self.normalize = normalize
+        self.block_size = block_size
+        if normalize:
+            check_normalizable(kernel)
+        super().__init__(dtype=np.float64, shape=(X.shape[0], self.C.shape[0]))
+
+    def _apply(self, v: np.ndarray, transpose: bool) -> np.ndarray:
+        V = torch.as_tensor(np.ascontiguousarray(v), dtype=self.X.dtype, device=self.X.device)
+        one_d = V.ndim == 1
+        out = kernel_matmul(
+            self.kernel,
+            self.X,
+            self.C,
+            V[:, None] if one_d else V,
+            transpose=transpose,
+            normalize=self.normalize,
+            block_size=self.block_size,
+        )
+        out = out.double().cpu().numpy()
+        return out[:, 0] if one_d else out
+
+    def _matvec(self, v: Any) -> np.ndarray:
+        return self._apply(np.ravel(v), False)
+
+    def _rmatvec(self, v: Any) -> np.ndarray:
+        return self._apply(np.ravel(v), True)
+
+    def _matmat(self, V: Any) -> np.ndarray:
+        return self._apply(np.asarray(V), False)
+
+    def _rmatmat(self, V: Any) -> np.ndarray:
+        return self._apply(np.asarray(V), True)
+
+    def _adjoint(self) -> LinearOperator:
+        return LinearOperator(
+            dtype=np.float64, shape=(self.shape[1], self.shape[0]), matvec=self._rmatvec,
+            rmatvec=self._matvec, matmat=self._rmatmat, rmatmat=self._matmat,
+        )
+
+    def to_dense(self) -> np.ndarray:
+        """The full matrix (float64 numpy), filled block by block."""
+        return kernel_gram(self.kernel, self.X, self.C, normalize=self.normalize, block_size=self.block_size)
