@@ -244,7 +244,8 @@ def main(argv=None):
     p.add_argument("--d", type=int, nargs="*", default=None)
     p.add_argument("--kernels", nargs="*", default=None)
     p.add_argument("--modes", nargs="*", default=["fwd", "fwd+bwd"])
-    p.add_argument("--rep", type=int, default=30, help="do_bench repetition time in ms")
+    p.add_argument("--rep", type=int, default=15, help="do_bench repetition time in ms")
+    p.add_argument("--flex-min-n", type=int, default=4096, help="skip FlexAttention below this N (compile time)")
     p.add_argument("--no-peers", action="store_true")
     p.add_argument("--eager-max-n", type=int, default=4096, help="skip eager above this N (memory)")
     p.add_argument("--out", default=os.path.join(RESULTS, "attention_speed"))
@@ -260,8 +261,8 @@ def main(argv=None):
         raise SystemExit("attention_speed.py needs a CUDA device (speed is only measured on a GPU).")
     import triton
 
-    ns = args.n or ([4096] if args.quick else [1024, 4096, 16384])
-    ds = args.d or ([128] if args.quick else [64, 128])
+    ns = args.n or ([4096] if args.quick else [4096, 16384, 1024])
+    ds = args.d or ([128] if args.quick else [128, 64])
     kernels = args.kernels or (["edp", "rbf", "polynomial"] if args.quick else list(DOT_KERNELS))
     b, h, dtype = 2, 16, torch.bfloat16
     torch._dynamo.config.cache_size_limit = 256
@@ -303,7 +304,7 @@ def main(argv=None):
                         run = sdpa(name)
                         record(f"sdpa_{name}", "edp", True, n, d, causal, mode,
                                lambda q, k, v, r=run: r(q, k, v, causal), q, k, v)
-                    for kind in ("edp", "rbf"):
+                    for kind in ("edp", "rbf") if n >= args.flex_min_n else ():
                         run = flex(kind)
                         record("flex", kind, True, n, d, causal, mode,
                                lambda q, k, v, r=run: r(q, k, v, causal), q, k, v)
@@ -318,12 +319,20 @@ def main(argv=None):
                                q, k, v)
             del q, k, v
             torch.cuda.empty_cache()
+            _save(rows, args, t0)  # partial results survive a time limit
 
+    _save(rows, args, t0, final=True)
+
+
+def _save(rows, args, t0, final=False):
+    import triton
+
+    b, h = 2, 16
     meta = dict(
         gpu=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
         python=platform.python_version(), batch=b, heads=h, dtype="bfloat16", rep_ms=args.rep,
         flops="4*B*H*N^2*d forward (half when causal), 3.5x for forward+backward; median of do_bench",
-        wall_s=time.time() - t0,
+        wall_s=time.time() - t0, complete=final,
     )
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out + ".json", "w") as f:
@@ -333,7 +342,7 @@ def main(argv=None):
         write_plot(rows, meta, args.out + ".png")
     except ImportError:
         print("matplotlib is not installed: no plot (rerun with --from-json where it is)")
-    print(f"wrote {args.out}.json/.md/.png in {time.time() - t0:.0f}s")
+    print(f"wrote {args.out}.json/.md/.png at {time.time() - t0:.0f}s", flush=True)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 Forward and every gradient against the float64 reference, N = 1000..4096, head dims 64/128 (and 80),
 bf16/fp16/fp32; and the kernel-machine shape (one head, D < 16, many keys) in float32 with ieee matmuls.
-Errors are max |actual - expected| / max(|expected|, 0.1), bounded per dtype by ``GPU_TOL``.
+Errors are max |actual - expected| / max(|expected|, 0.1), bounded per dtype by ``GPU_TOL`` or, for half
+precision, by 1.5x the error of eager PyTorch computing the same thing in the same dtype (the yardstick a
+user would otherwise get), whichever is larger.
 """
 
 import pytest
@@ -49,10 +51,15 @@ def _run(name, params, normalize, shape, dtype, causal, mask=None, precision="de
     do = torch.randn(out.shape, device="cuda", generator=gen)
     grads = torch.autograd.grad(out, (q, k, v), do.to(dtype))
     ref_grads = torch.autograd.grad(ref, (q, k, v), do.double())
-    tol = GPU_TOL[dtype]
-    for what, a, e in zip(("out", "dq", "dk", "dv"), (out,) + grads, (ref,) + ref_grads):
+    expected = (ref,) + ref_grads
+    tols = [GPU_TOL[dtype]] * 4
+    if dtype != torch.float32:
+        eager = reference_attention(q, k, v, compute_dtype=dtype, **kw)
+        eager_all = (eager,) + torch.autograd.grad(eager, (q, k, v), do.to(dtype))
+        tols = [max(t, 1.5 * _err(a, e)) for t, a, e in zip(tols, eager_all, expected)]
+    for what, a, e, tol in zip(("out", "dq", "dk", "dv"), (out,) + grads, expected, tols):
         assert torch.isfinite(a).all(), what
-        assert _err(a, e) <= tol, f"{name} {what}: {_err(a, e):.2e} > {tol}"
+        assert _err(a, e) <= tol, f"{name} {what}: {_err(a, e):.2e} > {tol:.2e}"
 
 
 @pytest.mark.parametrize("name,params,normalize", CASES, ids=[f"{c[0]}-{c[2]}" for c in CASES])

@@ -60,14 +60,16 @@ def reference_attention(
     scale: float | None = None,
     mask: torch.Tensor | None = None,
     return_lse: bool = False,
+    compute_dtype: torch.dtype = torch.float64,
     **kernel_params,
 ):
     """Float64 reference of :func:`triton_ops.kernel_attention` (same arguments, O(N^2) memory).
 
-    Computed in float64 on the inputs' device and returned in float64; differentiable with autograd.
+    Computed in ``compute_dtype`` (float64 by default; the inputs' own dtype gives "eager PyTorch", the error
+    yardstick of the GPU tests) on the inputs' device; differentiable with autograd.
     """
     spec = resolve_kernel(kernel, q.shape[-1], scale, kernel_params)
-    q, k, v = q.double(), k.double(), v.double()
+    q, k, v = q.to(compute_dtype), k.to(compute_dtype), v.to(compute_dtype)
     group = q.shape[1] // k.shape[1]
     if group > 1:
         k = k.repeat_interleave(group, dim=1)
@@ -82,7 +84,7 @@ def reference_attention(
         if mask.dtype == torch.bool:
             keep = keep & mask
         else:
-            bias = mask.double()
+            bias = mask.to(compute_dtype)
     if is_log:
         logw = val if bias is None else val + bias
         logw = logw.masked_fill(~keep, float("-inf"))
