@@ -142,8 +142,8 @@ def icl_suite(args, steps, depths):
             torch.manual_seed(args.seed)
             rng = np.random.RandomState(args.seed + depth)
             model = LinearAttentionRegressor(dim, n_layers=depth)
-            optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-            schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=steps, pct_start=0.1)
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+            schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1e-2, total_steps=steps, pct_start=0.1)
             start = time.perf_counter()
             bar = tqdm(range(steps), desc=f"icl {prior_name} L={depth}", leave=False, mininterval=1.0)
             for _ in bar:
@@ -205,8 +205,8 @@ def main(argv=None):
     args = _parse_args(argv)
     torch.set_num_threads(args.threads)
     levels = [0, args.depth] if args.quick else list(range(args.depth + 1))
-    steps = args.steps or (800 if args.quick else 2500)
-    icl_steps = args.icl_steps or (300 if args.quick else 2000)
+    steps = args.steps or (1500 if args.quick else 3000)
+    icl_steps = args.icl_steps or (2000 if args.quick else 5000)
     results, start = [], time.perf_counter()
     for task in ("root", "mlm"):
         if task in args.tasks:
