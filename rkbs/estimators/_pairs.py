@@ -11,12 +11,12 @@ __all__ = ["split_pairs", "index_domain", "check_grid"]
 
 
 def resolve_split(n_features: int, n_features_x) -> int:
-    """The number of query-side columns; ``None`` splits the columns in half."""
+    """The number of query-side columns; ``None`` gives the first ``n_features // 2`` columns to x."""
     if n_features_x is None:
-        if n_features < 2 or n_features % 2:
+        if n_features < 2:
             raise ValueError(
-                f"X has {n_features} feature(s); with n_features_x=None the columns are split in half, which "
-                "needs an even number >= 2. Set n_features_x to the number of query-side (x) columns"
+                f"X has {n_features} feature(s); pairs as rows need at least one column per domain. Set "
+                "n_features_x to the number of query-side (x) columns"
             )
         return n_features // 2
     if isinstance(n_features_x, bool) or not isinstance(n_features_x, numbers.Integral):
