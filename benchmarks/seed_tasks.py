@@ -67,7 +67,7 @@ def _hierarchical_model(task, kernel, n_symbols, n_leaves, args):
 
 
 def _hierarchical_batch(task, n, depth, grammar, level, rng):
-    X, y, _ = make_hierarchical_sequences(n, depth, None, level, grammar=grammar, random_state=rng)
+    X, y, _ = make_hierarchical_sequences(n, depth, filter_level=level, grammar=grammar, random_state=rng)
     if task == "root":
         return X, y, None
     X_masked, mask = mask_leaves(X, grammar.n_symbols, n_masked=1, random_state=rng)

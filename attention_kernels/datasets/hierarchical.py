@@ -142,7 +142,7 @@ def _sample_categorical(probs: np.ndarray, rng: np.random.RandomState) -> np.nda
 def make_hierarchical_sequences(
     n_samples: int = 1000,
     depth: int = 4,
-    n_symbols: int = 4,
+    n_symbols: int | None = None,
     filter_level: int = 0,
     sigma: float = 1.0,
     grammar: HierarchicalGrammar | None = None,
@@ -156,8 +156,9 @@ def make_hierarchical_sequences(
         Number of sequences.
     depth : int, default=4
         Tree depth ``l >= 1``; each sequence has ``2**depth`` leaves.
-    n_symbols : int, default=4
-        Alphabet size ``q >= 2`` (ignored when ``grammar`` is given, except that it must then match).
+    n_symbols : int, optional
+        Alphabet size ``q >= 2`` of a freshly drawn grammar (default 4); with ``grammar`` given it may be
+        omitted, and must match the grammar when passed.
     filter_level : int, default=0
         Filtering level ``k`` in ``0..depth``: nodes at depth ``k`` are drawn independently given the root;
         0 is the full tree model, ``depth`` makes the leaves i.i.d. given the root.
@@ -184,7 +185,7 @@ def make_hierarchical_sequences(
         raise ValueError(f"filter_level must be in 0..depth = 0..{depth}, got {filter_level}")
     rng = check_random_state(random_state)
     if grammar is None:
-        grammar = make_hierarchical_grammar(n_symbols, sigma, rng)
+        grammar = make_hierarchical_grammar(4 if n_symbols is None else n_symbols, sigma, rng)
     else:
         if not isinstance(grammar, HierarchicalGrammar):
             raise TypeError(f"grammar must be a HierarchicalGrammar, got {type(grammar).__name__}")

@@ -38,7 +38,8 @@ class KernelEncoderLayer(nn.Module):
     kernel : str or rkbs Kernel
         Attention kernel from the catalogue.
     normalize : bool
-        Row-normalize the kernel weights (must be False for kernels that can be negative).
+        Row-normalize the kernel weights (must be False for kernels that can be negative). Un-normalized
+        outputs are divided by the sequence length, so that they stay at the scale of an average.
     dropout : float, default=0.0
         Dropout after attention and feed-forward blocks.
     """
