@@ -1,0 +1,216 @@
+"""RKBSRegressor: KernelRidge equivalence, solver agreement, stationarity of every penalty, bad input."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.kernel_ridge import KernelRidge
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from rkbs.estimators import RKBSRegressor
+from rkbs.kernels import AttentionKernel, get_kernel
+from rkbs.solvers import ConditioningWarning
+
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(60, 4))
+Y = np.column_stack([np.sin(X[:, 0]) + 0.1 * RNG.normal(size=60), X[:, 1] * X[:, 2]])
+y = Y[:, 0]
+ASYM = AttentionKernel(get_kernel("edp"), 0.5 * RNG.normal(size=(4, 3)), 0.5 * RNG.normal(size=(4, 3)))
+
+
+def _gram(model, A, B=None):
+    K = model.kernel_(A, A if B is None else B)
+    return K / K.sum(1, keepdims=True) if model.normalize else K
+
+
+def _rel(v, scale):
+    return np.abs(v).max() / max(np.abs(scale).max(), 1e-300)
+
+
+@pytest.mark.parametrize("target", [y, Y])
+def test_rbf_rkhs_equals_kernel_ridge(target):
+    ours = RKBSRegressor(kernel="rbf", kernel_params={"gamma": 0.3}, alpha=0.05, penalty="rkhs").fit(X, target)
+    ref = KernelRidge(kernel="rbf", gamma=0.3, alpha=0.05).fit(X, target)
+    Xt = RNG.normal(size=(15, 4))
+    np.testing.assert_allclose(ours.predict(Xt), ref.predict(Xt), rtol=0, atol=1e-8)
+    np.testing.assert_allclose(ours.dual_coef_, ref.dual_coef_, rtol=0, atol=1e-8)
+    assert ours.penalty_ == "rkhs" and ours.solver_ == "cholesky"
+
+
+def test_polynomial_equals_kernel_ridge():
+    ours = RKBSRegressor(kernel="polynomial", kernel_params={"degree": 3, "scale": 0.2, "coef0": 1.0},
+                         alpha=0.1).fit(X, y)
+    ref = KernelRidge(kernel="polynomial", degree=3, gamma=0.2, coef0=1.0, alpha=0.1).fit(X, y)
+    np.testing.assert_allclose(ours.predict(X), ref.predict(X), atol=1e-8)
+
+
+@pytest.mark.parametrize(
+    "kernel, penalty, solvers",
+    [
+        ("rbf", "rkhs", ["cholesky", "cg", "eigh"]),
+        ("tanh", "coef", ["cholesky", "lstsq", "lsqr"]),
+        (ASYM, "coef", ["cholesky", "lstsq", "lsqr"]),
+        ("rbf", "krein", ["lu", "gmres", "minres"]),
+        (ASYM, "krein", ["lu", "gmres"]),
+    ],
+)
+def test_solvers_agree(kernel, penalty, solvers):
+    fits = [RKBSRegressor(kernel=kernel, alpha=0.5, penalty=penalty, solver=s, tol=1e-12, max_iter=5000)
+            .fit(X, Y).dual_coef_ for s in solvers]
+    for beta in fits[1:]:
+        assert _rel(beta - fits[0], fits[0]) < 1e-6
+
+
+def _coef_gradient(A, beta, Z, alpha):
+    return 2 * A.T @ (A @ beta - Z) + 2 * alpha * beta
+
+
+@pytest.mark.parametrize("kernel", ["rbf", "tanh", "sigmoid", "laplacian", ASYM,
+                                    AttentionKernel(get_kernel("tanh"), RNG.normal(size=(4, 2)),
+                                                    RNG.normal(size=(4, 2)))])
+@pytest.mark.parametrize("normalize", [False, True])
+def test_coef_gradient_vanishes(kernel, normalize):
+    k = get_kernel(kernel)
+    if normalize and not k.positive_valued:
+        pytest.skip("normalize needs a positive kernel")
+    m = RKBSRegressor(kernel=kernel, alpha=0.1, penalty="coef", normalize=normalize).fit(X, Y)
+    A = _gram(m, X)
+    g = _coef_gradient(A, m.dual_coef_, Y, 0.1)
+    assert _rel(g, 2 * A.T @ Y) < 1e-8
+
+
+@pytest.mark.parametrize("kernel", ["rbf", "laplacian", "edp", "exp_intersection"])
+def test_rkhs_gradient_vanishes(kernel):
+    m = RKBSRegressor(kernel=kernel, alpha=0.2, penalty="rkhs").fit(X, y)
+    K = _gram(m, X)
+    g = 2 * K @ (K @ m.dual_coef_ - y) + 2 * 0.2 * K @ m.dual_coef_
+    assert _rel(g, K @ y) < 1e-8
+
+
+@pytest.mark.parametrize("kernel", ["tanh", AttentionKernel(get_kernel("tanh"), np.eye(4)[:, :3],
+                                                            np.eye(4)[:, :3])])
+def test_krein_stationary_point_symmetric_indefinite(kernel):
+    m = RKBSRegressor(kernel=kernel, alpha=0.3, penalty="krein").fit(X, y)
+    K = _gram(m, X)
+    assert np.linalg.eigvalsh(K).min() < 0  # genuinely indefinite
+    g = 2 * K @ (K @ m.dual_coef_ - y) + 2 * 0.3 * K @ m.dual_coef_
+    assert _rel(g, K @ y) < 1e-8
+
+
+def test_krein_asymmetric_solves_shifted_system():
+    m = RKBSRegressor(kernel=ASYM, alpha=0.3, penalty="krein").fit(X, y)
+    K = _gram(m, X)
+    assert not np.allclose(K, K.T)
+    assert _rel((K + 0.3 * np.eye(60)) @ m.dual_coef_ - y, y) < 1e-10
+
+
+@pytest.mark.parametrize("spectrum", ["clip", "flip", "shift"])
+def test_spectrum_transform(spectrum):
+    m = RKBSRegressor(kernel="tanh", alpha=0.1, penalty="rkhs", spectrum=spectrum).fit(X, y)
+    lam, U = np.linalg.eigh(get_kernel("tanh")(X))
+    t = {"clip": np.maximum(lam, 0), "flip": np.abs(lam), "shift": lam - lam.min()}[spectrum]
+    Kt = (U * t) @ U.T
+    # training predictions are the RKHS solution on the transformed (PSD) Gram matrix
+    np.testing.assert_allclose(m.predict(X), Kt @ np.linalg.solve(Kt + 0.1 * np.eye(60), y), atol=1e-8)
+
+
+def test_nystroem_rkhs_equals_nystroem_features_ridge():
+    m = RKBSRegressor(kernel="rbf", alpha=0.1, n_components=20, random_state=0).fit(X, y)
+    k = m.kernel_
+    lam, U = np.linalg.eigh(k(m.centers_))
+    inv_sqrt = (U / np.sqrt(lam)) @ U.T
+    ridge = Ridge(alpha=0.1, fit_intercept=False).fit(k(X, m.centers_) @ inv_sqrt, y)
+    Xt = RNG.normal(size=(10, 4))
+    np.testing.assert_allclose(m.predict(Xt), ridge.predict(k(Xt, m.centers_) @ inv_sqrt), atol=1e-7)
+    assert m.centers_.shape == (20, 4) and m.dual_coef_.shape == (20,)
+
+
+@pytest.mark.parametrize("penalty, solvers", [("rkhs", ["cholesky", "cg"]), ("coef", ["cholesky", "lsqr"]),
+                                              ("krein", ["lu", "minres"])])
+def test_nystroem_solvers_agree_and_stationary(penalty, solvers):
+    kernel = "tanh" if penalty == "krein" else "rbf"
+    fits = [RKBSRegressor(kernel=kernel, alpha=0.1, penalty=penalty, solver=s, n_components=25, random_state=1,
+                          tol=1e-12, max_iter=5000).fit(X, y) for s in solvers]
+    m = fits[0]
+    A, Kmm = m.kernel_(X, m.centers_), m.kernel_(m.centers_)
+    P = np.eye(25) if penalty == "coef" else Kmm
+    g = A.T @ (A @ m.dual_coef_ - y) + 0.1 * P @ m.dual_coef_
+    assert _rel(g, A.T @ y) < 1e-8
+    assert _rel(fits[1].dual_coef_ - m.dual_coef_, m.dual_coef_) < 1e-6
+
+
+def test_normalize_prediction_is_attention():
+    m = RKBSRegressor(kernel="edp", normalize=True, alpha=0.01).fit(X, Y)
+    Xt = RNG.normal(size=(7, 4))
+    K = m.kernel_(Xt, m.centers_)
+    np.testing.assert_allclose(m.predict(Xt), (K @ m.dual_coef_) / K.sum(1, keepdims=True), rtol=1e-12)
+    assert m.penalty_ == "coef"
+
+
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(2, 25), alpha=st.floats(1e-3, 10.0), seed=st.integers(0, 1000),
+       name=st.sampled_from(["rbf", "tanh", "sigmoid", "polynomial", "edp", "cosine"]))
+def test_coef_stationarity_property(n, alpha, seed, name):
+    rng = np.random.default_rng(seed)
+    Xs, ys = rng.normal(size=(n, 3)), rng.normal(size=n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConditioningWarning)
+        m = RKBSRegressor(kernel=name, alpha=alpha, penalty="coef", solver="lstsq").fit(Xs, ys)
+    A = m.kernel_(Xs)
+    assert _rel(_coef_gradient(A, m.dual_coef_, ys, alpha), np.abs(A.T @ ys).max() + alpha) < 1e-8
+
+
+def test_ill_conditioned_system_warns():
+    Xd = np.repeat(X[:10], 3, axis=0)  # duplicated rows: K is singular, alpha tiny
+    with pytest.warns(ConditioningWarning, match="condition number estimate"):
+        RKBSRegressor(kernel="rbf", alpha=1e-15, penalty="krein").fit(Xd, np.arange(30.0))
+
+
+def test_grid_search_and_pipeline():
+    grid = GridSearchCV(RKBSRegressor(kernel=get_kernel("rbf")),
+                        {"kernel__gamma": [0.1, 1.0], "alpha": [0.01, 1.0]}, cv=3).fit(X, y)
+    assert set(grid.best_params_) == {"kernel__gamma", "alpha"}
+    grid = GridSearchCV(RKBSRegressor(), {"kernel_params": [{"gamma": 0.1}, {"gamma": 1.0}]}, cv=3).fit(X, y)
+    assert grid.best_estimator_.kernel_.gamma in (0.1, 1.0)
+    scores = cross_val_score(make_pipeline(StandardScaler(), RKBSRegressor(kernel="tanh", alpha=0.1)), X, y, cv=3)
+    assert np.all(np.isfinite(scores))
+
+
+@pytest.mark.parametrize(
+    "params, Xb, yb, match",
+    [
+        ({}, np.where(np.eye(5, 3) > 0, np.nan, 1.0), np.ones(5), "NaN"),
+        ({}, np.where(np.eye(5, 3) > 0, np.inf, 1.0), np.ones(5), "infinity"),
+        ({}, np.empty((0, 3)), np.empty(0), "0 sample"),
+        ({}, np.ones((5, 3)), np.ones(4), "inconsistent numbers of samples"),
+        ({"kernel": "tanh", "penalty": "rkhs"}, X, y, "penalty='coef'"),
+        ({"kernel": ASYM, "penalty": "rkhs"}, X, y, "asymmetric; use penalty='coef'"),
+        ({"kernel": "edp", "kernel_params": {"scale": 500.0}}, 10 * X, y, "non-finite values"),
+        ({"kernel": "tanh", "normalize": True}, X, y, "can be negative"),
+        ({"kernel": "rbf", "normalize": True, "penalty": "rkhs"}, X, y, "normalize=True"),
+        ({"kernel": "nope"}, X, y, "unknown kernel"),
+        ({"alpha": -1.0}, X, y, "alpha must be >= 0"),
+        ({"solver": "lsqr", "penalty": "rkhs"}, X, y, "does not apply to penalty='rkhs'"),
+        ({"solver": "minres", "penalty": "krein", "kernel": ASYM}, X, y, "symmetric"),
+        ({"spectrum": "clip", "penalty": "coef"}, X, y, "does not apply to penalty='coef'"),
+        ({"spectrum": "clip", "n_components": 5}, X, y, "n_components=None"),
+        ({"device": "tpu"}, X, y, "device"),
+        ({"kernel": AttentionKernel(get_kernel("rbf"), np.ones((3, 2)), None)}, X, y, "query_map expects 3"),
+    ],
+)
+def test_bad_input(params, Xb, yb, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        RKBSRegressor(**params).fit(Xb, yb)
+
+
+def test_predict_checks_features():
+    m = RKBSRegressor().fit(X, y)
+    with pytest.raises(ValueError, match="features"):
+        m.predict(X[:, :3])
