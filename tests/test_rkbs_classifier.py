@@ -1,0 +1,79 @@
+"""RKBSClassifier: least squares one-vs-rest and the logistic loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.special import softmax
+from sklearn.datasets import load_digits, make_blobs
+
+from rkbs.estimators import RKBSClassifier, RKBSRegressor
+from rkbs.kernels import AttentionKernel, get_kernel
+
+X, y = make_blobs(n_samples=90, centers=3, n_features=4, random_state=0)
+X = (X - X.mean(0)) / X.std(0)
+
+
+def test_squared_loss_is_one_vs_rest_ridge():
+    clf = RKBSClassifier(kernel="tanh", alpha=0.1, penalty="coef").fit(X, y)
+    Z = np.where(y[:, None] == np.arange(3), 1.0, -1.0)
+    reg = RKBSRegressor(kernel="tanh", alpha=0.1, penalty="coef").fit(X, Z)
+    np.testing.assert_allclose(clf.decision_function(X), reg.predict(X), atol=1e-10)
+    assert clf.score(X, y) > 0.9
+
+
+@pytest.mark.parametrize("penalty", ["coef", "rkhs"])
+@pytest.mark.parametrize("kernel", ["rbf", "sigmoid", AttentionKernel(get_kernel("edp"), np.eye(4)[:, :2],
+                                                                      np.eye(4)[:, 1:3])])
+def test_logistic_gradient_vanishes(penalty, kernel):
+    k = get_kernel(kernel)
+    if penalty == "rkhs" and not (k.positive_definite and k.symmetric):
+        pytest.skip("rkhs needs a Mercer kernel")
+    clf = RKBSClassifier(kernel=kernel, loss="logistic", penalty=penalty, alpha=0.1, tol=1e-9).fit(X, y)
+    A = clf.kernel_(X, clf.centers_)
+    B = clf.dual_coef_
+    Y = np.eye(3)[y]
+    P = np.eye(len(B)) if penalty == "coef" else clf.kernel_(clf.centers_)
+    grad = A.T @ (softmax(A @ B, axis=1) - Y) + 2 * 0.1 * P @ B
+    assert np.abs(grad).max() < 1e-6 * len(y)
+    proba = clf.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(1), 1.0)
+    np.testing.assert_allclose(np.log(proba), clf.predict_log_proba(X), atol=1e-10)
+    assert clf.score(X, y) > 0.9
+
+
+def test_binary_logistic_decision_is_log_odds():
+    Xb, yb = X[y < 2], np.where(y[y < 2] == 0, "a", "b")
+    clf = RKBSClassifier(loss="logistic", alpha=0.1).fit(Xb, yb)
+    p = clf.predict_proba(Xb)
+    np.testing.assert_allclose(clf.decision_function(Xb), np.log(p[:, 1] / p[:, 0]), atol=1e-8)
+    assert set(clf.predict(Xb)) <= {"a", "b"}
+
+
+def test_digits_nystroem():
+    Xd, yd = load_digits(return_X_y=True)
+    Xd = Xd / 16.0
+    clf = RKBSClassifier(kernel="rbf", kernel_params={"gamma": 0.02}, alpha=1e-3, n_components=300,
+                         random_state=0).fit(Xd[:1000], yd[:1000])
+    assert clf.score(Xd[1000:], yd[1000:]) > 0.9
+
+
+def test_squared_loss_has_no_proba():
+    clf = RKBSClassifier().fit(X, y)
+    assert not hasattr(clf, "predict_proba")
+
+
+@pytest.mark.parametrize(
+    "params, yb, match",
+    [
+        ({}, np.zeros(90), "only one class"),
+        ({}, np.linspace(0, 1, 90), "Unknown label type"),
+        ({"loss": "hinge"}, y, "loss must be"),
+        ({"loss": "logistic", "penalty": "krein"}, y, "convex"),
+        ({"loss": "logistic", "spectrum": "clip"}, y, "spectrum applies to loss='squared'"),
+        ({"kernel": "tanh", "penalty": "rkhs"}, y, "penalty='coef'"),
+    ],
+)
+def test_bad_input(params, yb, match):
+    with pytest.raises(ValueError, match=match):
+        RKBSClassifier(**params).fit(X, yb)
