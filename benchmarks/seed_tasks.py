@@ -186,6 +186,7 @@ def plot(results, path):
         ax.legend(fontsize=8)
     rows = [r for r in results if r["task"] == "icl"]
     ax = axes[2]
+    ax.set_visible(bool(rows))
     for prior, color in (("gaussian", "tab:blue"), ("tree", "tab:red")):
         sub = [r for r in rows if r["prior"] == prior]
         if not sub:
@@ -196,7 +197,8 @@ def plot(results, path):
         ax.axhline(sub[0]["ridge_mse"], color=color, ls=":", label=f"ridge, {prior}")
         ax.set_xticks(depths)
     ax.set(xlabel="depth (layers)", ylabel="query MSE", title="in-context regression", yscale="log")
-    ax.legend(fontsize=7)
+    if rows:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
