@@ -16,6 +16,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import triton_ops
 from triton_ops.reference import reference_attention
@@ -173,6 +175,32 @@ def test_non_contiguous_inputs():
     v = torch.randn(1, 2, 17, 16, generator=gen).to(DEVICE)
     out = triton_ops.kernel_attention(q, k, v, kernel="rbf", precision="ieee")
     _assert_close(out, reference_attention(q, k, v, kernel="rbf"), torch.float32, "out")
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    name=st.sampled_from(["edp", "rbf", "polynomial", "sigmoid", "exp_intersection"]),
+    nq=st.integers(1, 40), nk=st.integers(1, 40), d=st.integers(1, 48), dv=st.integers(1, 20),
+    group=st.sampled_from([1, 2]), causal=st.booleans(), seed=st.integers(0, 2**16),
+)
+def test_forward_property_random_shapes(name, nq, nk, d, dv, group, causal, seed):
+    """Any sequence lengths and head dims (padded internally) match the reference."""
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(1, group, nq, d, generator=gen).to(DEVICE)
+    k = torch.randn(1, 1, nk, d, generator=gen).to(DEVICE)
+    v = torch.randn(1, 1, nk, dv, generator=gen).to(DEVICE)
+    if name == "exp_intersection":
+        q, k = q.abs(), k.abs()
+    out = triton_ops.kernel_attention(q, k, v, kernel=name, causal=causal, precision="ieee")
+    _assert_close(out, reference_attention(q, k, v, kernel=name, causal=causal), torch.float32, name)
+
+
+def test_double_backward_is_an_error():
+    q, k, v = (t.requires_grad_() for t in (torch.randn(1, 1, 5, 16).to(DEVICE) for _ in range(3)))
+    out = triton_ops.kernel_attention(q, k, v, kernel="edp")
+    (g,) = torch.autograd.grad(out.sum(), q, create_graph=True)
+    with pytest.raises(RuntimeError):
+        g.sum().backward()
 
 
 def test_defaults_match_catalogue_constants():

@@ -51,6 +51,8 @@ def _check_inputs(q, k, v) -> None:
         raise ValueError(f"`q` heads ({hq}) must be a multiple of `k`/`v` heads ({hk}) (grouped-query attention).")
     if d != dk:
         raise ValueError(f"`q` and `k` head dims differ: {d} vs {dk}.")
+    if b * hq > 65535:  # one grid axis of the launch
+        raise ValueError(f"batch * heads must be at most 65535, got {b} * {hq}; split the batch.")
     if d > _MAX_HEAD_DIM or v.shape[-1] > _MAX_HEAD_DIM:
         raise ValueError(f"head dims up to {_MAX_HEAD_DIM} are supported, got q/k {d} and v {v.shape[-1]}.")
     if q.device.type == "cuda":
@@ -127,6 +129,7 @@ class _KernelAttention(torch.autograd.Function):
         return out, lse
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # the Triton backward is not itself differentiable
     def backward(ctx, dout, _dlse):
         from ._launch import backward
 
