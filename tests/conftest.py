@@ -2,9 +2,15 @@
 
 import os
 
-import pytest
 import torch
-from hypothesis import HealthCheck, settings
+
+# Triton decides at decoration time whether a kernel is interpreted, so the switch must be set before any test
+# module (or a package it imports) defines a Triton kernel; without a GPU every Triton test runs interpreted.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 settings.register_profile(
     "ci",
