@@ -253,7 +253,24 @@ class Cosine(_DotKernel):
         return _dot(self.feature_map_x(x), self.feature_map_y(y))
 
 
-class Sigmoid(_DotKernel):
+class _AffineDotKernel(_DotKernel):
+    """A squashing function of the affine score ``s * q.k + coef0``."""
+
+    def __init__(self, scale: float | None = None, coef0: float = 0.0):
+        self.scale = scale
+        self.coef0 = coef0
+        check_positive("scale", scale)
+        check_real("coef0", coef0)
+
+    def resolved_params(self, d: int) -> dict[str, Any]:
+        return {"scale": self._scale(d), "coef0": check_real("coef0", self.coef0)}
+
+    def _score(self, x, y):
+        p = self.resolved_params(x.shape[-1])
+        return p["scale"] * _dot(x, y) + p["coef0"]
+
+
+class Sigmoid(_AffineDotKernel):
     """Logistic kernel ``1 / (1 + exp(-(s * q.k + b)))``, as in sigmoid attention. Not Mercer.
 
     Parameters
@@ -270,27 +287,14 @@ class Sigmoid(_DotKernel):
     positive_definite = False
     positive_valued = True
 
-    def __init__(self, scale: float | None = None, coef0: float = 0.0):
-        self.scale = scale
-        self.coef0 = coef0
-        check_positive("scale", scale)
-        check_real("coef0", coef0)
-
-    def resolved_params(self, d: int) -> dict[str, Any]:
-        return {"scale": self._scale(d), "coef0": check_real("coef0", self.coef0)}
-
-    def _logit(self, x, y):
-        p = self.resolved_params(x.shape[-1])
-        return p["scale"] * _dot(x, y) + p["coef0"]
-
     def evaluate(self, x, y):
-        return torch.sigmoid(self._logit(x, y))
+        return torch.sigmoid(self._score(x, y))
 
     def log_evaluate(self, x, y):
-        return F.logsigmoid(self._logit(x, y))
+        return F.logsigmoid(self._score(x, y))
 
 
-class Tanh(_DotKernel):
+class Tanh(_AffineDotKernel):
     """Hyperbolic tangent kernel ``tanh(s * q.k + c)``: scikit-learn's "sigmoid" kernel. Indefinite.
 
     Parameters
@@ -305,15 +309,5 @@ class Tanh(_DotKernel):
     positive_definite = False
     positive_valued = False
 
-    def __init__(self, scale: float | None = None, coef0: float = 0.0):
-        self.scale = scale
-        self.coef0 = coef0
-        check_positive("scale", scale)
-        check_real("coef0", coef0)
-
-    def resolved_params(self, d: int) -> dict[str, Any]:
-        return {"scale": self._scale(d), "coef0": check_real("coef0", self.coef0)}
-
     def evaluate(self, x, y):
-        p = self.resolved_params(x.shape[-1])
-        return torch.tanh(p["scale"] * _dot(x, y) + p["coef0"])
+        return torch.tanh(self._score(x, y))
