@@ -106,3 +106,13 @@ def test_solver_shape_fp32_ieee():
         out = triton_ops.kernel_attention(x, c, beta, kernel=name, normalize=normalize, precision="ieee")
         ref = reference_attention(x, c, beta, kernel=name, normalize=normalize)
         assert _err(out, ref) < 1e-5, name
+
+
+@pytest.mark.parametrize(
+    "d,dtype", [(16, torch.bfloat16), (40, torch.float32), (256, torch.bfloat16), (256, torch.float32)]
+)
+def test_head_dim_extremes(d, dtype):
+    """Smallest, odd and largest head dims compile (shared memory) and match, sequence lengths off the blocks."""
+    for name, params, normalize in (("edp", {}, True), ("rbf", {}, False)):
+        _run(name, params, normalize, (1, 2, 1, 600, 700, d, d), dtype, causal=True)
+    _run("exp_intersection", {}, True, (1, 2, 2, 300, 257, d, d), dtype, causal=False)

@@ -126,6 +126,19 @@ def test_half_precision(name, params, normalize, dtype):
     _check(name, params, normalize, True, "bool", (1, 2, 1, 33, 33, 40, 40), dtype=dtype)
 
 
+@pytest.mark.parametrize("normalize,causal,mask_kind,d", [(True, True, "bias", 80), (False, False, "bool", 96)])
+def test_exp_intersection_chunked_coordinates(normalize, causal, mask_kind, d):
+    """Head dims above 64 take the coordinate-chunked path (score and gradients over 16-wide chunks)."""
+    _check("exp_intersection", {}, normalize, causal, mask_kind, (1, 2, 1, 20, 33, d, 24))
+
+
+def test_exp_intersection_chunked_path_small_head_dim(monkeypatch):
+    from triton_ops import _launch
+
+    monkeypatch.setattr(_launch, "_COORD_TILE_MAX_D", 0)
+    _check("exp_intersection", {}, True, False, "padding", (2, 2, 2, 17, 21, 40, 16))
+
+
 @pytest.mark.parametrize("degree", [0, 1, 4])
 def test_polynomial_degrees(degree):
     _check("polynomial", {"degree": degree, "coef0": 0.3}, False, False, "none", SHAPES[0])

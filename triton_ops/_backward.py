@@ -16,7 +16,7 @@ dK = dscore^T Q + 2 k colsum(d|k|^2) (dot kernels), or the min-rule for the coor
 import triton
 import triton.language as tl
 
-from ._coordinate import coordinate_grads
+from ._coordinate import coordinate_grads, coordinate_grads_chunked, coordinate_score_chunked
 from ._epilogue import _EXP_INTERSECTION, LOG2E, log2_weight, raw_score, row_constant, weight, weight_derivatives
 from ._forward import load_mask_tile
 
@@ -24,11 +24,16 @@ from ._forward import load_mask_tile
 @triton.jit
 def _tile_grads(
     q, k, v, do, qn, kn, lse, delta, M, b, h, rows, cols, smb, smh, smm, smn, NQ, NK, c0, c1,
+    q_base, sqm, k_base, skn, D,
     KERNEL: tl.constexpr, DEGREE: tl.constexpr, EXP: tl.constexpr, NORMALIZE: tl.constexpr,
-    CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, PRECISION: tl.constexpr,
+    CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, PRECISION: tl.constexpr, COORD_CHUNK: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """Recompute one (BLOCK_M, BLOCK_N) tile; return P, d score, d|q|^2, d|k|^2 and the bias gradient."""
-    s = raw_score(q, k, KERNEL, PRECISION)
+    if COORD_CHUNK:
+        s = coordinate_score_chunked(q_base, sqm, k_base, skn, rows, cols, NQ, NK, D, BLOCK_M, BLOCK_N, 16)
+    else:
+        s = raw_score(q, k, KERNEL, PRECISION)
     valid = (rows[:, None] < NQ) & (cols[None, :] < NK)
     if CAUSAL:
         valid = valid & (cols[None, :] <= rows[:, None])
@@ -76,13 +81,13 @@ def _tile_grads(
 
 @triton.jit
 def _dkdv_kernel(
-    Q, K, V, M, DO, LSE, DELTA, DK, DV, DB, QN, KN,
+    Q, K, V, M, DO, LSE, DELTA, DK, DV, DB, QN, KN, DKACC,
     sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom, smb, smh, smm, smn,
     sdkb, sdkh, sdkn, sdvb, sdvh, sdvn,
     H, HK, GROUP, NQ, NK, D, DVD, c0, c1,
     KERNEL: tl.constexpr, DEGREE: tl.constexpr, EXP: tl.constexpr, NORMS: tl.constexpr,
     NORMALIZE: tl.constexpr, CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, PRECISION: tl.constexpr,
-    BIAS_GRAD: tl.constexpr,
+    BIAS_GRAD: tl.constexpr, COORD_CHUNK: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
@@ -95,7 +100,8 @@ def _dkdv_kernel(
     offs_dv = tl.arange(0, BLOCK_DV)
     kmask = (cols[:, None] < NK) & (offs_d[None, :] < D)
     vmask = (cols[:, None] < NK) & (offs_dv[None, :] < DVD)
-    k = tl.load(K + b * skb + hk * skh + cols[:, None].to(tl.int64) * skn + offs_d[None, :], mask=kmask, other=0.0)
+    k_base = K + b * skb + hk * skh
+    k = tl.load(k_base + cols[:, None].to(tl.int64) * skn + offs_d[None, :], mask=kmask, other=0.0)
     v = tl.load(V + b * svb + hk * svh + cols[:, None].to(tl.int64) * svn + offs_dv[None, :], mask=vmask, other=0.0)
     if NORMS:
         kn = tl.load(KN + pid_bh.to(tl.int64) * NK + cols, mask=cols < NK, other=0.0)
@@ -133,10 +139,16 @@ def _dkdv_kernel(
                 delta = qn
             p, dsc, dqn, dkn, t = _tile_grads(
                 q, k, v, do, qn, kn, lse, delta, M, b, h, rows, cols, smb, smh, smm, smn, NQ, NK, c0, c1,
-                KERNEL, DEGREE, EXP, NORMALIZE, CAUSAL, MASK_KIND, PRECISION,
+                Q + b * sqb + h * sqh, sqm, k_base, skn, D,
+                KERNEL, DEGREE, EXP, NORMALIZE, CAUSAL, MASK_KIND, PRECISION, COORD_CHUNK, BLOCK_M, BLOCK_N,
             )
             dv = tl.dot(tl.trans(p.to(do.dtype)), do, dv, input_precision=PRECISION)
-            if KERNEL == _EXP_INTERSECTION:  # min-rule instead of a matmul
+            if COORD_CHUNK:
+                coordinate_grads_chunked(
+                    Q + b * sqb + h * sqh, sqm, k_base, skn, rows, cols, dsc, NQ, NK, D,
+                    DKACC + pid_bh.to(tl.int64) * NK * D, False, 16,
+                )
+            elif KERNEL == _EXP_INTERSECTION:  # min-rule instead of a matmul
                 _, dkc = coordinate_grads(q, k, dsc)
                 dk = dk + dkc
             else:
@@ -150,18 +162,20 @@ def _dkdv_kernel(
                 )
     if NORMS:
         dk = dk + 2.0 * k.to(tl.float32) * rk[:, None]
-    tl.store(DK + b * sdkb + hk * sdkh + cols[:, None].to(tl.int64) * sdkn + offs_d[None, :], dk.to(DK.dtype.element_ty), mask=kmask)
+    if not COORD_CHUNK:  # otherwise dK was accumulated in DKACC
+        tl.store(DK + b * sdkb + hk * sdkh + cols[:, None].to(tl.int64) * sdkn + offs_d[None, :], dk.to(DK.dtype.element_ty), mask=kmask)
     tl.store(DV + b * sdvb + hk * sdvh + cols[:, None].to(tl.int64) * sdvn + offs_dv[None, :], dv.to(DV.dtype.element_ty), mask=vmask)
 
 
 @triton.jit
 def _dq_kernel(
-    Q, K, V, M, DO, LSE, DELTA, DQ, QN, KN,
+    Q, K, V, M, DO, LSE, DELTA, DQ, QN, KN, DQACC,
     sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom, smb, smh, smm, smn,
     sdqb, sdqh, sdqm,
     H, HK, GROUP, NQ, NK, D, DVD, c0, c1,
     KERNEL: tl.constexpr, DEGREE: tl.constexpr, EXP: tl.constexpr, NORMS: tl.constexpr,
     NORMALIZE: tl.constexpr, CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, PRECISION: tl.constexpr,
+    COORD_CHUNK: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
@@ -175,7 +189,8 @@ def _dq_kernel(
     offs_d = tl.arange(0, BLOCK_D)
     offs_dv = tl.arange(0, BLOCK_DV)
     qmask = rmask[:, None] & (offs_d[None, :] < D)
-    q = tl.load(Q + b * sqb + h * sqh + rows[:, None].to(tl.int64) * sqm + offs_d[None, :], mask=qmask, other=0.0)
+    q_base = Q + b * sqb + h * sqh
+    q = tl.load(q_base + rows[:, None].to(tl.int64) * sqm + offs_d[None, :], mask=qmask, other=0.0)
     do = tl.load(
         DO + b * sdob + h * sdoh + rows[:, None].to(tl.int64) * sdom + offs_dv[None, :],
         mask=rmask[:, None] & (offs_dv[None, :] < DVD), other=0.0,
@@ -211,9 +226,15 @@ def _dq_kernel(
             kn = tl.zeros([BLOCK_N], dtype=tl.float32)
         p, dsc, dqn, dkn, t = _tile_grads(
             q, k, v, do, qn, kn, lse, delta, M, b, h, rows, cols, smb, smh, smm, smn, NQ, NK, c0, c1,
-            KERNEL, DEGREE, EXP, NORMALIZE, CAUSAL, MASK_KIND, PRECISION,
+            q_base, sqm, K + b * skb + hk * skh, skn, D,
+            KERNEL, DEGREE, EXP, NORMALIZE, CAUSAL, MASK_KIND, PRECISION, COORD_CHUNK, BLOCK_M, BLOCK_N,
         )
-        if KERNEL == _EXP_INTERSECTION:
+        if COORD_CHUNK:
+            coordinate_grads_chunked(
+                q_base, sqm, K + b * skb + hk * skh, skn, rows, cols, dsc, NQ, NK, D,
+                DQACC + pid_bh.to(tl.int64) * NQ * D, True, 16,
+            )
+        elif KERNEL == _EXP_INTERSECTION:
             dqc, _ = coordinate_grads(q, k, dsc)
             dq = dq + dqc
         else:
@@ -222,4 +243,5 @@ def _dq_kernel(
             rq = rq + tl.sum(dqn, 1)
     if NORMS:
         dq = dq + 2.0 * q.to(tl.float32) * rq[:, None]
-    tl.store(DQ + b * sdqb + h * sdqh + rows[:, None].to(tl.int64) * sdqm + offs_d[None, :], dq.to(DQ.dtype.element_ty), mask=qmask)
+    if not COORD_CHUNK:  # otherwise dQ was accumulated in DQACC
+        tl.store(DQ + b * sdqb + h * sdqh + rows[:, None].to(tl.int64) * sdqm + offs_d[None, :], dq.to(DQ.dtype.element_ty), mask=qmask)

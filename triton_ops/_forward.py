@@ -9,6 +9,7 @@ directly. Head dims are padded to a power of two with masked loads.
 import triton
 import triton.language as tl
 
+from ._coordinate import coordinate_score_chunked
 from ._epilogue import LN2, LOG2E, log2_weight, raw_score, row_constant, weight
 
 
@@ -26,10 +27,10 @@ def load_mask_tile(M, b, h, rows, cols, smb, smh, smm, smn, NQ, NK, MASK_KIND: t
 
 @triton.jit
 def _fwd_inner(
-    acc, l_i, m_i, q, qn, k_base, v_base, kn_base, M, b, h, rows, lo, hi,
+    acc, l_i, m_i, q, qn, q_base, sqm, k_base, v_base, kn_base, M, b, h, rows, lo, hi,
     skn, svn, smb, smh, smm, smn, NQ, NK, D, DV, c0, c1,
     KERNEL: tl.constexpr, DEGREE: tl.constexpr, EXP: tl.constexpr, NORMS: tl.constexpr,
-    NORMALIZE: tl.constexpr, MASK_KIND: tl.constexpr, PRECISION: tl.constexpr,
+    NORMALIZE: tl.constexpr, MASK_KIND: tl.constexpr, PRECISION: tl.constexpr, COORD_CHUNK: tl.constexpr,
     CHECK_N: tl.constexpr, CAUSAL_TILE: tl.constexpr, EVEN_D: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
 ):
@@ -52,7 +53,10 @@ def _fwd_inner(
             kn = tl.load(kn_base + cols, mask=cols < NK, other=0.0)
         else:
             kn = tl.zeros([BLOCK_N], dtype=tl.float32)
-        s = raw_score(q, k, KERNEL, PRECISION)
+        if COORD_CHUNK:
+            s = coordinate_score_chunked(q_base, sqm, k_base, skn, rows, cols, NQ, NK, D, BLOCK_M, BLOCK_N, 16)
+        else:
+            s = raw_score(q, k, KERNEL, PRECISION)
         if (CHECK_N or CAUSAL_TILE) or (MASK_KIND == 1):
             valid = cols[None, :] < NK
             if CAUSAL_TILE:
@@ -97,7 +101,7 @@ def _fwd_kernel(
     H, HK, GROUP, NQ, NK, D, DV, c0, c1,
     KERNEL: tl.constexpr, DEGREE: tl.constexpr, EXP: tl.constexpr, NORMS: tl.constexpr,
     NORMALIZE: tl.constexpr, CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, PRECISION: tl.constexpr,
-    EVEN_N: tl.constexpr, EVEN_D: tl.constexpr,
+    EVEN_N: tl.constexpr, EVEN_D: tl.constexpr, COORD_CHUNK: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
@@ -117,6 +121,7 @@ def _fwd_kernel(
         qn = tl.load(QN + pid_bh.to(tl.int64) * NQ + rows, mask=rows < NQ, other=0.0)
     else:
         qn = tl.zeros([BLOCK_M], dtype=tl.float32)
+    q_base = Q + b * sqb + h * sqh
     k_base = K + b * skb + hk * skh
     v_base = V + b * svb + hk * svh
     kn_base = KN + (b * HK + hk) * NK
@@ -130,36 +135,36 @@ def _fwd_kernel(
         # blocks before `diag` are whole and fully visible: no per-element select there
         diag = tl.minimum(((pid_m * BLOCK_M) // BLOCK_N) * BLOCK_N, (NK // BLOCK_N) * BLOCK_N)
         acc, l_i, m_i = _fwd_inner(
-            acc, l_i, m_i, q, qn, k_base, v_base, kn_base, M, b, h, rows, 0, diag,
+            acc, l_i, m_i, q, qn, q_base, sqm, k_base, v_base, kn_base, M, b, h, rows, 0, diag,
             skn, svn, smb, smh, smm, smn, NQ, NK, D, DV, c0, c1,
-            KERNEL, DEGREE, EXP, NORMS, NORMALIZE, MASK_KIND, PRECISION, False, False, EVEN_D,
+            KERNEL, DEGREE, EXP, NORMS, NORMALIZE, MASK_KIND, PRECISION, COORD_CHUNK, False, False, EVEN_D,
             BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV,
         )
         acc, l_i, m_i = _fwd_inner(
-            acc, l_i, m_i, q, qn, k_base, v_base, kn_base, M, b, h, rows, diag, hi,
+            acc, l_i, m_i, q, qn, q_base, sqm, k_base, v_base, kn_base, M, b, h, rows, diag, hi,
             skn, svn, smb, smh, smm, smn, NQ, NK, D, DV, c0, c1,
-            KERNEL, DEGREE, EXP, NORMS, NORMALIZE, MASK_KIND, PRECISION, True, True, EVEN_D,
+            KERNEL, DEGREE, EXP, NORMS, NORMALIZE, MASK_KIND, PRECISION, COORD_CHUNK, True, True, EVEN_D,
             BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV,
         )
     elif EVEN_N:
         acc, l_i, m_i = _fwd_inner(
-            acc, l_i, m_i, q, qn, k_base, v_base, kn_base, M, b, h, rows, 0, NK,
+            acc, l_i, m_i, q, qn, q_base, sqm, k_base, v_base, kn_base, M, b, h, rows, 0, NK,
             skn, svn, smb, smh, smm, smn, NQ, NK, D, DV, c0, c1,
-            KERNEL, DEGREE, EXP, NORMS, NORMALIZE, MASK_KIND, PRECISION, False, False, EVEN_D,
+            KERNEL, DEGREE, EXP, NORMS, NORMALIZE, MASK_KIND, PRECISION, COORD_CHUNK, False, False, EVEN_D,
             BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV,
         )
     else:
         last = (NK // BLOCK_N) * BLOCK_N
         acc, l_i, m_i = _fwd_inner(
-            acc, l_i, m_i, q, qn, k_base, v_base, kn_base, M, b, h, rows, 0, last,
+            acc, l_i, m_i, q, qn, q_base, sqm, k_base, v_base, kn_base, M, b, h, rows, 0, last,
             skn, svn, smb, smh, smm, smn, NQ, NK, D, DV, c0, c1,
-            KERNEL, DEGREE, EXP, NORMS, NORMALIZE, MASK_KIND, PRECISION, False, False, EVEN_D,
+            KERNEL, DEGREE, EXP, NORMS, NORMALIZE, MASK_KIND, PRECISION, COORD_CHUNK, False, False, EVEN_D,
             BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV,
         )
         acc, l_i, m_i = _fwd_inner(
-            acc, l_i, m_i, q, qn, k_base, v_base, kn_base, M, b, h, rows, last, NK,
+            acc, l_i, m_i, q, qn, q_base, sqm, k_base, v_base, kn_base, M, b, h, rows, last, NK,
             skn, svn, smb, smh, smm, smn, NQ, NK, D, DV, c0, c1,
-            KERNEL, DEGREE, EXP, NORMS, NORMALIZE, MASK_KIND, PRECISION, True, False, EVEN_D,
+            KERNEL, DEGREE, EXP, NORMS, NORMALIZE, MASK_KIND, PRECISION, COORD_CHUNK, True, False, EVEN_D,
             BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV,
         )
 

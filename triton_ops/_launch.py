@@ -74,6 +74,14 @@ def _norms(spec: KernelSpec, q, k):
     return sq(q), sq(k)
 
 
+def _coord_chunk(spec: KernelSpec, block_d: int) -> bool:
+    """exp_intersection above head dim 64: accumulate over coordinate chunks instead of one register tile."""
+    return spec.kernel_id == EXP_INTERSECTION and block_d > _COORD_TILE_MAX_D
+
+
+_COORD_TILE_MAX_D = 64
+
+
 def _mask_args(mask_view, ref):
     if mask_view is None:
         return ref, (0, 0, 0, 0)
@@ -110,6 +118,7 @@ def forward(q, k, v, mask_view, mask_kind, spec: KernelSpec, normalize, causal, 
             KERNEL=spec.kernel_id, DEGREE=spec.degree, EXP=spec.exponential,
             NORMS=spec.kernel_id in _NORM_KERNELS, NORMALIZE=normalize, CAUSAL=causal, MASK_KIND=mask_kind,
             PRECISION=precision, EVEN_N=nk % cfg["BLOCK_N"] == 0, EVEN_D=(d == block_d and dv == block_dv),
+            COORD_CHUNK=_coord_chunk(spec, block_d),
             BLOCK_D=block_d, BLOCK_DV=block_dv, **cfg,
         )
     return out, lse
@@ -137,8 +146,11 @@ def backward(q, k, v, out, lse, dout, mask_view, mask_kind, spec: KernelSpec, no
     cfg_q = CONFIG_OVERRIDE.get("dq") or cfg_q
     m, ms = _mask_args(mask_view, q)
     qn, kn = _norms(spec, q, k)
+    chunk = _coord_chunk(spec, block_d)
+    dq_acc = torch.zeros((b, hq, nq, d), device=q.device, dtype=torch.float32) if chunk else lse
+    dk_acc = torch.zeros((b, hk, nk, d), device=q.device, dtype=torch.float32) if chunk else lse
     flags = dict(
-        KERNEL=spec.kernel_id, DEGREE=spec.degree, EXP=spec.exponential, NORMS=spec.kernel_id in _NORM_KERNELS,
+        COORD_CHUNK=chunk, KERNEL=spec.kernel_id, DEGREE=spec.degree, EXP=spec.exponential, NORMS=spec.kernel_id in _NORM_KERNELS,
         NORMALIZE=normalize, CAUSAL=causal, MASK_KIND=mask_kind, PRECISION=precision,
         BLOCK_D=block_d, BLOCK_DV=block_dv,
     )
@@ -148,13 +160,16 @@ def backward(q, k, v, out, lse, dout, mask_view, mask_kind, spec: KernelSpec, no
     )
     with torch.cuda.device(q.device) if q.is_cuda else nullcontext():
         _dkdv_kernel[(triton.cdiv(nk, cfg_kv["BLOCK_N"]), b * hk)](
-            q, k, v, m, dout, lse, delta, dk, dvv, db, qn, kn, *common,
+            q, k, v, m, dout, lse, delta, dk, dvv, db, qn, kn, dk_acc, *common,
             dk.stride(0), dk.stride(1), dk.stride(2), dvv.stride(0), dvv.stride(1), dvv.stride(2),
             hq, hk, hq // hk, nq, nk, d, dv, spec.c0, spec.c1, BIAS_GRAD=bias_grad, **flags, **cfg_kv,
         )
         _dq_kernel[(triton.cdiv(nq, cfg_q["BLOCK_M"]), b * hq)](
-            q, k, v, m, dout, lse, delta, dq, qn, kn, *common, dq.stride(0), dq.stride(1), dq.stride(2),
+            q, k, v, m, dout, lse, delta, dq, qn, kn, dq_acc, *common, dq.stride(0), dq.stride(1), dq.stride(2),
             hq, hk, hq // hk, nq, nk, d, dv, spec.c0, spec.c1, **flags, **cfg_q,
         )
+    if chunk:
+        dq.copy_(dq_acc)
+        dk.copy_(dk_acc)
     return dq, dk, dvv, (db if bias_grad else None)
 
