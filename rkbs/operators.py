@@ -20,7 +20,14 @@ from scipy.sparse.linalg import LinearOperator
 
 from .kernels import AttentionKernel, Kernel
 
-__all__ = ["KernelOperator", "kernel_matmul", "kernel_gram", "kernel_normal_equations", "kernel_block"]
+__all__ = [
+    "KernelOperator",
+    "kernel_matmul",
+    "kernel_normal_matmul",
+    "kernel_gram",
+    "kernel_normal_equations",
+    "kernel_block",
+]
 
 # Elements of one kernel block (rows x centers); a block costs a few temporaries of this size.
 _BLOCK_ELEMENTS = 1 << 21
@@ -220,6 +227,38 @@ def kernel_normal_equations(
     return AtA.cpu().numpy(), AtZ.cpu().numpy()
 
 
+def kernel_normal_matmul(
+    kernel: Kernel,
+    X: torch.Tensor,
+    C: torch.Tensor,
+    V: torch.Tensor,
+    *,
+    normalize: bool = False,
+    block_size: int | None = None,
+) -> torch.Tensor:
+    """``K(X, C)^T (K(X, C) @ V)`` in one pass: each kernel block is evaluated once, not twice.
+
+    Parameters
+    ----------
+    kernel : Kernel
+    X : torch.Tensor of shape (n, d_x)
+    C : torch.Tensor of shape (m, d_y)
+    V : torch.Tensor of shape (m, k)
+    normalize : bool, default=False
+    block_size : int, default=None
+
+    Returns
+    -------
+    torch.Tensor of shape (m, k)
+    """
+    rows = _rows_per_block(C.shape[0], block_size)
+    out = torch.zeros_like(V)
+    for i in range(0, X.shape[0], rows):
+        A = kernel_block(kernel, X[i : i + rows], C, normalize)
+        out += A.T @ (A @ V)
+    return out
+
+
 class KernelOperator(LinearOperator):
     """``K(X, C)`` as a :class:`scipy.sparse.linalg.LinearOperator`, applied block by block in torch.
 
@@ -297,6 +336,13 @@ class KernelOperator(LinearOperator):
             dtype=np.float64, shape=(self.shape[1], self.shape[0]), matvec=self._rmatvec,
             rmatvec=self._matvec, matmat=self._rmatmat, rmatmat=self._matmat,
         )
+
+    def normal_matvec(self, v: np.ndarray) -> np.ndarray:
+        """``K^T (K v)`` with one kernel evaluation per block (the CG normal-equations operator)."""
+        V = torch.as_tensor(np.ascontiguousarray(np.ravel(v)), dtype=self.X.dtype, device=self.X.device)
+        out = kernel_normal_matmul(self.kernel, self.X, self.C, V[:, None], normalize=self.normalize,
+                                   block_size=self.block_size)
+        return out[:, 0].double().cpu().numpy()
 
     def to_dense(self) -> np.ndarray:
         """The full matrix (float64 numpy), filled block by block."""

@@ -129,3 +129,17 @@ def test_cuda_matches_cpu(name):
     out_t = kernel_matmul(k, Xc, Cc, V.float().cuda(), transpose=True)
     torch.testing.assert_close(out.double().cpu(), ref, rtol=1e-3, atol=1e-3 * ref.abs().max().item())
     torch.testing.assert_close(out_t.double().cpu(), ref_t, rtol=1e-3, atol=1e-3 * ref_t.abs().max().item())
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_normal_matmul(normalize):
+    X, C = _data(41, 9, 3)
+    k = get_kernel("rbf")
+    K = k.evaluate(X, C)
+    K = K / K.sum(1, keepdim=True) if normalize else K
+    V = torch.randn(9, 2, dtype=torch.float64)
+    from rkbs.operators import kernel_normal_matmul
+
+    torch.testing.assert_close(kernel_normal_matmul(k, X, C, V, normalize=normalize, block_size=5), K.T @ (K @ V))
+    op = KernelOperator(k, X, C, normalize=normalize, block_size=4)
+    np.testing.assert_allclose(op.normal_matvec(V[:, 0].numpy()), (K.T @ (K @ V[:, :1]))[:, 0].numpy(), rtol=1e-12)

@@ -214,3 +214,15 @@ def test_predict_checks_features():
     m = RKBSRegressor().fit(X, y)
     with pytest.raises(ValueError, match="features"):
         m.predict(X[:, :3])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("kernel, penalty, solver", [("rbf", "rkhs", "cg"), ("tanh", "coef", "lsqr"),
+                                                     ("edp", "coef", "cholesky"), (ASYM, "coef", "lsqr")])
+def test_cuda_fit_matches_cpu(kernel, penalty, solver):
+    params = dict(kernel=kernel, alpha=0.5, penalty=penalty, solver=solver, n_components=30, random_state=0,
+                  tol=1e-6, max_iter=2000)
+    cpu = RKBSRegressor(**params).fit(X, y)
+    gpu = RKBSRegressor(device="cuda", **params).fit(X, y)
+    np.testing.assert_allclose(gpu.predict(X), cpu.predict(X), atol=1e-3)
