@@ -26,9 +26,20 @@ _HINT = "Increase alpha, or use solver='lstsq' (SVD) or solver='lsqr'."
 def _cholesky(p: RepresenterProblem) -> tuple[np.ndarray, dict]:
     AtA, AtZ = kernel_normal_equations(p.kernel, p.X, p.C, p.torch_Z(), normalize=p.normalize,
                                        block_size=p.block_size)
-    AtA[np.diag_indices_from(AtA)] += p.alpha
-    beta = cholesky_solve(AtA, AtZ, "the normal equations K^T K + alpha I", _HINT)
-    return beta, {"n_iter": None}
+    try:
+        M = AtA.copy()
+        M[np.diag_indices_from(M)] += p.alpha
+        return cholesky_solve(M, AtZ, "the normal equations K^T K + alpha I", _HINT), {"n_iter": None}
+    except ValueError:
+        # K^T K is positive semi-definite in exact arithmetic; round-off (cond(K)^2 > 1/eps) made it
+        # indefinite. Solve in its eigenbasis with the round-off eigenvalues clipped at 0, and say so.
+        lam, U = scipy.linalg.eigh(AtA, overwrite_a=True, check_finite=False)
+        denom = np.maximum(lam, 0.0) + p.alpha
+        if denom.min() <= 0:
+            raise ValueError("the normal equations K^T K + alpha I are singular (alpha = 0 and K rank deficient); "
+                             "use solver='lstsq' (pseudo-inverse) or alpha > 0") from None
+        warn_condition(np.inf, "the normal equations K^T K + alpha I (Cholesky failed; solved by eigh)", _HINT)
+        return U @ ((U.T @ AtZ) / denom[:, None]), {"n_iter": None}
 
 
 def _lstsq(p: RepresenterProblem) -> tuple[np.ndarray, dict]:
