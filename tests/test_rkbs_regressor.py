@@ -226,3 +226,16 @@ def test_cuda_fit_matches_cpu(kernel, penalty, solver):
     cpu = RKBSRegressor(**params).fit(X, y)
     gpu = RKBSRegressor(device="cuda", **params).fit(X, y)
     np.testing.assert_allclose(gpu.predict(X), cpu.predict(X), atol=1e-3)
+
+
+def test_coef_cholesky_falls_back_to_eigh(monkeypatch):
+    import rkbs.solvers.coef as coef
+
+    def _fail(*args, **kwargs):
+        raise ValueError("not positive definite")
+
+    monkeypatch.setattr(coef, "cholesky_solve", _fail)
+    with pytest.warns(ConditioningWarning, match="solved by eigh"):
+        m = RKBSRegressor(kernel="tanh", alpha=0.1, penalty="coef", solver="cholesky").fit(X, Y)
+    ref = RKBSRegressor(kernel="tanh", alpha=0.1, penalty="coef", solver="lstsq").fit(X, Y)
+    assert _rel(m.dual_coef_ - ref.dual_coef_, ref.dual_coef_) < 1e-8
