@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -29,10 +26,10 @@ def _data():
     return torch.randn(4, 6, 8, generator=torch.Generator().manual_seed(1))
 
 
-def _worker(rank, world, port, path):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+def _worker(rank, world, store, path):
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    # a file rendezvous: no TCP port to pick, so no race with other processes on the machine for a free one
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
         model = nn.parallel.DistributedDataParallel(_Net())
         x = _data().chunk(world)[rank]
@@ -43,15 +40,9 @@ def _worker(rank, world, port, path):
         dist.destroy_process_group()
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ddp_two_processes_match_single_process(tmp_path):
     path = str(tmp_path / "grads.pt")
-    mp.spawn(_worker, args=(2, _free_port(), path), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, str(tmp_path / "rendezvous"), path), nprocs=2, join=True)
     ddp_grads = torch.load(path)
     model = _Net()
     model(_data()).square().mean().backward()
