@@ -305,7 +305,7 @@ class KernelOperator(LinearOperator):
         super().__init__(dtype=np.float64, shape=(X.shape[0], self.C.shape[0]))
 
     def _apply(self, v: np.ndarray, transpose: bool) -> np.ndarray:
-        V = torch.as_tensor(np.ascontiguousarray(v), dtype=self.X.dtype, device=self.X.device)
+        V = torch.tensor(np.asarray(v), dtype=self.X.dtype, device=self.X.device)  # a copy: v may be read-only
         one_d = V.ndim == 1
         out = kernel_matmul(
             self.kernel,

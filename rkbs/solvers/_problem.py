@@ -62,7 +62,7 @@ class RepresenterProblem:
 
     def torch_Z(self) -> torch.Tensor:
         """The targets as a float64 tensor on the computation device."""
-        return torch.as_tensor(self.Z, dtype=torch.float64, device=self.X.device)
+        return torch.tensor(self.Z, dtype=torch.float64, device=self.X.device)  # a copy: Z may be read-only
 
     def design(self) -> KernelOperator:
         """``A = K(X, C)`` as a matrix-free operator."""
