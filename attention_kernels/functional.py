@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from typing import Any
 
 import torch
@@ -68,6 +69,10 @@ def _triton_ops():
     if available is None or not hasattr(triton_ops, "kernel_attention") or not available():
         return None
     return triton_ops
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 def _is_fused(kernel: Kernel, ops) -> bool:
@@ -258,13 +263,21 @@ def _choose_backend(backend: str, query, key, mask: MaskSpec, dropout_p: float, 
         ops = _triton_ops()
         if ops is None:
             raise ValueError("backend='triton' needs triton_ops with a working Triton (not available here)")
-        if not query.is_cuda:
-            raise ValueError("backend='triton' needs CUDA tensors; use backend='torch' on the CPU")
+        if not query.is_cuda and not _interpreting():
+            raise ValueError(
+                "backend='triton' needs CUDA tensors (or Triton's interpreter, TRITON_INTERPRET=1, for CPU "
+                "tensors); use backend='torch' on the CPU"
+            )
         if not _is_fused(kernel, ops):
             raise ValueError(
                 f"backend='triton' has no fused form of kernel {kernel.name!r}; fused kernels are "
                 f"{', '.join(getattr(ops, 'FUSED_KERNELS', ()))}. Use backend='torch' (or 'linear' for "
                 "feature-map kernels)"
+            )
+        if query.dtype not in _TRITON_DTYPES or query.ndim != 4:
+            raise ValueError(
+                "backend='triton' takes (batch, heads, seq, dim) float16, bfloat16 or float32 tensors, got "
+                f"{query.ndim}-D {query.dtype}; use backend='torch'"
             )
         if dropout_p > 0:
             raise ValueError("backend='triton' does not apply dropout; use dropout_p=0.0 or backend='torch'")

@@ -1,10 +1,30 @@
 """rkbs: kernel machines with asymmetric, indefinite (non-Mercer) kernels between two domains.
 
-The kernel catalogue lives in :mod:`rkbs.kernels`.
+- :mod:`rkbs.kernels`: the kernel catalogue shared with the attention layers and the fused Triton kernels.
+- :mod:`rkbs.operators`: matrix-free kernel operators ``K(X, C) @ B`` computed block by block.
+- :mod:`rkbs.solvers`: representer-theorem solvers (coefficient, RKHS and Krein penalties; Nystroem landmarks).
+- :mod:`rkbs.estimators`: the scikit-learn estimators.
 """
 
-from . import kernels
+from . import estimators, kernels, operators, solvers
+from .estimators import BinaryKernelLearner, BinaryKernelRidge, RKBSClassifier, RKBSRegressor
 from .kernels import AttentionKernel, get_kernel, list_kernels
+from .operators import KernelOperator
+from .solvers import ConditioningWarning
 
-__all__ = ["kernels", "get_kernel", "list_kernels", "AttentionKernel"]
+__all__ = [
+    "RKBSRegressor",
+    "RKBSClassifier",
+    "BinaryKernelRidge",
+    "BinaryKernelLearner",
+    "KernelOperator",
+    "ConditioningWarning",
+    "AttentionKernel",
+    "get_kernel",
+    "list_kernels",
+    "estimators",
+    "kernels",
+    "operators",
+    "solvers",
+]
 __version__ = "0.1.0"

@@ -33,12 +33,18 @@ V = randn(2, 3, 7, 4, seed=2)
         ({"normalize": 1}, TypeError, "normalize must be a bool"),
         ({"is_causal": 1}, TypeError, "is_causal must be a bool"),
         ({"backend": "cuda"}, ValueError, "backend must be one of"),
-        ({"backend": "triton"}, ValueError, "backend='triton'"),
+        ({"backend": "triton"}, ValueError, "backend='triton' takes .* float16, bfloat16 or float32"),
     ],
 )
 def test_bad_arguments(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         kernel_attention(Q, K, V, **kwargs)
+
+
+def test_triton_backend_on_cpu_needs_the_interpreter(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(ValueError, match="backend='triton' needs"):
+        kernel_attention(Q.float(), K.float(), V.float(), backend="triton")
 
 
 def test_bad_tensors():

@@ -1,0 +1,95 @@
+"""The fused back end of ``kernel_attention`` against its chunked torch back end.
+
+On a CUDA device at realistic shapes; without one, at tiny shapes in Triton's interpreter (the conftest sets
+TRITON_INTERPRET=1), which checks the glue: kernel parameters, masks, causal alignment, grouped-query heads and
+gradients passed between ``attention_kernels`` and ``triton_ops``.
+"""
+
+import pytest
+import torch
+
+from attention_kernels import kernel_attention
+from attention_kernels.functional import _choose_backend, _prepare, resolve_kernel
+
+pytest.importorskip("triton")
+import triton_ops  # noqa: E402
+
+if not triton_ops.is_available():
+    pytest.skip("needs CUDA or Triton's interpreter", allow_module_level=True)
+
+CUDA = torch.cuda.is_available()
+DEVICE = "cuda" if CUDA else "cpu"
+# (batch, q heads, kv heads, Nq, Nk, head dim): awkward sizes, smaller in the interpreter
+SHAPE = (2, 4, 2, 300, 333, 80) if CUDA else (2, 2, 1, 9, 13, 24)
+
+CASES = [
+    ("edp", True, {}),
+    ("rbf", True, {}),
+    ("laplacian", True, {"gamma": 0.3}),
+    ("sigmoid", True, {"coef0": -2.0}),
+    ("polynomial", True, {"degree": 2}),
+    ("polynomial", False, {"degree": 3}),
+    ("linear", False, {}),
+    ("cosine", False, {}),
+    ("tanh", False, {}),
+    ("exp_intersection", True, {}),
+]
+
+
+def _inputs(dtype, shape=SHAPE, requires_grad=False):
+    b, hq, hkv, nq, nk, d = shape
+    g = torch.Generator(device=DEVICE).manual_seed(0)
+    q = torch.randn(b, hq, nq, d, device=DEVICE, dtype=dtype, generator=g)
+    k = torch.randn(b, hkv, nk, d, device=DEVICE, dtype=dtype, generator=g)
+    v = torch.randn(b, hkv, nk, d, device=DEVICE, dtype=dtype, generator=g)
+    return tuple(t.requires_grad_(requires_grad) for t in (q, k, v))
+
+
+@pytest.mark.parametrize("kernel,normalize,params", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
+@pytest.mark.parametrize("causal", [False, True])
+def test_triton_backend_matches_torch_backend(kernel, normalize, params, causal):
+    q, k, v = _inputs(torch.float32, requires_grad=True)
+    nk = k.shape[-2]
+    pad = torch.ones(q.shape[0], 1, 1, nk, dtype=torch.bool, device=DEVICE)
+    pad[1, ..., (3 * nk) // 4 :] = False
+    outs, grads = [], []
+    for backend in ("triton", "torch"):
+        out = kernel_attention(q, k, v, attn_mask=pad, is_causal=causal, enable_gqa=True, kernel=kernel,
+                               normalize=normalize, backend=backend, **params)
+        grads.append(torch.autograd.grad(out.square().sum(), (q, k, v)))
+        outs.append(out)
+    assert ((outs[0] - outs[1]).abs().max() / outs[1].abs().max().clamp_min(1e-3)) < 1e-4
+    for a, b in zip(grads[0], grads[1]):
+        assert ((a - b).abs().max() / b.abs().max().clamp_min(1e-3)) < 1e-3
+
+
+def test_additive_bias_means_the_same_in_both_back_ends():
+    q, k, v = _inputs(torch.float32)
+    bias = torch.randn(q.shape[-2], k.shape[-2], device=DEVICE)
+    bias[:, -2:] = float("-inf")
+    fused = kernel_attention(q, k, v, attn_mask=bias, enable_gqa=True, kernel="rbf", backend="triton")
+    ref = kernel_attention(q, k, v, attn_mask=bias, enable_gqa=True, kernel="rbf", backend="torch")
+    torch.testing.assert_close(fused, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_auto_picks_triton_on_cuda_and_agrees_in_half_precision(dtype):
+    q, k, v = _inputs(dtype, shape=(2, 4, 4, 300, 333, 80))
+    kern = resolve_kernel("rbf")
+    _, _, mask = _prepare(q, k, v, None, False, 0.0, True, "auto", False, kern)
+    assert _choose_backend("auto", q, k, mask, 0.0, kern) == "triton"
+    fused = kernel_attention(q, k, v, kernel="rbf")
+    ref = kernel_attention(q.double(), k.double(), v.double(), kernel="rbf", backend="torch")
+    assert fused.dtype == dtype
+    assert ((fused.double() - ref).abs().max() / ref.abs().max()) < 3e-2
+
+
+@pytest.mark.gpu
+def test_edp_triton_equals_sdpa_in_bf16():
+    q, k, v = _inputs(torch.bfloat16, shape=(2, 4, 4, 1000, 1000, 128))
+    ours = kernel_attention(q, k, v, is_causal=True, backend="triton")
+    sdpa = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    ref = torch.nn.functional.scaled_dot_product_attention(q.double(), k.double(), v.double(), is_causal=True)
+    # our error is of the order of SDPA's own bf16 error
+    assert (ours.double() - ref).abs().max() <= 2 * (sdpa.double() - ref).abs().max() + 1e-3
