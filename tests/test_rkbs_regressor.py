@@ -239,3 +239,18 @@ def test_coef_cholesky_falls_back_to_eigh(monkeypatch):
         m = RKBSRegressor(kernel="tanh", alpha=0.1, penalty="coef", solver="cholesky").fit(X, Y)
     ref = RKBSRegressor(kernel="tanh", alpha=0.1, penalty="coef", solver="lstsq").fit(X, Y)
     assert _rel(m.dual_coef_ - ref.dual_coef_, ref.dual_coef_) < 1e-8
+
+
+def test_cholesky_condition_estimate_matches_the_exact_condition_number():
+    import torch
+
+    from rkbs.solvers._linalg import _inverse_norm1_estimate
+
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(60, 60))
+    A = A @ A.T + np.diag(np.logspace(-8, 0, 60))
+    L = torch.linalg.cholesky(torch.from_numpy(A))
+    estimate = np.abs(A).sum(0).max() * _inverse_norm1_estimate(lambda b: torch.cholesky_solve(b, L), 60,
+                                                               torch.float64)
+    exact = np.linalg.cond(A, 1)
+    assert exact / 10 <= estimate <= exact * (1 + 1e-6)  # a lower bound, within the usual factor
