@@ -64,7 +64,7 @@ def _inverse_norm1_estimate(solve, n: int, dtype: torch.dtype) -> float:
 
 
 def cholesky_solve(M: np.ndarray, B: np.ndarray, what: str, hint: str) -> np.ndarray:
-    """Solve ``M x = B`` for symmetric positive definite ``M`` by Cholesky, with a condition estimate.
+    """Solve ``M x = B`` for symmetric positive definite ``M`` (overwritten) by Cholesky, with a condition estimate.
 
     Factorization, solves and the estimate all run in torch, on the thread pool that computed the kernel
     blocks: calling scipy's LAPACK in between wakes OpenBLAS threads that compete with torch's for the cores
@@ -75,9 +75,11 @@ def cholesky_solve(M: np.ndarray, B: np.ndarray, what: str, hint: str) -> np.nda
     ValueError
         When ``M`` is not numerically positive definite.
     """
-    Mt = torch.from_numpy(M)
+    # factor in place (M is overwritten): the symmetric M read in Fortran order is M itself, and LAPACK
+    # factors a Fortran-ordered matrix without a second n x n buffer
+    Mt = torch.from_numpy(M.T if M.flags.c_contiguous else np.asfortranarray(M))
     anorm = float(Mt.abs().sum(dim=0).max())
-    L, info = torch.linalg.cholesky_ex(Mt)
+    L, info = torch.linalg.cholesky_ex(Mt, out=(Mt, torch.empty((), dtype=torch.int32)))
     if int(info) != 0:
         raise ValueError(f"{what} is not positive definite (numerically); {hint}")
     inv_norm = _inverse_norm1_estimate(lambda b: torch.cholesky_solve(b, L), M.shape[0], Mt.dtype)
