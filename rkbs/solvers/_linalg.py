@@ -84,7 +84,7 @@ def cholesky_solve(M: np.ndarray, B: np.ndarray, what: str, hint: str) -> np.nda
         raise ValueError(f"{what} is not positive definite (numerically); {hint}")
     inv_norm = _inverse_norm1_estimate(lambda b: torch.cholesky_solve(b, L), M.shape[0], Mt.dtype)
     warn_condition(anorm * inv_norm, what, hint)
-    Bt = torch.from_numpy(np.ascontiguousarray(B, dtype=np.float64))
+    Bt = torch.tensor(np.asarray(B), dtype=torch.float64)  # a copy: B may be a read-only memmap
     return torch.cholesky_solve(Bt.reshape(Bt.shape[0], -1), L).reshape(Bt.shape).numpy()
 
 
