@@ -49,7 +49,9 @@ def check_normalizable(kernel: Kernel) -> None:
         )
 
 
-def kernel_block(kernel: Kernel, X: torch.Tensor, C: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+def kernel_block(
+    kernel: Kernel, X: torch.Tensor, C: torch.Tensor, normalize: bool = False, check: bool = True
+) -> torch.Tensor:
     """One block of the (optionally row-normalized) Gram matrix, checked for non-finite values.
 
     Parameters
@@ -59,6 +61,9 @@ def kernel_block(kernel: Kernel, X: torch.Tensor, C: torch.Tensor, normalize: bo
     C : torch.Tensor of shape (m, d_y)
     normalize : bool, default=False
         Divide each row by its sum; exponential kernels use log-sum-exp.
+    check : bool, default=True
+        Raise on non-finite kernel values. Products ``K @ B`` skip it and check their (much smaller) result
+        instead: a non-finite entry of K makes its output row non-finite (inf * 0 is NaN).
 
     Returns
     -------
@@ -73,7 +78,7 @@ def kernel_block(kernel: Kernel, X: torch.Tensor, C: torch.Tensor, normalize: bo
             raise ValueError(f"kernel {kernel.name!r} is zero on every center for some inputs: row sum is 0")
         return torch.exp(logK - lse)
     K = kernel.evaluate(X, C)
-    if not bool(torch.isfinite(K).all()):
+    if check and not bool(torch.isfinite(K).all()):
         raise _non_finite_error(kernel)
     if normalize:
         s = K.sum(1, keepdim=True)
@@ -175,9 +180,14 @@ def kernel_matmul(
     if transpose:
         out = torch.zeros((m,) + tuple(B.shape[1:]), dtype=B.dtype, device=B.device)
         for i in range(0, n, rows):
-            out += kernel_block(kernel, X[i : i + rows], C, normalize).T @ B[i : i + rows]
-        return out
-    return torch.cat([kernel_block(kernel, X[i : i + rows], C, normalize) @ B for i in range(0, n, rows)])
+            out += kernel_block(kernel, X[i : i + rows], C, normalize, check=False).T @ B[i : i + rows]
+    else:
+        out = torch.cat(
+            [kernel_block(kernel, X[i : i + rows], C, normalize, check=False) @ B for i in range(0, n, rows)]
+        )
+    if not bool(torch.isfinite(out).all()):
+        raise _non_finite_error(kernel)
+    return out
 
 
 def kernel_gram(

@@ -56,6 +56,11 @@ def test_normalized_edp_never_overflows():
     torch.testing.assert_close(out, expected)
     with pytest.raises(ValueError, match="non-finite values"):
         kernel_matmul(k, X, C, B)
+    # the check reads the product, which an overflowing entry poisons even when B is zero (inf * 0 = nan)
+    with pytest.raises(ValueError, match="non-finite values"):
+        kernel_matmul(k, X, C, torch.zeros(2, 1, dtype=torch.float64))
+    with pytest.raises(ValueError, match="non-finite values"):
+        kernel_matmul(k, X, C, torch.zeros(3, 1, dtype=torch.float64), transpose=True)
 
 
 def test_attention_kernel_between_domains():

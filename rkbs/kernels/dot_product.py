@@ -36,7 +36,9 @@ def _sq_dist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """|x - y|^2 through the dot-product form (as the fused kernel computes it), clipped at 0."""
     sq_x = (x * x).sum(-1).unsqueeze(-1)
     sq_y = (y * y).sum(-1).unsqueeze(-2)
-    return (sq_x + sq_y - 2.0 * _dot(x, y)).clamp_min(0.0)
+    # in place on the fresh matmul output: one (n, m) buffer instead of four (autograd-safe: matmul does not
+    # save its output, and the in-place add/clamp record what their backward needs)
+    return _dot(x, y).mul_(-2.0).add_(sq_x).add_(sq_y).clamp_min_(0.0)
 
 
 class _DotKernel(Kernel):
