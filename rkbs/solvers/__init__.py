@@ -15,8 +15,11 @@ With Nystroem landmarks the centers are m < n training points and K is the n x m
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 from sklearn.utils import check_random_state
+from threadpoolctl import threadpool_limits
 
 from ..kernels import Kernel
 from ._linalg import ConditioningWarning
@@ -43,6 +46,7 @@ SOLVERS = {
     "rkhs": ("cholesky", "cg", "eigh"),
     "krein": ("lu", "gmres", "minres"),
 }
+_KRYLOV = ("lsqr", "cg", "gmres", "minres")
 # Largest number of centers for which "auto" picks a dense factorization (an m x m float64 matrix: ~1.2 GB).
 DENSE_MAX = 12_000
 
@@ -112,6 +116,10 @@ def select_landmarks(n_samples: int, n_components: int, random_state=None) -> np
 def solve_representer(p: RepresenterProblem, penalty: str, solver: str,
                       spectrum: str | None = None) -> tuple[np.ndarray, dict]:
     """Solve a resolved problem: coefficients of shape (m, n_targets) and an info dict (``n_iter``)."""
-    if penalty == "coef":
-        return solve_coef(p, solver)
-    return solve_square(p, solver, spectrum)
+    # Krylov iterations alternate torch kernel products with numpy vector updates; numpy's OpenBLAS threads,
+    # woken for those small updates, fight torch's threads for the cores (CG measured 1.8x slower on 2 cores)
+    limit = threadpool_limits(limits=1, user_api="blas") if solver in _KRYLOV else contextlib.nullcontext()
+    with limit:
+        if penalty == "coef":
+            return solve_coef(p, solver)
+        return solve_square(p, solver, spectrum)
