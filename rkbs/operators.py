@@ -91,6 +91,13 @@ def kernel_block(
     return K
 
 
+def _checked_product(out: torch.Tensor, kernel: Kernel) -> torch.Tensor:
+    """``K @ B`` after a finiteness check: an overflowing kernel entry poisons its output row (inf * 0 = nan)."""
+    if not bool(torch.isfinite(out).all()):
+        raise _non_finite_error(kernel)
+    return out
+
+
 def _non_finite_error(kernel: Kernel) -> ValueError:
     return ValueError(
         f"kernel {kernel.name!r} produced non-finite values (overflow, e.g. exp of a large dot product); "
@@ -131,9 +138,7 @@ def _fused_matmul(kernel: Kernel, X: torch.Tensor, C: torch.Tensor, B: torch.Ten
         precision="ieee",
         **base.resolved_params(Xm.shape[-1]),
     )[0, 0]
-    if not bool(torch.isfinite(out).all()):
-        raise _non_finite_error(kernel)
-    return out
+    return _checked_product(out, kernel)
 
 
 def kernel_matmul(
@@ -185,9 +190,7 @@ def kernel_matmul(
         out = torch.cat(
             [kernel_block(kernel, X[i : i + rows], C, normalize, check=False) @ B for i in range(0, n, rows)]
         )
-    if not bool(torch.isfinite(out).all()):
-        raise _non_finite_error(kernel)
-    return out
+    return _checked_product(out, kernel)
 
 
 def kernel_gram(
