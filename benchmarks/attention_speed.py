@@ -333,6 +333,7 @@ def _save(rows, args, t0, final=False):
         python=platform.python_version(), batch=b, heads=h, dtype="bfloat16", rep_ms=args.rep,
         flops="4*B*H*N^2*d forward (half when causal), 3.5x for forward+backward; median of do_bench",
         wall_s=time.time() - t0, complete=final,
+        triton_ops_autotune=os.environ.get("TRITON_OPS_AUTOTUNE", "1") not in ("0", "false", "False", ""),
     )
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out + ".json", "w") as f:

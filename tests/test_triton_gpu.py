@@ -75,6 +75,20 @@ def test_dtypes_and_head_dims(dtype, d):
         _run(name, params, normalize, (2, 2, 2, 1500, 1024, d, d), dtype, causal=False)
 
 
+@pytest.mark.parametrize("name,params,normalize", [("sigmoid", {"coef0": -0.5}, True), ("tanh", {}, False),
+                                                    ("cosine", {}, False)])
+def test_fp16_special_function_epilogues(name, params, normalize):
+    """16-bit sigmoid/tanh use tanh.approx.f32; cosine reads precomputed inverse norms."""
+    _run(name, params, normalize, (2, 4, 4, 2048, 2048, 128, 128), torch.float16, causal=False)
+
+
+@pytest.mark.parametrize("autotune", ["0", "1"])
+def test_table_and_autotuned_blocks_agree(monkeypatch, autotune):
+    """The measured default blocks and whatever the autotuner picks compute the same thing."""
+    monkeypatch.setenv("TRITON_OPS_AUTOTUNE", autotune)
+    _run("rbf", {}, True, (1, 4, 4, 3000, 3000, 128, 128), torch.bfloat16, causal=True)
+
+
 def test_key_padding_and_learnable_bias_at_scale():
     b, h, n, d = 2, 4, 4096, 64
     pad = torch.zeros(b, 1, 1, n, device="cuda")

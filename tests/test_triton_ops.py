@@ -121,8 +121,13 @@ def test_matches_reference(name, params, normalize, causal, mask_kind):
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("name,params,normalize", [("edp", {}, True), ("rbf", {}, True), ("polynomial", {"degree": 3}, False)])
+@pytest.mark.parametrize(
+    "name,params,normalize",
+    [("edp", {}, True), ("rbf", {}, True), ("polynomial", {"degree": 3}, False), ("cosine", {}, False),
+     ("sigmoid", {"coef0": -0.5}, True), ("tanh", {"coef0": 0.2}, False)],
+)
 def test_half_precision(name, params, normalize, dtype):
+    """16-bit inputs: sigmoid and tanh take the tanh-based form (tanh.approx.f32 on a GPU)."""
     _check(name, params, normalize, True, "bool", (1, 2, 1, 33, 33, 40, 40), dtype=dtype)
 
 

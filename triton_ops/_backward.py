@@ -27,7 +27,7 @@ def _tile_grads(
     q_base, sqm, k_base, skn, D,
     KERNEL: tl.constexpr, DEGREE: tl.constexpr, EXP: tl.constexpr, NORMALIZE: tl.constexpr,
     CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, PRECISION: tl.constexpr, COORD_CHUNK: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    APPROX: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     """Recompute one (BLOCK_M, BLOCK_N) tile; return P, d score, d|q|^2, d|k|^2 and the bias gradient."""
     if COORD_CHUNK:
@@ -44,7 +44,7 @@ def _tile_grads(
     dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
     if NORMALIZE:
         dp = dp - delta[:, None]
-    ds, dqn, dkn = weight_derivatives(s, qn, kn, c0, c1, KERNEL, DEGREE)
+    ds, dqn, dkn = weight_derivatives(s, qn, kn, c0, c1, KERNEL, DEGREE, APPROX)
     if EXP:
         lw = log2_weight(s, qn, kn, c0, KERNEL, NORMALIZE)
         if MASK_KIND == 2:
@@ -60,7 +60,7 @@ def _tile_grads(
         t = p * dp  # dLoss/dlog(w) = G * w
         u = t
     else:
-        w = weight(s, qn, kn, c0, c1, KERNEL, DEGREE)
+        w = weight(s, qn, kn, c0, c1, KERNEL, DEGREE, APPROX)
         if MASK_KIND == 2:
             e = tl.exp2(bias * LOG2E)
             w = w * e
@@ -79,15 +79,15 @@ def _tile_grads(
     return p, u * ds, u * dqn, u * dkn, t
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["TUNE_N"])
 def _dkdv_kernel(
     Q, K, V, M, DO, LSE, DELTA, DK, DV, DB, QN, KN, DKACC,
     sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom, smb, smh, smm, smn,
     sdkb, sdkh, sdkn, sdvb, sdvh, sdvn,
-    H, HK, GROUP, NQ, NK, D, DVD, c0, c1,
+    H, HK, GROUP, NQ, NK, D, DVD, c0, c1, TUNE_N,
     KERNEL: tl.constexpr, DEGREE: tl.constexpr, EXP: tl.constexpr, NORMS: tl.constexpr,
     NORMALIZE: tl.constexpr, CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, PRECISION: tl.constexpr,
-    BIAS_GRAD: tl.constexpr, COORD_CHUNK: tl.constexpr,
+    BIAS_GRAD: tl.constexpr, COORD_CHUNK: tl.constexpr, APPROX: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
 ):
     pid_n = tl.program_id(0)
@@ -140,7 +140,7 @@ def _dkdv_kernel(
             p, dsc, dqn, dkn, t = _tile_grads(
                 q, k, v, do, qn, kn, lse, delta, M, b, h, rows, cols, smb, smh, smm, smn, NQ, NK, c0, c1,
                 Q + b * sqb + h * sqh, sqm, k_base, skn, D,
-                KERNEL, DEGREE, EXP, NORMALIZE, CAUSAL, MASK_KIND, PRECISION, COORD_CHUNK, BLOCK_M, BLOCK_N,
+                KERNEL, DEGREE, EXP, NORMALIZE, CAUSAL, MASK_KIND, PRECISION, COORD_CHUNK, APPROX, BLOCK_M, BLOCK_N,
             )
             dv = tl.dot(tl.trans(p.to(do.dtype)), do, dv, input_precision=PRECISION)
             if COORD_CHUNK:
@@ -167,15 +167,15 @@ def _dkdv_kernel(
     tl.store(DV + b * sdvb + hk * sdvh + cols[:, None].to(tl.int64) * sdvn + offs_dv[None, :], dv.to(DV.dtype.element_ty), mask=vmask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["TUNE_N"])
 def _dq_kernel(
     Q, K, V, M, DO, LSE, DELTA, DQ, QN, KN, DQACC,
     sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdob, sdoh, sdom, smb, smh, smm, smn,
     sdqb, sdqh, sdqm,
-    H, HK, GROUP, NQ, NK, D, DVD, c0, c1,
+    H, HK, GROUP, NQ, NK, D, DVD, c0, c1, TUNE_N,
     KERNEL: tl.constexpr, DEGREE: tl.constexpr, EXP: tl.constexpr, NORMS: tl.constexpr,
     NORMALIZE: tl.constexpr, CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, PRECISION: tl.constexpr,
-    COORD_CHUNK: tl.constexpr,
+    COORD_CHUNK: tl.constexpr, APPROX: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
@@ -227,7 +227,7 @@ def _dq_kernel(
         p, dsc, dqn, dkn, t = _tile_grads(
             q, k, v, do, qn, kn, lse, delta, M, b, h, rows, cols, smb, smh, smm, smn, NQ, NK, c0, c1,
             q_base, sqm, K + b * skb + hk * skh, skn, D,
-            KERNEL, DEGREE, EXP, NORMALIZE, CAUSAL, MASK_KIND, PRECISION, COORD_CHUNK, BLOCK_M, BLOCK_N,
+            KERNEL, DEGREE, EXP, NORMALIZE, CAUSAL, MASK_KIND, PRECISION, COORD_CHUNK, APPROX, BLOCK_M, BLOCK_N,
         )
         if COORD_CHUNK:
             coordinate_grads_chunked(

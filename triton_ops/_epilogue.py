@@ -7,6 +7,8 @@ The derivative helpers give d(log-weight)/d(input) (exponential kernels) or d(we
 with respect to ``s``, ``qn`` and ``kn``; the callers multiply them by the upstream gradient.
 """
 
+import os
+
 import triton
 import triton.language as tl
 
@@ -25,6 +27,8 @@ _COSINE = tl.constexpr(COSINE)
 _SIGMOID = tl.constexpr(SIGMOID)
 _TANH = tl.constexpr(TANH)
 _EXP_INTERSECTION = tl.constexpr(EXP_INTERSECTION)
+# Read when the kernels are defined, as triton itself does: the interpreter has no inline PTX.
+_INTERPRET = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") == "1")
 
 
 @triton.jit
@@ -72,19 +76,32 @@ def row_constant(qn, c0, KERNEL: tl.constexpr, DROP_ROW: tl.constexpr):
 
 
 @triton.jit
-def _rsqrt0(x):
-    return tl.where(x > 0, 1.0 / tl.sqrt(tl.maximum(x, 1e-30)), 0.0)
+def _tanh(x, APPROX: tl.constexpr):
+    """tanh; APPROX: the special-function unit's tanh.approx.f32 (one instruction, relative error 2^-11)."""
+    if APPROX and not _INTERPRET:
+        t = tl.inline_asm_elementwise("tanh.approx.f32 $0, $1;", "=f,f", [x], dtype=tl.float32, is_pure=True,
+                                      pack=1)
+    else:  # 1 - 2 / (exp(2x) + 1) saturates to +-1 without inf/inf
+        t = 1.0 - 2.0 / (tl.exp(2.0 * x) + 1.0)
+    return t
 
 
 @triton.jit
-def _tanh(x):
-    # tanh(x) = 1 - 2 / (exp(2x) + 1): saturates to +-1 without inf/inf (no tanh in older triton.language)
-    return 1.0 - 2.0 / (tl.exp(2.0 * x) + 1.0)
+def _sigmoid(x, APPROX: tl.constexpr):
+    if APPROX:  # one special-function instruction instead of an exp and a division
+        y = 0.5 + 0.5 * _tanh(0.5 * x, APPROX)
+    else:
+        y = 1.0 / (1.0 + tl.exp(-x))
+    return y
 
 
 @triton.jit
-def weight(s, qn, kn, c0, c1, KERNEL: tl.constexpr, DEGREE: tl.constexpr):
-    """Weight of a non-exponential kernel."""
+def weight(s, qn, kn, c0, c1, KERNEL: tl.constexpr, DEGREE: tl.constexpr, APPROX: tl.constexpr):
+    """Weight of a non-exponential kernel (``qn``, ``kn``: inverse norms for cosine).
+
+    APPROX (16-bit inputs) evaluates sigmoid and tanh with tanh.approx.f32, whose error is below the
+    rounding of the fp16/bf16 weights fed to the second matmul.
+    """
     if KERNEL == _POLYNOMIAL:
         x = s * c0 + c1
         w = x * 0.0 + 1.0
@@ -93,16 +110,16 @@ def weight(s, qn, kn, c0, c1, KERNEL: tl.constexpr, DEGREE: tl.constexpr):
     elif KERNEL == _LINEAR:
         w = s * c0
     elif KERNEL == _COSINE:
-        w = s * _rsqrt0(qn)[:, None] * _rsqrt0(kn)[None, :]
+        w = s * qn[:, None] * kn[None, :]
     elif KERNEL == _SIGMOID:
-        w = 1.0 / (1.0 + tl.exp(-(s * c0 + c1)))
+        w = _sigmoid(s * c0 + c1, APPROX)
     else:  # tanh
-        w = _tanh(s * c0 + c1)
+        w = _tanh(s * c0 + c1, APPROX)
     return w
 
 
 @triton.jit
-def weight_derivatives(s, qn, kn, c0, c1, KERNEL: tl.constexpr, DEGREE: tl.constexpr):
+def weight_derivatives(s, qn, kn, c0, c1, KERNEL: tl.constexpr, DEGREE: tl.constexpr, APPROX: tl.constexpr):
     """(d/ds, d/dqn, d/dkn) of the natural log-weight (exponential kernels) or of the weight (others).
 
     Kernels that do not depend on the norms return zeros for the last two (the callers skip them at compile
@@ -127,21 +144,21 @@ def weight_derivatives(s, qn, kn, c0, c1, KERNEL: tl.constexpr, DEGREE: tl.const
         ds = p * (c0 * DEGREE)
         dqn = zero
         dkn = zero
-    elif KERNEL == _COSINE:
-        a = _rsqrt0(qn)[:, None]
-        b = _rsqrt0(kn)[None, :]
+    elif KERNEL == _COSINE:  # qn, kn hold a = 1/|q|, b = 1/|k|; d a / d|q|^2 = -a^3 / 2
+        a = qn[:, None]
+        b = kn[None, :]
         ab = a * b
         kappa = s * ab
         ds = zero + ab
         dqn = -0.5 * kappa * a * a
         dkn = -0.5 * kappa * b * b
     elif KERNEL == _SIGMOID:
-        sig = 1.0 / (1.0 + tl.exp(-(s * c0 + c1)))
+        sig = _sigmoid(s * c0 + c1, APPROX)
         ds = sig * (1.0 - sig) * c0
         dqn = zero
         dkn = zero
     elif KERNEL == _TANH:
-        t = _tanh(s * c0 + c1)
+        t = _tanh(s * c0 + c1, APPROX)
         ds = (1.0 - t * t) * c0
         dqn = zero
         dkn = zero

@@ -31,7 +31,7 @@ def _fwd_inner(
     skn, svn, smb, smh, smm, smn, NQ, NK, D, DV, c0, c1,
     KERNEL: tl.constexpr, DEGREE: tl.constexpr, EXP: tl.constexpr, NORMS: tl.constexpr,
     NORMALIZE: tl.constexpr, MASK_KIND: tl.constexpr, PRECISION: tl.constexpr, COORD_CHUNK: tl.constexpr,
-    CHECK_N: tl.constexpr, CAUSAL_TILE: tl.constexpr, EVEN_D: tl.constexpr,
+    CHECK_N: tl.constexpr, CAUSAL_TILE: tl.constexpr, EVEN_D: tl.constexpr, APPROX: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
 ):
     """Accumulate key blocks [lo, hi). CHECK_N: the sequence end may fall inside a block; CAUSAL_TILE: the
@@ -83,7 +83,7 @@ def _fwd_inner(
             else:
                 p = tl.exp2(lw)
         else:
-            p = weight(s, qn, kn, c0, c1, KERNEL, DEGREE)
+            p = weight(s, qn, kn, c0, c1, KERNEL, DEGREE, APPROX)
             if MASK_KIND == 2:
                 p = p * tl.exp2(load_mask_tile(M, b, h, rows, cols, smb, smh, smm, smn, NQ, NK, MASK_KIND) * LOG2E)
             if (CHECK_N or CAUSAL_TILE) or (MASK_KIND == 1):
@@ -94,14 +94,14 @@ def _fwd_inner(
     return acc, l_i, m_i
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["TUNE_N"])
 def _fwd_kernel(
     Q, K, V, M, O, L, QN, KN,
     sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sob, soh, som, smb, smh, smm, smn,
-    H, HK, GROUP, NQ, NK, D, DV, c0, c1,
+    H, HK, GROUP, NQ, NK, D, DV, c0, c1, TUNE_N,
     KERNEL: tl.constexpr, DEGREE: tl.constexpr, EXP: tl.constexpr, NORMS: tl.constexpr,
     NORMALIZE: tl.constexpr, CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr, PRECISION: tl.constexpr,
-    EVEN_N: tl.constexpr, EVEN_D: tl.constexpr, COORD_CHUNK: tl.constexpr,
+    EVEN_N: tl.constexpr, EVEN_D: tl.constexpr, COORD_CHUNK: tl.constexpr, APPROX: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
@@ -117,7 +117,7 @@ def _fwd_kernel(
         Q + b * sqb + h * sqh + rows[:, None].to(tl.int64) * sqm + offs_d[None, :],
         mask=(rows[:, None] < NQ) & (offs_d[None, :] < D), other=0.0,
     )
-    if NORMS:  # squared norms are precomputed once per row (float32), not per tile
+    if NORMS:  # row norms (squared; inverse for cosine) are precomputed once per row in float32
         qn = tl.load(QN + pid_bh.to(tl.int64) * NQ + rows, mask=rows < NQ, other=0.0)
     else:
         qn = tl.zeros([BLOCK_M], dtype=tl.float32)
@@ -137,20 +137,20 @@ def _fwd_kernel(
         acc, l_i, m_i = _fwd_inner(
             acc, l_i, m_i, q, qn, q_base, sqm, k_base, v_base, kn_base, M, b, h, rows, 0, diag,
             skn, svn, smb, smh, smm, smn, NQ, NK, D, DV, c0, c1,
-            KERNEL, DEGREE, EXP, NORMS, NORMALIZE, MASK_KIND, PRECISION, COORD_CHUNK, False, False, EVEN_D,
+            KERNEL, DEGREE, EXP, NORMS, NORMALIZE, MASK_KIND, PRECISION, COORD_CHUNK, False, False, EVEN_D, APPROX,
             BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV,
         )
         acc, l_i, m_i = _fwd_inner(
             acc, l_i, m_i, q, qn, q_base, sqm, k_base, v_base, kn_base, M, b, h, rows, diag, hi,
             skn, svn, smb, smh, smm, smn, NQ, NK, D, DV, c0, c1,
-            KERNEL, DEGREE, EXP, NORMS, NORMALIZE, MASK_KIND, PRECISION, COORD_CHUNK, True, True, EVEN_D,
+            KERNEL, DEGREE, EXP, NORMS, NORMALIZE, MASK_KIND, PRECISION, COORD_CHUNK, True, True, EVEN_D, APPROX,
             BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV,
         )
     elif EVEN_N:
         acc, l_i, m_i = _fwd_inner(
             acc, l_i, m_i, q, qn, q_base, sqm, k_base, v_base, kn_base, M, b, h, rows, 0, NK,
             skn, svn, smb, smh, smm, smn, NQ, NK, D, DV, c0, c1,
-            KERNEL, DEGREE, EXP, NORMS, NORMALIZE, MASK_KIND, PRECISION, COORD_CHUNK, False, False, EVEN_D,
+            KERNEL, DEGREE, EXP, NORMS, NORMALIZE, MASK_KIND, PRECISION, COORD_CHUNK, False, False, EVEN_D, APPROX,
             BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV,
         )
     else:
@@ -158,13 +158,13 @@ def _fwd_kernel(
         acc, l_i, m_i = _fwd_inner(
             acc, l_i, m_i, q, qn, q_base, sqm, k_base, v_base, kn_base, M, b, h, rows, 0, last,
             skn, svn, smb, smh, smm, smn, NQ, NK, D, DV, c0, c1,
-            KERNEL, DEGREE, EXP, NORMS, NORMALIZE, MASK_KIND, PRECISION, COORD_CHUNK, False, False, EVEN_D,
+            KERNEL, DEGREE, EXP, NORMS, NORMALIZE, MASK_KIND, PRECISION, COORD_CHUNK, False, False, EVEN_D, APPROX,
             BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV,
         )
         acc, l_i, m_i = _fwd_inner(
             acc, l_i, m_i, q, qn, q_base, sqm, k_base, v_base, kn_base, M, b, h, rows, last, NK,
             skn, svn, smb, smh, smm, smn, NQ, NK, D, DV, c0, c1,
-            KERNEL, DEGREE, EXP, NORMS, NORMALIZE, MASK_KIND, PRECISION, COORD_CHUNK, True, False, EVEN_D,
+            KERNEL, DEGREE, EXP, NORMS, NORMALIZE, MASK_KIND, PRECISION, COORD_CHUNK, True, False, EVEN_D, APPROX,
             BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV,
         )
 

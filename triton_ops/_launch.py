@@ -1,14 +1,19 @@
-"""Block sizes and kernel launches (imports triton; loaded lazily by :mod:`triton_ops.attention`)."""
+"""Kernel launches and their autotuning (imports triton; loaded lazily by :mod:`triton_ops.attention`)."""
 
 from __future__ import annotations
 
 import os
+import time
 from contextlib import nullcontext
 
 import torch
 import triton
+import triton.testing
 
 from ._backward import _dkdv_kernel, _dq_kernel
+from ._configs import (
+    DKDV_SPACE, DQ_SPACE, FWD_SPACE, INTERPRETER, Block, dkdv_candidates, dq_candidates, fwd_candidates,
+)
 from ._forward import _fwd_kernel
 from ._spec import COSINE, EXP_INTERSECTION, LAPLACIAN, RBF, KernelSpec
 
@@ -19,59 +24,136 @@ def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+# Plain-Python integer helpers: triton.cdiv / next_power_of_2 are constexpr functions, several times slower
+# to call from Python, and these run on every launch.
+def _next_pow2(n: int) -> int:
+    return 1 << max(n - 1, 0).bit_length()
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
 def _pow2(n: int) -> int:
-    return max(16, triton.next_power_of_2(n))
+    return max(16, _next_pow2(n))
 
 
-def _fwd_config(spec: KernelSpec, block_d: int, dtype: torch.dtype, causal: bool) -> dict:
-    """Block sizes of the forward kernel; bf16/fp16 values from a sweep on an H100 (triton 3.6)."""
+def autotune_enabled() -> bool:
+    """Whether launches time the candidate block sizes (``TRITON_OPS_AUTOTUNE``; default on, off in the interpreter)."""
+    env = os.environ.get("TRITON_OPS_AUTOTUNE")
+    if env is not None:
+        return env.lower() not in ("0", "false", "")
+    return not _interpreting()
+
+
+def _bench(fn, quantiles):
+    """Timer of the autotuner: CUDA events on a GPU, the wall clock of one call in the interpreter."""
     if _interpreting():
-        return dict(BLOCK_M=16, BLOCK_N=16, num_warps=4, num_stages=1)
-    if spec.kernel_id == EXP_INTERSECTION:  # (BLOCK_M, BLOCK_N, BLOCK_D) broadcast tile lives in registers
-        return dict(BLOCK_M=32 if block_d <= 32 else 16, BLOCK_N=16, num_warps=4, num_stages=2)
-    if dtype == torch.float32:  # twice the bytes per tile: halve the blocks to fit shared memory
-        if block_d <= 128:
-            return dict(BLOCK_M=64, BLOCK_N=32, num_warps=4, num_stages=2)
-        return dict(BLOCK_M=32, BLOCK_N=16, num_warps=4, num_stages=1)
-    if block_d <= 64:
-        return dict(BLOCK_M=64 if causal else 128, BLOCK_N=64, num_warps=4, num_stages=3)
-    if block_d <= 128:
-        if causal:  # smaller query blocks balance the triangular work better
-            return dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=3)
-        return dict(BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=3)
-    return dict(BLOCK_M=64, BLOCK_N=32, num_warps=8, num_stages=2)
+        t0 = time.perf_counter()
+        fn()
+        return [(time.perf_counter() - t0) * 1e3] * len(quantiles)
+    return triton.testing.do_bench(fn, warmup=5, rep=25, quantiles=quantiles)
 
 
-def _bwd_config(spec: KernelSpec, block_d: int, dtype: torch.dtype) -> tuple[dict, dict]:
-    """Configs of the dK/dV kernel and of the dQ kernel (64 x 64 blocks won the H100 sweep for d = 64, 128)."""
+def _candidates(kind: str, kernel_id: int, block_d: int, dtype: torch.dtype, causal: bool) -> list[Block]:
+    if kind in CONFIG_OVERRIDE:
+        return [CONFIG_OVERRIDE[kind]]
     if _interpreting():
-        c = dict(BLOCK_M=16, BLOCK_N=16, num_warps=4, num_stages=1)
-        return c, c
-    if spec.kernel_id == EXP_INTERSECTION:
-        c = dict(BLOCK_M=16, BLOCK_N=16, num_warps=4, num_stages=1)
-        return c, c
-    if dtype == torch.float32:
-        c = dict(BLOCK_M=32, BLOCK_N=32, num_warps=4, num_stages=1) if block_d > 64 else \
-            dict(BLOCK_M=32, BLOCK_N=64, num_warps=4, num_stages=2)
-        return c, c
-    if block_d <= 128:
-        c = dict(BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2)
-        return c, c
-    return (dict(BLOCK_M=16, BLOCK_N=32, num_warps=4, num_stages=1),
-            dict(BLOCK_M=32, BLOCK_N=16, num_warps=4, num_stages=1))
+        return list(INTERPRETER)
+    return _CANDIDATES[kind](kernel_id, block_d, dtype, causal)
 
 
-# Set by benchmarks/tuning scripts to try block sizes: {"fwd": dict, "dkdv": dict, "dq": dict}.
-CONFIG_OVERRIDE: dict = {}
+def _pruner(kind: str):
+    def prune(configs, named_args, **kwargs):
+        blocks = _candidates(kind, kwargs["KERNEL"], max(kwargs["BLOCK_D"], kwargs["BLOCK_DV"]),
+                             named_args["Q"].dtype, kwargs["CAUSAL"])
+        return [c for c in configs if _block(c) in blocks]
+    return prune
+
+
+def _block(config) -> Block:
+    return config.kwargs["BLOCK_M"], config.kwargs["BLOCK_N"], config.num_warps, config.num_stages
+
+
+def _meta(block: Block) -> dict:
+    m, n, warps, stages = block
+    return dict(BLOCK_M=m, BLOCK_N=n, num_warps=warps, num_stages=stages)
+
+
+# The autotuner re-times when one of these changes (and the dtypes of the tensor arguments, which triton adds).
+_TUNE_KEY = ("KERNEL", "DEGREE", "NORMALIZE", "CAUSAL", "MASK_KIND", "PRECISION", "BLOCK_D", "BLOCK_DV", "TUNE_N")
+
+
+def _autotuned(kernel, space: list[Block], kind: str):
+    configs = [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=st) for m, n, w, st in space]
+    return triton.autotune(
+        configs, key=list(_TUNE_KEY), prune_configs_by={"early_config_prune": _pruner(kind)},
+        do_bench=lambda fn, quantiles: _bench(fn, quantiles),  # looked up per call, so tests can spy on it
+    )(kernel)
+
+
+_CANDIDATES = {"fwd": fwd_candidates, "dkdv": dkdv_candidates, "dq": dq_candidates}
+# The forward kernel's interior key blocks skip bounds checks when the block divides the key length.
+_fwd_tuned = _autotuned(
+    triton.heuristics({"EVEN_N": lambda a: a["NK"] % a["BLOCK_N"] == 0})(_fwd_kernel), FWD_SPACE, "fwd"
+)
+_dkdv_tuned = _autotuned(_dkdv_kernel, DKDV_SPACE, "dkdv")
+_dq_tuned = _autotuned(_dq_kernel, DQ_SPACE, "dq")
+
+# Tests and tuning scripts pin a block here: {"fwd" | "dkdv" | "dq": (BLOCK_M, BLOCK_N, num_warps, num_stages)}.
+CONFIG_OVERRIDE: dict[str, Block] = {}
+
+# ``triton_ops.compile_check`` sets this to a ``(kernel, grid, args, meta, is_default) -> None`` callable that
+# compiles every candidate instead of launching (ahead-of-time compilation for a GPU that is not here).
+_CAPTURE = None
+
+
+def _tune_n(*lengths: int) -> int:
+    """Autotuning bucket of the sequence lengths: tune once per power of two, not once per length."""
+    return _next_pow2(max(lengths))
+
+
+def _case(q, mask, nq: int, nk: int) -> tuple:
+    """What the autotuning key holds besides the kernel flags: device, mask dtype, length bucket."""
+    return q.device, mask.dtype, _tune_n(nq, nk)
+
+
+# Winners of the autotuner by case. Triton's Autotuner re-derives its key from every argument on each call
+# (tens of microseconds, as much as the rest of the launch); after the first call of a case we launch the
+# winner directly.
+_TUNED: dict[tuple, Block] = {}
+
+
+def _run(tuned, kind: str, kernel_id: int, block_d: int, dtype, causal: bool, grid, args, flags, case) -> None:
+    blocks = _candidates(kind, kernel_id, block_d, dtype, causal)
+    if _CAPTURE is not None:
+        for i, block in enumerate(blocks):
+            _CAPTURE(tuned.fn, grid, args, {**flags, **_meta(block)}, i == 0)
+        return
+    block = blocks[0]
+    if autotune_enabled() and len(blocks) > 1 and kind not in CONFIG_OVERRIDE:
+        key = (kind, dtype, *case, *flags.values())
+        block = _TUNED.get(key)
+        if block is None:
+            tuned[grid](*args, **flags)
+            _TUNED[key] = _block(tuned.best_config)
+            return
+    tuned.fn[grid](*args, **flags, **_meta(block))
 
 
 def _norms(spec: KernelSpec, q, k):
-    """float32 squared row norms (B, H, N) for rbf/laplacian/cosine, computed once instead of per tile."""
+    """float32 row norms (B, H, N), computed once instead of per tile: squared for rbf and laplacian,
+    inverse for cosine (0 for a zero row, whose cosine weights are 0), so the tile loop only multiplies."""
     if spec.kernel_id not in _NORM_KERNELS:
         return q, q  # unused placeholders
-    def sq(t):
-        return torch.linalg.vector_norm(t, dim=-1, dtype=torch.float32).square_().contiguous()
-    return sq(q), sq(k)
+
+    def norm(t):
+        sq = torch.linalg.vector_norm(t, dim=-1, dtype=torch.float32).square_()
+        if spec.kernel_id == COSINE:
+            sq = torch.where(sq > 0, sq.rsqrt(), 0.0)
+        return sq.contiguous()
+
+    return norm(q), norm(k)
 
 
 def _coord_chunk(spec: KernelSpec, block_d: int) -> bool:
@@ -105,22 +187,23 @@ def forward(q, k, v, mask_view, mask_kind, spec: KernelSpec, normalize, causal, 
     out = torch.empty((b, hq, nq, dv), device=q.device, dtype=q.dtype)
     lse = torch.empty((b, hq, nq) if normalize else (0,), device=q.device, dtype=torch.float32)
     block_d, block_dv = _pow2(d), _pow2(dv)
-    cfg = CONFIG_OVERRIDE.get("fwd") or _fwd_config(spec, max(block_d, block_dv), q.dtype, causal)
     m, ms = _mask_args(mask_view, q)
     qn, kn = _norms(spec, q, k)
-    grid = (triton.cdiv(nq, cfg["BLOCK_M"]), b * hq)
+    args = (
+        q, k, v, m, out, lse, qn, kn,
+        q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
+        v.stride(0), v.stride(1), v.stride(2), out.stride(0), out.stride(1), out.stride(2), *ms,
+        hq, hk, hq // hk, nq, nk, d, dv, spec.c0, spec.c1, _tune_n(nq, nk),
+    )
+    flags = dict(
+        KERNEL=spec.kernel_id, DEGREE=spec.degree, EXP=spec.exponential, NORMS=spec.kernel_id in _NORM_KERNELS,
+        NORMALIZE=normalize, CAUSAL=causal, MASK_KIND=mask_kind, PRECISION=precision,
+        EVEN_D=(d == block_d and dv == block_dv), COORD_CHUNK=_coord_chunk(spec, block_d),
+        APPROX=q.dtype != torch.float32, BLOCK_D=block_d, BLOCK_DV=block_dv,
+    )
     with torch.cuda.device(q.device) if q.is_cuda else nullcontext():
-        _fwd_kernel[grid](
-            q, k, v, m, out, lse, qn, kn,
-            q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
-            v.stride(0), v.stride(1), v.stride(2), out.stride(0), out.stride(1), out.stride(2), *ms,
-            hq, hk, hq // hk, nq, nk, d, dv, spec.c0, spec.c1,
-            KERNEL=spec.kernel_id, DEGREE=spec.degree, EXP=spec.exponential,
-            NORMS=spec.kernel_id in _NORM_KERNELS, NORMALIZE=normalize, CAUSAL=causal, MASK_KIND=mask_kind,
-            PRECISION=precision, EVEN_N=nk % cfg["BLOCK_N"] == 0, EVEN_D=(d == block_d and dv == block_dv),
-            COORD_CHUNK=_coord_chunk(spec, block_d),
-            BLOCK_D=block_d, BLOCK_DV=block_dv, **cfg,
-        )
+        _run(_fwd_tuned, "fwd", spec.kernel_id, max(block_d, block_dv), q.dtype, causal,
+             lambda meta: (_cdiv(nq, meta["BLOCK_M"]), b * hq), args, flags, _case(q, m, nq, nk))
     return out, lse
 
 
@@ -141,33 +224,31 @@ def backward(q, k, v, out, lse, dout, mask_view, mask_kind, spec: KernelSpec, no
     dvv = torch.empty_like(v, memory_format=torch.contiguous_format)
     db = torch.zeros((b, hq, nq, nk), device=q.device, dtype=torch.float32) if bias_grad else lse
     block_d, block_dv = _pow2(d), _pow2(dv)
-    cfg_kv, cfg_q = _bwd_config(spec, max(block_d, block_dv), q.dtype)
-    cfg_kv = CONFIG_OVERRIDE.get("dkdv") or cfg_kv
-    cfg_q = CONFIG_OVERRIDE.get("dq") or cfg_q
     m, ms = _mask_args(mask_view, q)
     qn, kn = _norms(spec, q, k)
     chunk = _coord_chunk(spec, block_d)
     dq_acc = torch.zeros((b, hq, nq, d), device=q.device, dtype=torch.float32) if chunk else lse
     dk_acc = torch.zeros((b, hk, nk, d), device=q.device, dtype=torch.float32) if chunk else lse
     flags = dict(
-        COORD_CHUNK=chunk, KERNEL=spec.kernel_id, DEGREE=spec.degree, EXP=spec.exponential, NORMS=spec.kernel_id in _NORM_KERNELS,
-        NORMALIZE=normalize, CAUSAL=causal, MASK_KIND=mask_kind, PRECISION=precision,
-        BLOCK_D=block_d, BLOCK_DV=block_dv,
+        COORD_CHUNK=chunk, KERNEL=spec.kernel_id, DEGREE=spec.degree, EXP=spec.exponential,
+        NORMS=spec.kernel_id in _NORM_KERNELS, NORMALIZE=normalize, CAUSAL=causal, MASK_KIND=mask_kind,
+        PRECISION=precision, APPROX=q.dtype != torch.float32, BLOCK_D=block_d, BLOCK_DV=block_dv,
     )
     common = (
         q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
         v.stride(0), v.stride(1), v.stride(2), dout.stride(0), dout.stride(1), dout.stride(2), *ms,
     )
+    sizes = (hq, hk, hq // hk, nq, nk, d, dv, spec.c0, spec.c1, _tune_n(nq, nk))
+    dkdv_args = (q, k, v, m, dout, lse, delta, dk, dvv, db, qn, kn, dk_acc, *common,
+                 dk.stride(0), dk.stride(1), dk.stride(2), dvv.stride(0), dvv.stride(1), dvv.stride(2), *sizes)
+    dq_args = (q, k, v, m, dout, lse, delta, dq, qn, kn, dq_acc, *common,
+               dq.stride(0), dq.stride(1), dq.stride(2), *sizes)
+    tune = (spec.kernel_id, max(block_d, block_dv), q.dtype, causal)
     with torch.cuda.device(q.device) if q.is_cuda else nullcontext():
-        _dkdv_kernel[(triton.cdiv(nk, cfg_kv["BLOCK_N"]), b * hk)](
-            q, k, v, m, dout, lse, delta, dk, dvv, db, qn, kn, dk_acc, *common,
-            dk.stride(0), dk.stride(1), dk.stride(2), dvv.stride(0), dvv.stride(1), dvv.stride(2),
-            hq, hk, hq // hk, nq, nk, d, dv, spec.c0, spec.c1, BIAS_GRAD=bias_grad, **flags, **cfg_kv,
-        )
-        _dq_kernel[(triton.cdiv(nq, cfg_q["BLOCK_M"]), b * hq)](
-            q, k, v, m, dout, lse, delta, dq, qn, kn, dq_acc, *common, dq.stride(0), dq.stride(1), dq.stride(2),
-            hq, hk, hq // hk, nq, nk, d, dv, spec.c0, spec.c1, **flags, **cfg_q,
-        )
+        case = _case(q, m, nq, nk)
+        _run(_dkdv_tuned, "dkdv", *tune, lambda meta: (_cdiv(nk, meta["BLOCK_N"]), b * hk), dkdv_args,
+             dict(flags, BIAS_GRAD=bias_grad), case)
+        _run(_dq_tuned, "dq", *tune, lambda meta: (_cdiv(nq, meta["BLOCK_M"]), b * hq), dq_args, flags, case)
     if chunk:
         dq.copy_(dq_acc)
         dk.copy_(dk_acc)

@@ -218,7 +218,12 @@ def kernel_attention(
     ``laplacian`` takes the subgradient 0 of the distance at ``q = k``; ``exp_intersection`` splits the
     gradient of ``min`` at ties in halves (like ``torch.minimum``). Non-finite inputs propagate (not checked,
     to avoid a device synchronization). In float16 the weights of un-normalized exponential kernels overflow
-    above 65504 (they are cast to the value dtype for the tensor-core matmul).
+    above 65504 (they are cast to the value dtype for the tensor-core matmul). For float16/bfloat16 inputs
+    ``sigmoid`` and ``tanh`` use the GPU's ``tanh.approx.f32`` (relative error 2^-11).
+
+    On a GPU the first call of each case (kernel, mode, mask kind, head dims, dtypes, sequence lengths rounded
+    up to a power of two) times a few block-size candidates and keeps the fastest; set the environment
+    variable ``TRITON_OPS_AUTOTUNE=0`` to use the measured defaults without timing.
     """
     _check_inputs(q, k, v)
     spec = resolve_kernel(kernel, q.shape[-1], scale, kernel_params)
