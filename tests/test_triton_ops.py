@@ -144,6 +144,29 @@ def test_exp_intersection_chunked_path_small_head_dim(monkeypatch):
     _check("exp_intersection", {}, True, False, "padding", (2, 2, 2, 17, 21, 40, 16))
 
 
+@pytest.mark.parametrize("normalize", [True, False])
+def test_laplacian_at_zero_distance(normalize):
+    """Keys equal to queries: the distance's subgradient 0 is used (finite gradients equal to the reference).
+
+    The tolerance is sqrt(float32 eps)-sized: |q|^2 + |k|^2 - 2 q.k cancels at q = k, so the distance is only
+    known to about sqrt(eps) |q| there (the price of the tensor-core expansion, as for rbf), and the gradient's
+    direction (q - k) / |q - k| divides by that distance."""
+    gen = torch.Generator().manual_seed(7)
+    q = torch.randn(1, 2, 20, 40, generator=gen)
+    k = torch.cat([q[:, :, :9], torch.randn(1, 2, 11, 40, generator=gen)], dim=2)
+    v = torch.randn(1, 2, 20, 24, generator=gen)
+    q, k, v = (t.to(DEVICE).requires_grad_() for t in (q, k, v))
+    kw = dict(kernel="laplacian", gamma=0.4, normalize=normalize, causal=True)
+    out = triton_ops.kernel_attention(q, k, v, precision="ieee", **kw)
+    ref = reference_attention(q, k, v, **kw)
+    g = torch.randn(out.shape, generator=gen).to(DEVICE)
+    actual = (out,) + torch.autograd.grad(out, (q, k, v), g)
+    expected = (ref,) + torch.autograd.grad(ref, (q, k, v), g.double())
+    for what, a, e in zip(("out", "dq", "dk", "dv"), actual, expected):
+        assert torch.isfinite(a).all(), what
+        assert _rel_err(a, e) <= 5e-3, f"{what}: {_rel_err(a, e):.1e}"
+
+
 @pytest.mark.parametrize("degree", [0, 1, 4])
 def test_polynomial_degrees(degree):
     _check("polynomial", {"degree": degree, "coef0": 0.3}, False, False, "none", SHAPES[0])

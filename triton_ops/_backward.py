@@ -46,7 +46,7 @@ def _tile_grads(
         dp = dp - delta[:, None]
     ds, dqn, dkn = weight_derivatives(s, qn, kn, c0, c1, KERNEL, DEGREE, APPROX)
     if EXP:
-        lw = log2_weight(s, qn, kn, c0, KERNEL, NORMALIZE)
+        lw = log2_weight(s, qn, kn, c0, KERNEL, NORMALIZE, True)
         if MASK_KIND == 2:
             lw = lw + bias * LOG2E
         lw = tl.where(valid, lw, float("-inf"))

@@ -64,7 +64,7 @@ def _fwd_inner(
             if MASK_KIND == 1:
                 valid = valid & load_mask_tile(M, b, h, rows, cols, smb, smh, smm, smn, NQ, NK, MASK_KIND)
         if EXP:
-            lw = log2_weight(s, qn, kn, c0, KERNEL, NORMALIZE)
+            lw = log2_weight(s, qn, kn, c0, KERNEL, NORMALIZE, False)
             if MASK_KIND == 2:
                 lw = lw + load_mask_tile(M, b, h, rows, cols, smb, smh, smm, smn, NQ, NK, MASK_KIND) * LOG2E
             if (CHECK_N or CAUSAL_TILE) or (MASK_KIND == 1):
