@@ -47,7 +47,8 @@ def _by_kernel(runs: list[dict], dtype: str, head_dim: int) -> list[str]:
     for i, run in enumerate(runs):
         for r in run["records"]:
             c = r["case"]
-            if not r["default"] or c["dtype"] != dtype or c["head_dim"] != head_dim or c["causal"] or c["mask"] != "none":
+            wanted = c["dtype"] == dtype and c["head_dim"] == head_dim and not c["causal"] and c["mask"] == "none"
+            if not (r["default"] and wanted):
                 continue
             name = c["kernel"] + "".join(f" {k}={v}" for k, v in c["params"])
             key = (name, "norm." if c["normalize"] else "un-norm.", _KERNELS[r["kernel"]])

@@ -261,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     cases = default_cases(args.quick)
     t0 = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        records = [r for rs in pool.map(_compile_worker, [(c, args.arch, not args.defaults_only) for c in cases]) for r in rs]
+        jobs = [(case, args.arch, not args.defaults_only) for case in cases]
+        records = [r for rs in pool.map(_compile_worker, jobs) for r in rs]
     failed = [r for r in records if not r.ok]
     spilled = [r for r in records if r.ok and r.spill_bytes]
     print(f"triton {triton.__version__}, sm_{args.arch}: {len(records)} kernels from {len(cases)} cases in "
