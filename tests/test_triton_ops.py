@@ -167,6 +167,25 @@ def test_laplacian_at_zero_distance(normalize):
         assert _rel_err(a, e) <= 5e-3, f"{what}: {_rel_err(a, e):.1e}"
 
 
+def test_cosine_with_zero_rows():
+    """Zero query/key rows have cosine weight 0 (inverse norms are 0 there), and finite gradients."""
+    gen = torch.Generator().manual_seed(11)
+    q = torch.randn(1, 2, 19, 40, generator=gen)
+    k = torch.randn(1, 2, 23, 40, generator=gen)
+    q[:, :, 3] = 0.0
+    k[:, :, [0, 7]] = 0.0
+    v = torch.randn(1, 2, 23, 16, generator=gen)
+    q, k, v = (t.to(DEVICE).requires_grad_() for t in (q, k, v))
+    out = triton_ops.kernel_attention(q, k, v, kernel="cosine", normalize=False, precision="ieee")
+    ref = reference_attention(q, k, v, kernel="cosine", normalize=False)
+    assert torch.all(out[:, :, 3] == 0)
+    g = torch.randn(out.shape, generator=gen).to(DEVICE)
+    actual = (out,) + torch.autograd.grad(out, (q, k, v), g)
+    expected = (ref,) + torch.autograd.grad(ref, (q, k, v), g.double())
+    for what, a, e in zip(("out", "dq", "dk", "dv"), actual, expected):
+        _assert_close(a, e, torch.float32, what)
+
+
 @pytest.mark.parametrize("degree", [0, 1, 4])
 def test_polynomial_degrees(degree):
     _check("polynomial", {"degree": degree, "coef0": 0.3}, False, False, "none", SHAPES[0])

@@ -117,4 +117,7 @@ def test_compile_check_compiles_for_an_h100(tmp_path):
         assert 0 < r["registers"] <= 255 and 0 < r["shared_bytes"] <= 232448, r
         if r["case"]["dtype"] == "float32" and r["case"]["mask"] == "none":
             assert r["spill_bytes"] == 0, r  # the float32 defaults were chosen spill-free
+        if r["kernel"] == "_fwd_kernel" and r["case"]["dtype"] != "float32":
+            # tensor-core matmuls, and the exp2 / tanh of the epilogue on the special-function unit
+            assert r["sass"]["MMA"] > 0 and r["sass"]["MUFU"] > 0 and r["sass"]["total"] > 100, r
 

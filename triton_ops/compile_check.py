@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -97,19 +98,24 @@ def _name(kernel) -> str:
     return kernel.__name__
 
 
+def _cuda_tool(name: str, cubin: bytes, *flags: str) -> str:
+    """stdout of one of the CUDA binary tools shipped in the triton wheel, run on ``cubin``."""
+    import triton
+
+    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / name
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        return subprocess.run([str(tool), *flags, f.name], capture_output=True, text=True, check=True).stdout
+
+
 def _resources(cubin: bytes) -> tuple[int, int]:
     """(registers, spilled bytes) per thread from ``cuobjdump -res-usage``.
 
     Triton kernels have no call stack and no local arrays, so their STACK (and LOCAL) bytes are registers
     spilled by ptxas.
     """
-    import triton
-
-    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
-    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-        f.write(cubin)
-        f.flush()
-        text = subprocess.run([str(tool), "-res-usage", f.name], capture_output=True, text=True, check=True).stdout
+    text = _cuda_tool("cuobjdump", cubin, "-res-usage")
     fields = dict(tok.split(":", 1) for line in text.splitlines() if "REG:" in line for tok in line.split())
     return int(fields["REG"]), int(fields["STACK"]) + int(fields["LOCAL"])
 
@@ -122,15 +128,7 @@ _SASS_CLASSES = {"MUFU": ("MUFU",), "MMA": ("HGMMA", "HMMA", "WGMMA"),
 
 def _sass_counts(cubin: bytes) -> dict:
     """Static count of SASS instructions per class in the kernel (``nvdisasm`` of the cubin)."""
-    import re
-
-    import triton
-
-    tool = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "nvdisasm"
-    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-        f.write(cubin)
-        f.flush()
-        text = subprocess.run([str(tool), "-c", f.name], capture_output=True, text=True, check=True).stdout
+    text = _cuda_tool("nvdisasm", cubin, "-c")
     ops = re.findall(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9]*)", text)
     counts = {name: sum(op in members for op in ops) for name, members in _SASS_CLASSES.items()}
     counts["total"] = len(ops)
