@@ -1,4 +1,4 @@
-"""attention_kernels: PyTorch attention with swappable kernels, and the models and data sets of the seed papers.
+"""attention_kernels: PyTorch attention with swappable kernels (the seed papers' testbeds: :mod:`attention_kernels.testbeds`).
 
 >>> import torch
 >>> from attention_kernels import kernel_attention
@@ -7,7 +7,6 @@
 torch.Size([1, 2, 5, 8])
 """
 
-from . import datasets, energy, models
 from .functional import kernel_attention, kernel_attention_weights
 from .modules import (
     KernelAttention,
@@ -34,8 +33,15 @@ __all__ = [
     "KernelTransformerDecoderLayer",
     "swap_attention",
     "register_hf_kernels",
-    "datasets",
-    "energy",
-    "models",
+    "testbeds",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # The testbeds (data sets, models, energy) load on first use, so that importing the attention layers stays light.
+    if name == "testbeds":
+        import importlib
+
+        return importlib.import_module(".testbeds", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,10 +1,10 @@
-"""Summarize ``python -m triton_ops.compile_check --json`` records of several triton versions as markdown.
+"""Summarize ``python -m tools.compile_check --json`` records of several triton versions as markdown.
 
     python benchmarks/compile_check_summary.py benchmarks/results/compile_check_sm90_triton*.json \
         > benchmarks/results/compile_check_sm90.md
 
 The JSON files come from one run per triton version on a CPU-only machine, for example
-``PYTHONPATH=/path/to/triton-3.6 python -m triton_ops.compile_check --json out.json``.
+``PYTHONPATH=/path/to/triton-3.6 python -m tools.compile_check --json out.json``.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     out = [
         f"# Ahead-of-time compilation of triton_ops for sm_{'/'.join(map(str, sorted(arch)))}",
         "",
-        "Made on a CPU-only machine by `python -m triton_ops.compile_check` (Triton's compiler and the `ptxas` of",
+        "Made on a CPU-only machine by `python -m tools.compile_check` (Triton's compiler and the `ptxas` of",
         "its wheel, no GPU), summarized by `python benchmarks/compile_check_summary.py`. A case is one call of",
         "`triton_ops.kernel_attention` (every kernel and mode, causal or not, head dims 16-256, fp16/bf16/fp32,",
         "masks), each compiling a forward, a dK/dV and a dQ kernel; the default is the block configuration used",

@@ -1,7 +1,7 @@
 """Python cost of one triton_ops launch, without a GPU.
 
 Runs ``triton_ops``' forward and backward launch code on ``meta`` tensors with Triton's own kernel launch
-replaced by a no-op (and the compile-only driver of ``triton_ops.compile_check``), so what is timed is the work
+replaced by a no-op (and the compile-only driver of ``tools.compile_check``), so what is timed is the work
 our wrapper and Triton's autotuner do in Python on every call: argument checks, buffer allocation, strides,
 block selection. Triton's launcher itself (tens of microseconds on a GPU machine) is not included. Only the
 forward pass of ``edp`` is timed: the backward pass and the norm kernels run torch operations (Delta, row
@@ -29,7 +29,7 @@ from triton.runtime.jit import JITFunction  # noqa: E402
 
 from triton_ops import _launch  # noqa: E402
 from triton_ops._spec import resolve_kernel  # noqa: E402
-from triton_ops.compile_check import _CompileOnlyDriver  # noqa: E402
+from tools.compile_check import _CompileOnlyDriver  # noqa: E402
 
 
 def _per_call_us(fn, n: int) -> float:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from attention_kernels.datasets import (
+from attention_kernels.testbeds.datasets import (
     bayes_optimal_prediction,
     hierarchical_bp,
     make_hierarchical_grammar,
@@ -34,7 +34,7 @@ from attention_kernels.datasets import (
     mask_leaves,
     ridge_prediction,
 )
-from attention_kernels.models import LinearAttentionRegressor, MaskedLanguageModel, SequenceClassifier
+from attention_kernels.testbeds.models import LinearAttentionRegressor, MaskedLanguageModel, SequenceClassifier
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KERNELS = ("edp", "rbf", "polynomial", "elu", "linear")

@@ -2,7 +2,7 @@
 
 The first candidate of every list is the default: for fp16/bf16 the winner of a sweep on an H100 with
 triton 3.6 (B=2, H=16, N=4096..16384, d=64 and 128); for float32 the largest blocks that compile without
-register spills for sm_90 on triton 3.6 to 3.9 (``python -m triton_ops.compile_check``; not yet timed).
+register spills for sm_90 on triton 3.6 to 3.9 (``python -m tools.compile_check``; not yet timed).
 The others are there for what that sweep did not see: another GPU, another Triton version (3.9 spills
 registers in the d=128 dK/dV default), other kernels' register pressure. Each entry is ``(BLOCK_M, BLOCK_N, num_warps, num_stages)``.
 """

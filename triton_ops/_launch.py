@@ -103,7 +103,7 @@ _dq_tuned = _autotuned(_dq_kernel, DQ_SPACE, "dq")
 # Tests and tuning scripts pin a block here: {"fwd" | "dkdv" | "dq": (BLOCK_M, BLOCK_N, num_warps, num_stages)}.
 CONFIG_OVERRIDE: dict[str, Block] = {}
 
-# ``triton_ops.compile_check`` sets this to a ``(kernel, grid, args, meta, is_default) -> None`` callable that
+# ``tools.compile_check`` sets this to a ``(kernel, grid, args, meta, is_default) -> None`` callable that
 # compiles every candidate instead of launching (ahead-of-time compilation for a GPU that is not here).
 _CAPTURE = None
 

@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attention_kernels.energy import attention_energy, ffn_descent_step, ffn_energy, rbf_attention_step
+from attention_kernels.testbeds.energy import attention_energy, ffn_descent_step, ffn_energy, rbf_attention_step
 
 
 def _energy_float64(Y, W, lam):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import Ridge
 
-from attention_kernels.datasets import (
+from attention_kernels.testbeds.datasets import (
     GaussianTaskPrior,
     bayes_optimal_prediction,
     make_incontext_regression,

@@ -36,6 +36,8 @@ def _worker(rank, world, store, path):
         model(x).square().mean().backward()  # DDP averages the gradients over the ranks
         if rank == 0:
             torch.save([p.grad for p in model.module.parameters()], path)
+        # both ranks leave together: a rank that tears gloo down while the other still talks to it aborts
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

@@ -6,7 +6,7 @@ replaced by compilation for a chosen architecture, then reads each cubin's resou
 or stack = register spills) with the wheel's ``cuobjdump``. It answers, for a Triton version and a GPU one does not
 have: does every configuration compile, fit in shared memory, and run without spills?
 
-Run ``python -m triton_ops.compile_check --help``. It must run in a process without ``TRITON_INTERPRET=1``
+Run ``python -m tools.compile_check --help``. It must run in a process without ``TRITON_INTERPRET=1``
 (the interpreter replaces the compiler).
 """
 
@@ -155,9 +155,9 @@ def compile_case(case: Case, arch: int = 90, candidates: bool = True) -> list[Co
         raise RuntimeError("compile_check needs the Triton compiler: run it without TRITON_INTERPRET=1.")
     from triton.runtime import driver
 
-    from . import _launch
-    from ._spec import resolve_kernel
-    from .attention import _prepare_mask, _resolve_precision
+    from triton_ops import _launch
+    from triton_ops._spec import resolve_kernel
+    from triton_ops.attention import _prepare_mask, _resolve_precision
 
     driver.set_active(_CompileOnlyDriver(arch))
     records: list[Compiled] = []

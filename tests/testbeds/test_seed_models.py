@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from attention_kernels.datasets import make_hierarchical_sequences, make_incontext_regression, mask_leaves
-from attention_kernels.models import (
+from attention_kernels.testbeds.datasets import make_hierarchical_sequences, make_incontext_regression, mask_leaves
+from attention_kernels.testbeds.models import (
     KernelTransformerEncoder,
     LinearAttentionRegressor,
     MaskedLanguageModel,

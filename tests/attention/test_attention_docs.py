@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "attention.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "attention.md"
 
 
 def test_docs_examples_run():

@@ -5,8 +5,8 @@ import pytest
 import torch
 from rkbs.kernels import get_kernel
 
-from attention_kernels.datasets import make_subspace_tokens, subspace_snr
-from attention_kernels.models import MSSA, AttentionOnlyTransformer
+from attention_kernels.testbeds.datasets import make_subspace_tokens, subspace_snr
+from attention_kernels.testbeds.models import MSSA, AttentionOnlyTransformer
 
 
 def _theorem_layer(Z, bases, eta):

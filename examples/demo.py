@@ -6,7 +6,7 @@
 4. The kernels compared: as kernel machines (RKBSRegressor / RKBSClassifier on data sets bundled with
    scikit-learn) and as attention (one argument of ``kernel_attention``; linear time for finite feature maps).
 
-Run with ``python -m attention_kernels.demo [--out DIR]``.
+Run with ``python examples/demo.py [--out DIR]``.
 """
 
 from __future__ import annotations

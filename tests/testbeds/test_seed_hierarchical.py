@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from attention_kernels.datasets import (
+from attention_kernels.testbeds.datasets import (
     HierarchicalGrammar,
     hierarchical_bp,
     make_hierarchical_grammar,

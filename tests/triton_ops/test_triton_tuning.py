@@ -1,5 +1,5 @@
 """Block sizes of triton_ops: every candidate computes the same attention, the autotuner picks one of them,
-and ``triton_ops.compile_check`` compiles the kernels for an H100 without one (Triton's interpreter and
+and ``tools.compile_check`` compiles the kernels for an H100 without one (Triton's interpreter and
 compiler on the CPU; the GPU tests time nothing either)."""
 
 import json
@@ -16,7 +16,7 @@ from test_triton_ops import _check  # noqa: E402
 
 from triton_ops import _configs, _launch  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
 
 
@@ -91,7 +91,7 @@ def test_candidate_lists(candidates):
 
 
 def test_compile_check_needs_the_compiler(monkeypatch):
-    from triton_ops import compile_check
+    from tools import compile_check
 
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     with pytest.raises(RuntimeError, match="without TRITON_INTERPRET=1"):
@@ -104,7 +104,7 @@ def test_compile_check_compiles_for_an_h100(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run(
-        [sys.executable, "-W", "ignore", "-m", "triton_ops.compile_check", "--quick", "--defaults-only",
+        [sys.executable, "-W", "ignore", "-m", "tools.compile_check", "--quick", "--defaults-only",
          "--jobs", "2", "--json", str(out)],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
