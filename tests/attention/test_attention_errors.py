@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_attention_reference import randn
+from helpers import randn
 
 from attention_kernels.functional import kernel_attention
 
