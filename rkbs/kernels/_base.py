@@ -37,6 +37,9 @@ class Kernel(BaseEstimator):
     family: ClassVar[Family] = ""
     formula: ClassVar[str] = ""
     has_log_kernel: ClassVar[bool] = False
+    # What kappa(q, k) depends on: "dot" (q.k only), "dot_and_norms" (q.k, |q| and |k|) or "points" (anything).
+    # AttentionKernel reads it to decide when two different maps still give a symmetric kernel.
+    depends_on: ClassVar[str] = "points"
 
     # ----------------------------------------------------------------------------------------- metadata
     @property

@@ -35,6 +35,7 @@ def _sq_dist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 class _DotKernel(Kernel):
     family = "dot"
+    depends_on = "dot"
 
     def _scale(self, d: int) -> float:
         return default_scale(check_positive("scale", self.scale), d)
@@ -85,6 +86,7 @@ class RBF(_DotKernel):
 
     name = "rbf"
     formula = "exp(-gamma |q - k|^2)"
+    depends_on = "dot_and_norms"
     has_log_kernel = True
     positive_definite = True
     positive_valued = True
@@ -244,6 +246,7 @@ class Cosine(_DotKernel):
 
     name = "cosine"
     formula = "q.k / (|q| |k|)"
+    depends_on = "dot_and_norms"
     positive_definite = True
     positive_valued = False
     has_features = True

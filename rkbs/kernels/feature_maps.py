@@ -91,6 +91,7 @@ class TaylorEDP(_FeatureMapKernel):
 
     name = "taylor_edp"
     formula = "sum_{t<=T} (s q.k)^t / t!"
+    depends_on = "dot"
     target = "edp"
 
     def __init__(self, degree: int = 2, scale: float | None = None):
