@@ -27,6 +27,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import triton_ops  # noqa: E402
+from rkbs.kernels import get_kernel  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 DOT_KERNELS = ("edp", "rbf", "laplacian", "polynomial", "linear", "cosine", "sigmoid", "tanh")
@@ -295,8 +296,9 @@ def main(argv=None):
                         for normalize in (True, False):
                             if normalize and kernel not in NORMALIZABLE:
                                 continue
-                            fn = (lambda kern, nz, c: lambda q, k, v: triton_ops.kernel_attention(
-                                q, k, v, kernel=kern, normalize=nz, causal=c))(kernel, normalize, causal)
+                            fn = (lambda spec, nz, c: lambda q, k, v: triton_ops.kernel_attention(
+                                q, k, v, spec=spec, normalize=nz, is_causal=c)
+                                )(get_kernel(kernel).fused_spec(d), normalize, causal)
                             record("triton_ops", kernel, normalize, n, d, causal, mode, fn, q, k, v)
                     if args.no_peers:
                         continue

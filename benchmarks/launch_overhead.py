@@ -28,7 +28,7 @@ from triton.runtime import driver  # noqa: E402
 from triton.runtime.jit import JITFunction  # noqa: E402
 
 from triton_ops import _launch  # noqa: E402
-from triton_ops._spec import resolve_kernel  # noqa: E402
+from rkbs.kernels import get_kernel  # noqa: E402
 from tools.compile_check import _CompileOnlyDriver  # noqa: E402
 
 
@@ -48,7 +48,7 @@ def main() -> None:
     driver.set_active(_CompileOnlyDriver(90))
     JITFunction.run = lambda self, *args, **kwargs: None  # time everything but Triton's launch
     _launch._bench = lambda fn, quantiles: [1.0] * len(quantiles)  # the autotuner picks without timing
-    spec = resolve_kernel("edp", 128, None, {})
+    spec = get_kernel("edp").fused_spec(128)
     q = torch.empty(2, 16, 4096, 128, dtype=torch.bfloat16, device="meta")
     results = {}
     for autotune in ("0", "1"):

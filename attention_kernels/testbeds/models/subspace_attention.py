@@ -13,6 +13,8 @@ import math
 import torch
 from torch import nn
 
+from attention_kernels._masks import causal_keep
+
 from ._attention import attend, resolve_kernel
 
 __all__ = ["MSSA", "AttentionOnlyTransformer"]
@@ -72,8 +74,7 @@ class MSSA(nn.Module):
         if not (0.0 < float(tau) <= 1.0):
             raise ValueError(f"tau must be in (0, 1], got {tau}")
         self.kernel = resolve_kernel(kernel)
-        if not self.kernel.positive_valued:
-            raise ValueError(f"kernel {self.kernel.name!r} can be negative; MSSA row-normalizes its weights")
+        self.kernel.check_normalize(True)  # MSSA row-normalizes its weights
         self.attention = attention
         self.tau = float(tau)
         self.is_causal = bool(is_causal)
@@ -103,8 +104,7 @@ class MSSA(nn.Module):
         else:
             logits = torch.log(self.kernel.evaluate(u, u))
         if self.is_causal:
-            future = torch.ones(n, n, dtype=torch.bool, device=u.device).triu(1)
-            logits = logits.masked_fill(future, float("-inf"))
+            logits = logits.masked_fill(~causal_keep(n, 0, n, u.device), float("-inf"))
         weights = torch.softmax(logits, dim=-1)
         return self.tau * (weights > self.tau).to(u.dtype)
 
