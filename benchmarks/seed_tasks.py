@@ -107,7 +107,7 @@ def hierarchical_suite(task, args, steps, levels, results):
             continue
         test_rng = np.random.RandomState(10_000 + level)
         test = _hierarchical_batch(task, 2000, args.depth, grammar, level, test_rng)
-        root_post, leaf_post = hierarchical_bp(test[0], grammar, level)
+        root_post, leaf_post = hierarchical_bp(test[0], grammar, level, mask_token=grammar.n_symbols)
         if task == "root":
             oracle = float(np.mean(root_post.argmax(-1) == test[1]))
         else:
