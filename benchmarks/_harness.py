@@ -1,7 +1,7 @@
 """Shared harness for the scripts in ``benchmarks/``: flags, progress, one results layout, plots, resume.
 
 Every script builds its command line with :func:`make_parser` (``--quick``, ``--out DIR``, ``--seeds``,
-``--device``, ``--threads``, ``--fresh``), opens a :class:`Results` store and runs only the results that are not in
+``--device``, ``--threads``, ``--fresh``, ``--name``), opens a :class:`Results` store and runs only the results that are not in
 it yet::
 
     import _harness  # benchmarks/ is on sys.path when a script in it runs
@@ -75,7 +75,7 @@ def make_parser(description: str | None, *, name: str, seeds: Sequence[int] = (0
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--fresh", action="store_true", help="discard stored results instead of resuming")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bars")
-    parser.set_defaults(name=name)
+    parser.add_argument("--name", default=name, help="results file stem (default: %(default)s)")
     return parser
 
 

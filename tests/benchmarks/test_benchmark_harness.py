@@ -119,3 +119,12 @@ def test_resolve_device_names_the_flag():
 def test_committed_results_of_older_layouts_stay_readable(name):
     data = harness.load_results(_ROOT / "benchmarks" / "results" / name)
     assert data["results"] and data["runs"]
+
+
+def test_seed_tasks_plots_its_committed_results_and_new_rows(tmp_path):
+    seed_tasks = _load("seed_tasks", _ROOT / "benchmarks" / "seed_tasks.py")
+    legacy = harness.load_results(_ROOT / "benchmarks" / "results" / "seed_tasks.json")["results"]
+    seed_tasks.plot(legacy, tmp_path / "legacy.png")
+    two_seeds = [dict(r, seed=s, accuracy=r.get("accuracy", 0) + 0.01 * s) for r in legacy for s in (0, 1)]
+    seed_tasks.plot(two_seeds, tmp_path / "seeds.png", caption="x")
+    assert (tmp_path / "legacy.png").stat().st_size > 1000 and (tmp_path / "seeds.png").stat().st_size > 1000
