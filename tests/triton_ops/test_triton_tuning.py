@@ -98,6 +98,7 @@ def test_compile_check_needs_the_compiler(monkeypatch):
         compile_check.compile_case(compile_check.Case("edp"))
 
 
+@pytest.mark.slow  # compiles for sm_90 on the CPU: minutes on two busy cores
 def test_compile_check_compiles_for_an_h100(tmp_path):
     """Every default configuration of the quick matrix compiles for sm_90 and fits its shared memory."""
     out = tmp_path / "records.json"
