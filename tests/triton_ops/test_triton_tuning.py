@@ -14,10 +14,10 @@ pytest.importorskip("triton")
 
 from helpers import check_fused as _check  # noqa: E402
 
-from triton_ops import _configs, _launch  # noqa: E402
+from triton_ops import _configs, _launch, interpreting  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
+INTERPRETING = interpreting()
 
 
 @pytest.mark.parametrize(
