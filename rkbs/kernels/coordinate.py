@@ -43,8 +43,7 @@ class ExpIntersection(Kernel):
         return {"scale": default_scale(check_positive("scale", self.scale), d)}
 
     def _fused_spec(self, d: int) -> KernelSpec:
-        return KernelSpec(Epilogue.EXP_INTERSECTION, c0=self.resolved_params(d)["scale"], c1=0.0, degree=0,
-                          nonnegative=self.positive_valued)
+        return self._spec(Epilogue.EXP_INTERSECTION, c0=self.resolved_params(d)["scale"])
 
     def log_evaluate(self, x, y):
         scale = self.resolved_params(x.shape[-1])["scale"]

@@ -6,16 +6,11 @@ a single key). Tolerances per dtype live in ``TOL``.
 """
 
 import os
-
-import torch
-
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is imported anywhere
-
 import subprocess
 import sys
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -59,6 +54,7 @@ def test_matches_reference(name, params, normalize, causal, mask_kind):
     check_fused(name, params, normalize, causal, mask_kind, SHAPES[index % len(SHAPES)], seed=index)
 
 
+@pytest.mark.slow  # 12 interpreted forward+backward runs at 33 x 33
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize(
     "name,params,normalize",
@@ -70,12 +66,14 @@ def test_half_precision(name, params, normalize, dtype):
     check_fused(name, params, normalize, True, "bool", (1, 2, 1, 33, 33, 40, 40), dtype=dtype)
 
 
+@pytest.mark.slow  # the (rows x keys x dim) coordinate tiles are the interpreter's slowest case
 @pytest.mark.parametrize("normalize,causal,mask_kind,d", [(True, True, "bias", 80), (False, False, "bool", 96)])
 def test_exp_intersection_chunked_coordinates(normalize, causal, mask_kind, d):
     """Head dims above 64 take the coordinate-chunked path (score and gradients over 16-wide chunks)."""
     check_fused("exp_intersection", {}, normalize, causal, mask_kind, (1, 2, 1, 20, 33, d, 24))
 
 
+@pytest.mark.slow
 def test_exp_intersection_chunked_path_small_head_dim(monkeypatch):
     from triton_ops import _launch
 
