@@ -12,6 +12,8 @@ _LADDERS = (("taylor_edp-", "taylor_edp (degree 1..6)", "o"), ("prf-", "positive
 def _fmt(value, digits=4):
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a" if value is None else ("inf" if value > 0 else "-inf")
+    if abs(value) >= 1e4:
+        return f"{value:.3g}"
     return f"{value:.{digits}f}"
 
 
