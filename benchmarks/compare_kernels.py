@@ -33,7 +33,7 @@ FULL = dict(
     tasks=("root-k0", "mlm-k0", "mlm-k2", "mlm-k3", "recall-4", "recall-16", "recall-64", "text", "digits",
            *(f"icl-{p}-L{d}-{b}" for p in ("gaussian", "tree") for d in (1, 2, 4, 8) for b in ("attn", "mlp"))),
     analyses=("subspace", "energy"), seeds=(0, 1, 2, 3, 4), lr_grid=(1e-3, 3e-3, 1e-2),
-    cfg=dict(depth=3, n_symbols=4, grammar_seed=0, dim=64, layers=3, heads=1, recall_vocab=64, context=256,
+    cfg=dict(depth=3, n_symbols=4, grammar_seed=0, dim=48, layers=3, heads=4, recall_vocab=64, context=256,
              icl_dim=8, icl_context=8, icl_noise=0.25, icl_branching=4),
     steps={"root": 3000, "mlm": 6000, "recall": 4000, "text": 3000, "digits": 1500, "icl": 4000},
     batch={"root": 128, "mlm": 128, "recall": 64, "text": 16, "digits": 64, "icl": 256}, n_eval=2000,

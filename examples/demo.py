@@ -199,8 +199,8 @@ def _trained_comparison(out: Path) -> str:
     results = compare_kernels.main(["--quick", "--fresh", "--no-progress", "--out", str(out)])
     report = results.path.with_suffix(".md").read_text()
     body = report.split("\n## ", 1)[1] if "\n## " in report else report
-    return ("## " + body).rstrip() + f"\n(plots: {out}/compare_kernels_quick_ladder.png and _swap.png; the full "
-                                     "comparison: docs/kernel_comparison.md)"
+    plots = f"(plots: {out}/compare_kernels_quick_ladder.png and _swap.png; method: docs/kernel_comparison.md)"
+    return ("## " + body).rstrip() + "\n" + plots
 
 
 if __name__ == "__main__":
