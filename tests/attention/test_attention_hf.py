@@ -145,10 +145,15 @@ def _check_architecture(model_type: str) -> str:
     if isinstance(built, str):
         return "skipped: " + built
     model, inputs, reference, expected = built
+    causal_lm = _is_causal_lm(model_type)
+    if causal_lm:
+        tokens = _generate(model, inputs)
     model.set_attn_implementation("kernel_edp")
     try:
         with torch.no_grad():
             out = _output(model(**inputs))
+            if causal_lm:
+                torch.testing.assert_close(_generate(model, inputs), tokens, msg=lambda m: f"{model_type}: {m}")
     except _CLEAR as exc:
         message = str(exc)
         assert any(word in message for word in ("softcap", "s_aux", "sinks", "sliding_window", "passes", "scaling")), (
@@ -158,7 +163,20 @@ def _check_architecture(model_type: str) -> str:
     finally:
         model.set_attn_implementation(reference)
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5, msg=lambda m: f"{model_type}: {m}")
-    return "equal"
+    return "equal, generation equal" if causal_lm else "equal"
+
+
+def _is_causal_lm(model_type: str) -> bool:
+    from transformers.models.auto import modeling_auto as ma
+
+    return model_type in ma.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+
+def _generate(model, inputs) -> torch.Tensor:
+    """Two greedy tokens (the second from the cache) with the default dynamic cache."""
+    with torch.no_grad():
+        return model.generate(inputs["input_ids"], attention_mask=inputs["attention_mask"], max_new_tokens=2,
+                              do_sample=False, pad_token_id=0, use_cache=True)
 
 
 @pytest.mark.slow
@@ -248,17 +266,44 @@ def _attend(name="kernel_edp", **kwargs):
     return AttentionInterface._global_mapping[name](module, q, k, v, kwargs.pop("attention_mask", None), **kwargs), (q, k, v)
 
 
+def _eager_reference(q, k, v, argument, value):
+    """transformers' own eager attention with the feature: Gemma 2's (softcap, window), GPT-OSS's (sinks)."""
+    from transformers.models.gemma2.modeling_gemma2 import eager_attention_forward as gemma2_eager
+    from transformers.models.gpt_oss.modeling_gpt_oss import eager_attention_forward as gpt_oss_eager
+
+    keep = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool).tril()
+    if argument == "sliding_window":
+        keep &= ~torch.ones_like(keep).tril(-value)
+    additive = torch.zeros(keep.shape).masked_fill(~keep, -torch.inf)
+    module = torch.nn.Module().eval()
+    module.num_key_value_groups, module.head_dim = 1, q.shape[-1]
+    if argument in ("s_aux", "sinks"):
+        module.sinks = value
+        return gpt_oss_eager(module, q, k, v, additive, scaling=q.shape[-1] ** -0.5)[0]
+    softcap = value if argument == "softcap" else None
+    return gemma2_eager(module, q, k, v, additive, scaling=q.shape[-1] ** -0.5, softcap=softcap)[0]
+
+
+def test_eager_reference_without_features_is_causal_attention():
+    (out, _), (q, k, v) = _attend()
+    torch.testing.assert_close(_eager_reference(q, k, v, "sliding_window", 6), out)
+    torch.testing.assert_close(_eager_reference(q, k, v, "sinks", torch.full((4,), -torch.inf)), out)
+
+
 @pytest.mark.parametrize("argument, value, feature", [
-    ("softcap", 30.0, "softcap"), ("s_aux", torch.zeros(4), "sinks"), ("sinks", torch.zeros(4), "sinks"),
-    ("sliding_window", 3, "window"),
+    ("softcap", 2.0, "softcap"), ("s_aux", torch.linspace(-1, 1, 4), "sinks"),
+    ("sinks", torch.linspace(-1, 1, 4), "sinks"), ("sliding_window", 3, "window"),
 ])
 def test_model_features_are_computed_or_refused(argument, value, feature):
+    """Refused while kernel_attention lacks the argument; equal to the eager formula once it has it."""
     from attention_kernels.hf import _kernel_attention_takes
 
-    if _kernel_attention_takes(feature):
-        pytest.skip(f"kernel_attention takes {feature}: the sweep compares those models with eager")
-    with pytest.raises(NotImplementedError, match=f"passes {argument}=.*kernel_attention has no '{feature}'"):
-        _attend(**{argument: value})
+    if not _kernel_attention_takes(feature):
+        with pytest.raises(NotImplementedError, match=f"passes {argument}=.*kernel_attention has no '{feature}'"):
+            _attend(**{argument: value})
+        return
+    (out, _), (q, k, v) = _attend(**{argument: value})
+    torch.testing.assert_close(out, _eager_reference(q, k, v, argument, value))
 
 
 def test_sliding_window_encoded_by_the_mask_or_too_wide_is_honoured():
@@ -304,3 +349,34 @@ def test_generation_with_cache_and_left_padding_equals_sdpa():
     expected = model.generate(ids, **args)
     model.set_attn_implementation("kernel_edp")
     torch.testing.assert_close(model.generate(ids, **args), expected)
+
+
+def test_swap_attention_switches_hf_models_and_warns_when_nothing_changes():
+    from attention_kernels.swap import swap_attention
+
+    cfg, cls = _bert()
+    torch.manual_seed(0)
+    model = cls._from_config(cfg, attn_implementation="sdpa").eval()
+    ids = torch.randint(0, 64, (2, 9))
+    with torch.no_grad():
+        expected = model(ids).logits
+        wrapper = torch.nn.Sequential(model)  # a transformers model nested in a plain module
+        assert swap_attention(wrapper) is wrapper
+        assert model.config._attn_implementation == "kernel_edp"
+        torch.testing.assert_close(model(ids).logits, expected, rtol=1e-5, atol=1e-5)
+        swap_attention(model, kernel="rbf", gamma=0.1)
+        assert model.config._attn_implementation.startswith("kernel_rbf[gamma=0.1;")
+        assert not torch.allclose(model(ids).logits, expected)
+    with pytest.warns(UserWarning, match="swap_attention replaced nothing: Linear"):
+        swap_attention(torch.nn.Linear(3, 3))
+
+
+def test_swap_attention_refuses_models_outside_the_attention_interface():
+    from attention_kernels.swap import swap_attention
+
+    cfg = transformers.GPTNeoConfig(vocab_size=64, hidden_size=32, num_layers=2, num_heads=4,
+                                    attention_types=[[["global", "local"], 1]], max_position_embeddings=64)
+    with torch.device("meta"):
+        model = transformers.GPTNeoForCausalLM._from_config(cfg)
+    with pytest.raises(ValueError, match="GPTNeoForCausalLM computes attention in its own classes"):
+        swap_attention(model)

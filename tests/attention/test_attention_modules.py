@@ -255,7 +255,17 @@ def test_compile_aot_eager_forward_and_backward(backend):
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", _backends())
 def test_compile_inductor_forward_and_backward(backend):
-    _compiled_round(backend, "inductor")
+    # inductor compiles C++ on the CPU (minutes for a whole MultiheadAttention): the attention core, causal
+    kernel = "elu" if backend == "linear" else "edp"
+    attn = KernelAttention(kernel=kernel, backend=backend)
+    q, k, v = (randn(1, 2, 9, 8, seed=s, dtype=torch.float32, requires_grad=True) for s in (15, 16, 17))
+    expected = attn(q, k, v, is_causal=True)
+    grads = torch.autograd.grad(expected.square().sum(), [q, k, v])
+    torch._dynamo.reset()
+    out = torch.compile(attn, backend="inductor")(q, k, v, is_causal=True)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    for g, g_ref in zip(torch.autograd.grad(out.square().sum(), [q, k, v]), grads):
+        torch.testing.assert_close(g, g_ref, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("kernel", ["positive_random_features", "random_fourier_features"])
@@ -271,6 +281,8 @@ def test_random_feature_draw_survives_state_dict(kernel):
     assert not torch.allclose(loaded(x, x, x)[0], saved(x, x, x)[0])  # a different draw...
     loaded.load_state_dict(state)
     torch.testing.assert_close(loaded(x, x, x)[0], saved(x, x, x)[0], rtol=0, atol=0)  # ...until loaded
+    assert any(k.startswith("kernel_draws.") for k in state)  # the caller's dict is not consumed
+    nn.MultiheadAttention(E, H).load_state_dict(state, strict=False)  # torch's module ignores the draw
 
     core = KernelAttention(kernel=kernel, normalize=normalize, n_features=16)
     q = randn(1, 2, 7, 8, seed=14, dtype=torch.float32)
