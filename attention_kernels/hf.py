@@ -49,7 +49,8 @@ _FEATURES = {
     "softcap": ("softcap", "logit soft-capping c * tanh(score / c) (Gemma 2, T5Gemma, VaultGemma)"),
     "s_aux": ("sinks", "learned attention sinks added to the normalizer (GPT-OSS)"),
     "sinks": ("sinks", "learned attention sinks added to the normalizer"),
-    "sliding_window": ("window", "sliding-window attention without a mask that encodes the window (Mistral, Gemma 2, ...)"),
+    "sliding_window": ("window", "sliding-window attention without a mask that encodes the window (Mistral, "
+                       "Gemma 2, ...)"),
 }
 
 

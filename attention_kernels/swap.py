@@ -87,7 +87,10 @@ def _hf_name(kernel: str | Kernel, normalize: bool, backend: str, kernel_params:
         name = f"{HF_PREFIX}{k.name}"  # what register_hf_kernels registers (random features aside: own draw)
     else:
         # a kernel object keeps its identity (and its random-feature draw); parameters are spelled out
-        tag = f"@{id(k):x}" if isinstance(kernel, Kernel) else ",".join(f"{p}={v!r}" for p, v in sorted(kernel_params.items()))
+        if isinstance(kernel, Kernel):
+            tag = f"@{id(k):x}"
+        else:
+            tag = ",".join(f"{p}={v!r}" for p, v in sorted(kernel_params.items()))
         name = f"{HF_PREFIX}{k.name}[{tag};normalize={normalize};backend={backend}]"
     return register_hf_kernel(name, k, normalize=normalize, backend=backend)
 
