@@ -41,12 +41,7 @@ def _rows_per_block(m: int, block_size: int | None) -> int:
 
 def check_normalizable(kernel: Kernel) -> None:
     """Refuse row normalization for kernels that can be negative (a row sum near zero is meaningless)."""
-    if not kernel.positive_valued:
-        raise ValueError(
-            f"normalize=True divides by the kernel's row sums, but kernel {kernel.name!r} can be negative "
-            "(positive_valued is False); use normalize=False or a positive kernel (edp, rbf, laplacian, "
-            "sigmoid, exp_intersection, even-degree polynomial, elu)"
-        )
+    kernel.check_normalize(True)
 
 
 def kernel_block(
@@ -127,16 +122,16 @@ def _fused_matmul(kernel: Kernel, X: torch.Tensor, C: torch.Tensor, B: torch.Ten
         import triton_ops
     except ImportError:
         return None
-    if not triton_ops.is_available() or base.name not in triton_ops.FUSED_KERNELS:
+    spec = base.fused_spec(Xm.shape[-1])
+    if spec is None or not triton_ops.is_available():
         return None
     out = triton_ops.kernel_attention(
         Xm[None, None].contiguous(),
         Cm[None, None].contiguous(),
         B.to(X.dtype)[None, None].contiguous(),
-        kernel=base.name,
+        spec=spec,
         normalize=False,
         precision="ieee",
-        **base.resolved_params(Xm.shape[-1]),
     )[0, 0]
     return _checked_product(out, kernel)
 

@@ -134,9 +134,9 @@ def _dkdv_kernel(
             if NORMALIZE:
                 lse = tl.load(LSE + bh * NQ + rows, mask=rmask, other=0.0)
                 delta = tl.load(DELTA + bh * NQ + rows, mask=rmask, other=0.0)
-            else:
-                lse = qn
-                delta = qn
+            else:  # un-normalized weights need neither; any (BLOCK_M,) float32 tensor fills the unused arguments
+                lse = tl.zeros([BLOCK_M], dtype=tl.float32)
+                delta = lse
             p, dsc, dqn, dkn, t = _tile_grads(
                 q, k, v, do, qn, kn, lse, delta, M, b, h, rows, cols, smb, smh, smm, smn, NQ, NK, c0, c1,
                 Q + b * sqb + h * sqh, sqm, k_base, skn, D,
@@ -202,9 +202,9 @@ def _dq_kernel(
     if NORMALIZE:
         lse = tl.load(LSE + pid_bh.to(tl.int64) * NQ + rows, mask=rmask, other=0.0)
         delta = tl.load(DELTA + pid_bh.to(tl.int64) * NQ + rows, mask=rmask, other=0.0)
-    else:
-        lse = qn
-        delta = qn
+    else:  # un-normalized weights need neither; any (BLOCK_M,) float32 tensor fills the unused arguments
+        lse = tl.zeros([BLOCK_M], dtype=tl.float32)
+        delta = lse
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
     rq = tl.zeros([BLOCK_M], dtype=tl.float32)
     hi = NK

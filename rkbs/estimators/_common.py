@@ -11,7 +11,8 @@ import torch
 from sklearn.base import clone
 from sklearn.utils.validation import _check_sample_weight
 
-from ..kernels import Kernel, get_kernel
+from ..kernels import Kernel
+from ..kernels import resolve_kernel as _resolve
 from ..operators import check_normalizable
 from ..solvers import RepresenterProblem, check_penalty, choose_solver, select_landmarks, solve_representer
 
@@ -20,13 +21,11 @@ __all__ = ["resolve_kernel", "resolve_device", "as_device_tensor", "check_scalar
 
 
 def resolve_kernel(kernel: Any, kernel_params: dict | None, name: str = "kernel") -> Kernel:
-    """A fresh kernel object from a catalogue name or a Kernel object plus ``kernel_params``."""
+    """A fresh kernel object (estimators never share a kernel with their parameters) from ``kernel`` and the
+    estimator's ``kernel_params`` dict, through the catalogue's :func:`rkbs.kernels.resolve_kernel`."""
     if kernel_params is not None and not isinstance(kernel_params, dict):
         raise TypeError(f"{name}_params must be a dict or None, got {type(kernel_params).__name__}")
-    if not isinstance(kernel, (str, Kernel)):
-        raise TypeError(f"{name} must be a catalogue name (str) or a rkbs.kernels.Kernel object, got "
-                        f"{type(kernel).__name__}")
-    k = get_kernel(kernel, **(kernel_params or {}))
+    k = _resolve(kernel, name=name, **(kernel_params or {}))
     return clone(k) if k is kernel else k
 
 

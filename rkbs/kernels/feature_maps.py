@@ -19,7 +19,7 @@ from sklearn.utils import check_random_state
 
 from ._base import Kernel
 from ._monomials import monomial_features, n_monomials_up_to
-from ._validation import check_int, check_positive
+from ._validation import check_int, check_positive, default_gamma, default_scale
 
 __all__ = [
     "EluFeatures",
@@ -92,6 +92,7 @@ class TaylorEDP(_FeatureMapKernel):
 
     name = "taylor_edp"
     formula = "sum_{t<=T} (s q.k)^t / t!"
+    depends_on = "dot"
     target = "edp"
 
     def __init__(self, degree: int = 2, scale: float | None = None):
@@ -113,7 +114,7 @@ class TaylorEDP(_FeatureMapKernel):
         scale = check_positive("scale", self.scale)
         return {
             "degree": check_int("degree", self.degree, 0),
-            "scale": 1.0 / math.sqrt(d) if scale is None else scale,
+            "scale": default_scale(scale, d),
         }
 
     def evaluate(self, x, y):
@@ -216,7 +217,7 @@ class PositiveRandomFeatures(_RandomFeatureKernel):
 
     def resolved_params(self, d: int) -> dict[str, Any]:
         scale = check_positive("scale", self.scale)
-        return {"scale": 1.0 / math.sqrt(d) if scale is None else scale, "n_features": self.n_features}
+        return {"scale": default_scale(scale, d), "n_features": self.n_features}
 
     def feature_map_x(self, x):
         d = x.shape[-1]
@@ -258,7 +259,7 @@ class RandomFourierFeatures(_RandomFeatureKernel):
 
     def resolved_params(self, d: int) -> dict[str, Any]:
         gamma = check_positive("gamma", self.gamma)
-        return {"gamma": 1.0 / (2.0 * math.sqrt(d)) if gamma is None else gamma, "n_features": self.n_features}
+        return {"gamma": default_gamma(gamma, d), "n_features": self.n_features}
 
     def feature_map_x(self, x):
         d = x.shape[-1]

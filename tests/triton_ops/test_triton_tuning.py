@@ -12,7 +12,7 @@ import torch
 
 pytest.importorskip("triton")
 
-from test_triton_ops import _check  # noqa: E402
+from helpers import check_fused as _check  # noqa: E402
 
 from triton_ops import _configs, _launch  # noqa: E402
 
