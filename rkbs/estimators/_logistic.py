@@ -135,7 +135,8 @@ def fit_logistic(p: RepresenterProblem, penalty: str, Y: np.ndarray, *, fit_inte
 
 
 def _polish(fun, hessp, x: np.ndarray, gtol: float, steps: int = 5) -> tuple[np.ndarray, float, int]:
-    """Full Newton steps (CG on the Hessian) from a point near the optimum, kept while the gradient shrinks.
+    """Full Newton steps (CG on the Hessian) from a point near the optimum, kept while the gradient shrinks
+    (at least one, at most ``steps``).
 
     Close to the optimum the trust region compares objective decreases below the objective's round-off and
     stops ("bad approximation") with a gradient still above a tight ``gtol``; Newton's local quadratic
@@ -145,9 +146,11 @@ def _polish(fun, hessp, x: np.ndarray, gtol: float, steps: int = 5) -> tuple[np.
 
     g = fun(x)[1]
     gnorm, done = float(np.linalg.norm(g)), 0
-    while gnorm > gtol and done < steps:
+    # one step even when converged: from the trust region's stop it squares the (relative) gradient, so a fit
+    # is reproducible to far below tol (weighted and repeated data give the same model to round-off)
+    while (gnorm > gtol or done == 0) and done < steps and gnorm > 0:
         H = LinearOperator((x.size, x.size), matvec=lambda v, x=x: hessp(x, v), dtype=np.float64)
-        d, _ = cg(H, -g, rtol=min(0.1, gtol / gnorm), maxiter=10 * x.size)
+        d, _ = cg(H, -g, rtol=min(0.1, gtol / gnorm, 1e-3), maxiter=10 * x.size)
         g_new = fun(x + d)[1]
         if not np.linalg.norm(g_new) < gnorm:
             break

@@ -13,6 +13,9 @@ from rkbs.estimators import BinaryKernelLearner, BinaryKernelRidge, RKBSClassifi
         RKBSRegressor(kernel="tanh", penalty="coef", alpha=0.1),
         RKBSClassifier(),
         RKBSClassifier(loss="logistic", alpha=0.1),
+        # the options the regressor and classifier tests exercise: intercepts, a Krylov solver, the coef penalty
+        RKBSRegressor(fit_intercept=True, solver="cg"),
+        RKBSClassifier(loss="logistic", penalty="coef", fit_intercept=True, alpha=0.1),
         BinaryKernelRidge(mode="kronecker"),  # two-sided needs one kernel across the two domains' dims
         BinaryKernelLearner(n_heads=2, head_dim=2, max_iter=50),
     ],
