@@ -7,6 +7,7 @@ import numbers
 from typing import Any
 
 import numpy as np
+import scipy.sparse
 import torch
 from sklearn.base import clone
 from sklearn.utils.validation import _check_sample_weight
@@ -15,6 +16,8 @@ from ..kernels import Kernel
 from ..kernels import resolve_kernel as _resolve
 from ..operators import check_normalizable
 from ..solvers import RepresenterProblem, check_penalty, choose_solver, select_landmarks, solve_representer
+
+from ._sparse import fit_sparse_embedding
 
 __all__ = ["resolve_kernel", "resolve_device", "as_device_tensor", "check_scalar_param", "check_sample_weight",
            "fit_representer", "prepare_representer", "predict_expansion", "output_dtype"]
@@ -111,18 +114,29 @@ def prepare_representer(est: Any, X: np.ndarray, Z: np.ndarray,
     else:  # landmarks among the samples that count (all of them without weights: the same draw)
         pool = np.arange(n) if sample_weight is None else np.flatnonzero(sample_weight > 0)
         centers = X[pool[select_landmarks(pool.shape[0], n_components, est.random_state)]]
+    sparse_input = scipy.sparse.issparse(X)
+    if sparse_input:  # dense coordinates with the same inner products (rkbs.estimators._sparse)
+        X_sparse, centers_sparse = X, centers
+        kernel, X, emb = fit_sparse_embedding(kernel, X_sparse, centers_sparse)
+        centers = X if square else emb.centers_embedded
     kernel(X[:2], centers[:2])  # the catalogue's checks: domain dimensions, maps
     penalty = check_penalty(kernel, est.penalty, normalize=bool(est.normalize), square=square,
                             spectrum=est.spectrum)
     solver = choose_solver(est.solver, penalty, kernel, m=centers.shape[0], normalize=bool(est.normalize),
                            spectrum=est.spectrum)
+    if sparse_input and X_sparse.dtype == np.float32:
+        dtype = torch.float32
     Xt = as_device_tensor(X, device, dtype)
     problem = RepresenterProblem(
         kernel=kernel, X=Xt, C=Xt if square else as_device_tensor(centers, device, dtype), Z=Z,
         alpha=alpha, square=square, normalize=bool(est.normalize), tol=tol, max_iter=max_iter,
         block_size=block_size, sample_weight=sample_weight,
     )
-    est.kernel_, est.centers_ = kernel, np.array(centers, dtype=X.dtype)
+    if sparse_input:
+        est.kernel_, est.centers_, est._sparse_embedding = kernel, centers_sparse.copy(), emb
+    else:
+        est.kernel_, est.centers_ = kernel, np.array(centers, dtype=X.dtype)
+        est.__dict__.pop("_sparse_embedding", None)
     est.penalty_, est.solver_ = penalty, solver
     return problem
 
@@ -198,19 +212,31 @@ def output_dtype(X: np.ndarray, est: Any) -> np.dtype:
 
 def predict_expansion(est: Any, X: np.ndarray, coef: np.ndarray) -> np.ndarray:
     """``K(X, centers_) @ coef`` (row-normalized with ``est.normalize``) as numpy, block by block; float32 when
-    both ``X`` and the fitted centers are float32 (as KernelRidge), else float64."""
+    both ``X`` and the fitted centers are float32 (as KernelRidge), else float64. ``X`` may be sparse."""
     from ..operators import kernel_matmul
 
     device, dtype = resolve_device(est.device)
     out_dtype = output_dtype(X, est)
     if out_dtype == np.float32:
         dtype = torch.float32
-    out = kernel_matmul(
-        est.kernel_,
-        as_device_tensor(X, device, dtype),
-        as_device_tensor(est.centers_, device, dtype),
-        as_device_tensor(coef.reshape(coef.shape[0], -1), device, dtype),
-        normalize=bool(est.normalize),
-        block_size=est.block_size,
-    )
-    return out.double().cpu().numpy().astype(out_dtype, copy=False)
+    emb = getattr(est, "_sparse_embedding", None)
+    if emb is not None:  # fitted on sparse X: every input through the same embedding
+        X, C = emb.transform(X), emb.centers_embedded
+    else:
+        # a model fitted on dense X has dense centers; a sparse X meets them one block of rows at a time
+        C = est.centers_
+    block = max(1, (1 << 21) // max(1, X.shape[1])) if scipy.sparse.issparse(X) else X.shape[0]
+    parts = []
+    for i in range(0, X.shape[0], max(block, 1)):
+        Xi = X[i : i + block]
+        Xi = Xi.toarray() if scipy.sparse.issparse(Xi) else Xi
+        parts.append(kernel_matmul(
+            est.kernel_,
+            as_device_tensor(Xi, device, dtype),
+            as_device_tensor(C, device, dtype),
+            as_device_tensor(coef.reshape(coef.shape[0], -1), device, dtype),
+            normalize=bool(est.normalize),
+            block_size=est.block_size,
+        ).double().cpu().numpy())
+    out = np.concatenate(parts) if parts else np.empty((0, coef.reshape(coef.shape[0], -1).shape[1]))
+    return out.astype(out_dtype, copy=False)

@@ -115,7 +115,7 @@ class RKBSClassifier(ClassifierMixin, BaseEstimator):
         -------
         self : RKBSClassifier
         """
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], accept_sparse=("csr", "csc"))
         check_classification_targets(y)
         sw = check_sample_weight(sample_weight, X)
         if not isinstance(self.fit_intercept, (bool, np.bool_)):
@@ -148,7 +148,7 @@ class RKBSClassifier(ClassifierMixin, BaseEstimator):
 
     def _scores(self, X):
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], accept_sparse=("csr", "csc"), reset=False)
         F = predict_expansion(self, X, self.dual_coef_)
         F += np.asarray(self.intercept_, dtype=F.dtype)
         return F.astype(output_dtype(X, self), copy=False)

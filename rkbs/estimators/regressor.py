@@ -123,7 +123,8 @@ class RKBSRegressor(RegressorMixin, BaseEstimator):
         -------
         self : RKBSRegressor
         """
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], multi_output=True, y_numeric=True)
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], accept_sparse=("csr", "csc"),
+                             multi_output=True, y_numeric=True)
         sw = check_sample_weight(sample_weight, X)
         Z = np.asarray(y, dtype=np.float64).reshape(X.shape[0], -1)
         beta, b = fit_representer(self, X, Z, sw, self.fit_intercept)
@@ -144,7 +145,7 @@ class RKBSRegressor(RegressorMixin, BaseEstimator):
         ndarray of shape (n_samples,) or (n_samples, n_targets)
         """
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], accept_sparse=("csr", "csc"), reset=False)
         out = predict_expansion(self, X, self.dual_coef_)
         out += np.asarray(self.intercept_, dtype=out.dtype)
         out = out.astype(output_dtype(X, self), copy=False)

@@ -130,3 +130,13 @@ def test_squared_loss_weights_and_float32():
     np.testing.assert_allclose(weighted.decision_function(X), repeated.decision_function(X), atol=1e-8)
     clf = RKBSClassifier(loss="logistic", alpha=0.1).fit(X.astype(np.float32), y)
     assert clf.dual_coef_.dtype == clf.predict_proba(X.astype(np.float32)).dtype == np.float32
+
+
+def test_sparse_logistic_equals_dense():
+    import scipy.sparse as sp
+
+    Xs = sp.csr_matrix(np.where(np.abs(Xn) > 0.8, Xn, 0.0))
+    params = dict(kernel="rbf", loss="logistic", alpha=0.1, fit_intercept=True, tol=1e-10)
+    sparse = RKBSClassifier(**params).fit(Xs, yn)
+    dense = RKBSClassifier(**params).fit(Xs.toarray(), yn)
+    np.testing.assert_allclose(sparse.predict_proba(Xs), dense.predict_proba(Xs.toarray()), atol=1e-8)

@@ -403,3 +403,34 @@ def test_converged_krylov_solve_does_not_warn_and_counts_iterations():
         m = RKBSRegressor(kernel="rbf", alpha=0.5, solver="cg").fit(X, Y)
     assert isinstance(m.n_iter_, int) and m.n_iter_ > 1
     assert RKBSRegressor().fit(X, y).n_iter_ == 1  # a direct factorization
+
+
+# ------------------------------------------------------------------------------------------------ sparse input
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+@pytest.mark.parametrize("kernel", ["edp", "rbf", "laplacian", "polynomial", "linear", "cosine", "sigmoid", "tanh"])
+@pytest.mark.parametrize("n_components", [None, 17])
+def test_sparse_input_equals_dense(fmt, kernel, n_components):
+    import scipy.sparse as sp
+
+    Xs = sp.random(45, 300, density=0.04, random_state=0, format=fmt)
+    Xt = sp.random(8, 300, density=0.04, random_state=1, format="csr")
+    params = dict(kernel=kernel, alpha=0.5, penalty="coef", n_components=n_components, random_state=0,
+                  fit_intercept=True)
+    sparse = RKBSRegressor(**params).fit(Xs, Y[:45])
+    dense = RKBSRegressor(**params).fit(Xs.toarray(), Y[:45])
+    assert sp.issparse(sparse.centers_)  # X is never densified
+    for A in (Xt, Xt.toarray()):
+        np.testing.assert_allclose(sparse.predict(A), dense.predict(Xt.toarray()), rtol=0, atol=1e-8)
+
+
+def test_sparse_equals_kernel_ridge_and_float32():
+    import scipy.sparse as sp
+
+    Xs = sp.random(60, 500, density=0.02, random_state=2, format="csr")
+    ref = KernelRidge(kernel="rbf", gamma=0.5, alpha=0.1).fit(Xs, Y)
+    ours = RKBSRegressor(kernel="rbf", kernel_params={"gamma": 0.5}, alpha=0.1).fit(Xs, Y)
+    np.testing.assert_allclose(ours.dual_coef_, ref.dual_coef_, atol=1e-10)
+    X32 = Xs.astype(np.float32)
+    assert RKBSRegressor().fit(X32, y).predict(X32).dtype == np.float32
+    with pytest.raises(TypeError, match="sparse X is supported for the dot-product kernels"):
+        RKBSRegressor(kernel=ASYM).fit(sp.csr_matrix(X), y)
