@@ -12,6 +12,7 @@ from sklearn.base import clone
 from ..kernels import Kernel, get_kernel
 from ..operators import check_normalizable
 from ..solvers import RepresenterProblem, check_penalty, choose_solver, select_landmarks, solve_representer
+from ._precomputed import is_precomputed, precomputed_test, precomputed_train
 
 __all__ = ["resolve_kernel", "resolve_device", "as_device_tensor", "check_scalar_param", "fit_representer",
            "prepare_representer", "predict_expansion"]
@@ -64,7 +65,12 @@ def prepare_representer(est: Any, X: np.ndarray, Z: np.ndarray) -> RepresenterPr
 
     Sets ``kernel_``, ``centers_``, ``penalty_``, ``solver_`` on ``est``.
     """
-    kernel = resolve_kernel(est.kernel, est.kernel_params)
+    if is_precomputed(est.kernel):
+        if est.kernel_params is not None:
+            raise ValueError("kernel='precomputed' takes no kernel_params")
+        X, kernel = precomputed_train(X)
+    else:
+        kernel = resolve_kernel(est.kernel, est.kernel_params)
     device, dtype = resolve_device(est.device)
     alpha = check_scalar_param("alpha", est.alpha, minimum=0.0)
     tol = check_scalar_param("tol", est.tol, minimum=0.0, strict=True)
@@ -109,6 +115,8 @@ def predict_expansion(est: Any, X: np.ndarray, coef: np.ndarray) -> np.ndarray:
     from ..operators import kernel_matmul
 
     device, dtype = resolve_device(est.device)
+    if is_precomputed(est.kernel):
+        X = precomputed_test(X, est.kernel_.n_train)
     out = kernel_matmul(
         est.kernel_,
         as_device_tensor(X, device, dtype),

@@ -16,6 +16,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._common import fit_representer, predict_expansion, prepare_representer
+from ._precomputed import is_precomputed
 
 __all__ = ["RKBSClassifier"]
 
@@ -35,6 +36,7 @@ class RKBSClassifier(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     kernel : str or Kernel, default="rbf"
+        A catalogue name, a kernel object, or ``"precomputed"`` (kernel matrices as in ``SVC``).
     kernel_params : dict, default=None
     alpha : float, default=1.0
     loss : {"squared", "logistic"}, default="squared"
@@ -219,3 +221,8 @@ class RKBSClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
         return log_softmax(predict_expansion(self, X, self.dual_coef_), axis=1)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.pairwise = is_precomputed(self.kernel)  # cross-validation slices rows and columns
+        return tags
