@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.kernel_ridge import KernelRidge
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -160,21 +163,64 @@ def test_learner_loss_decreases_and_exposes_kernels():
     Xs = RNG.normal(size=(12, 3))
     Xs /= np.linalg.norm(Xs, axis=1, keepdims=True)
     Zs = get_kernel("polynomial", degree=2, scale=1.0)(Xs, Xs)
-    m = BinaryKernelLearner(n_heads=2, head_dim=3, max_iter=60, learning_rate=0.05).fit_grid(Xs, Xs, Zs)
+    params = {"n_heads": 2, "head_dim": 3, "max_iter": 60, "learning_rate": 0.05, "early_stopping": False}
+    with pytest.warns(ConvergenceWarning, match="max_iter=60"):
+        m = BinaryKernelLearner(**params).fit_grid(Xs, Xs, Zs)
     assert m.loss_curve_[-1] < 0.5 * m.loss_curve_[0]
-    assert m.query_maps_.shape == (2, 3, 3) and m.head_weights_.shape == (2,)
+    assert m.query_maps_.shape == (2, 3, 3) and m.head_weights_.shape == (2,) and m.query_bias_.shape == (2, 3)
     H = sum(w * k(Xs, Xs) for w, k in zip(m.head_weights_, m.kernels_))
     np.testing.assert_allclose(m.predict_grid(Xs, Xs), H, rtol=1e-10)
+    np.testing.assert_allclose(m.kernel_(Xs, Xs), H, rtol=1e-10)
     np.testing.assert_allclose(m.predict(_rows(Xs, Xs)), H.ravel(), rtol=1e-10)
-    again = BinaryKernelLearner(n_heads=2, head_dim=3, max_iter=60, learning_rate=0.05).fit_grid(Xs, Xs, Zs)
+    with pytest.warns(ConvergenceWarning):
+        again = BinaryKernelLearner(**params).fit_grid(Xs, Xs, Zs)
     np.testing.assert_array_equal(again.query_maps_, m.query_maps_)  # fixed seed
+
+
+@pytest.mark.parametrize("learning_rate", [0.3, 1.0, 3.0])
+def test_learner_never_returns_worse_than_initialization_silently(learning_rate):
+    rng = np.random.default_rng(1)
+    Xx, Xy = rng.normal(size=(30, 3)), rng.normal(size=(20, 3))
+    Zs = np.exp(-0.5 * ((Xx[:, None, :] - Xy[None]) ** 2).sum(-1))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = BinaryKernelLearner(learning_rate=learning_rate, max_iter=200).fit_grid(Xx, Xy, Zs)
+    scores = m.validation_scores_
+    assert scores[m.best_iter_] == min(scores)  # the best parameters were restored
+    val_pred_loss = scores[m.best_iter_]
+    if val_pred_loss > scores[0] or scores[-1] > 2 * val_pred_loss or m.best_iter_ == 0:
+        assert any(issubclass(w.category, ConvergenceWarning) for w in caught)
+
+
+def test_learner_early_stopping_restores_best_and_handles_missing_pairs():
+    rng = np.random.default_rng(2)
+    Xx, Xy = rng.normal(size=(25, 2)), rng.normal(size=(20, 2))
+    Zs = np.exp(-0.5 * ((Xx[:, None, :] - Xy[None]) ** 2).sum(-1))
+    Zn = np.where(rng.random(Zs.shape) < 0.3, np.nan, Zs)
+    m = BinaryKernelLearner(n_heads=4, head_dim=4, learning_rate=0.01, max_iter=3000, n_iter_no_change=30,
+                            learning_rate_schedule="cosine").fit_grid(Xx, Xy, Zn)
+    assert m.n_iter_ < 3000 and m.n_iter_ - m.best_iter_ == 30
+    assert m.validation_scores_[m.best_iter_] < 0.5 * m.validation_scores_[0]
+    assert len(m.validation_scores_) == m.n_iter_ + 1 and len(m.loss_curve_) == m.n_iter_
+    # learn the kernel, then solve in closed form (two-sided mode); and the attention layer reproduces it
+    ridge = BinaryKernelRidge(kernel=m.kernel_, alpha=1e-3).fit_grid(Xx, Xy, Zn)
+    assert ridge.mode_ == "two_sided" and ridge.solver_ == "lsqr"
+    torch = pytest.importorskip("torch")
+    from attention_kernels.modules import KernelAttention
+
+    module = KernelAttention.from_estimator(m)
+    Xt = rng.normal(size=(4, 2))
+    np.testing.assert_allclose(module(torch.as_tensor(Xt)).numpy(), m.predict_grid(Xt, Xy), rtol=1e-10)
 
 
 @pytest.mark.parametrize("params, match", [({"n_heads": 0}, "n_heads must be >= 1"),
                                            ({"learning_rate": 0.0}, "learning_rate must be > 0"),
+                                           ({"validation_fraction": 1.0}, "validation_fraction must be < 1"),
+                                           ({"learning_rate_schedule": "step"}, "learning_rate_schedule"),
+                                           ({"early_stopping": 1}, "early_stopping must be a bool"),
                                            ({"n_features_x": 7}, "does not split")])
 def test_learner_bad_input(params, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((ValueError, TypeError), match=match):
         BinaryKernelLearner(**params).fit(np.ones((4, 4)), np.ones(4))
 
 

@@ -27,7 +27,8 @@ def _expected_failed_checks(estimator):
         RKBSRegressor(kernel="tanh", penalty="coef", alpha=0.1),
         RKBSClassifier(),
         RKBSClassifier(loss="logistic", alpha=0.1),
-        BinaryKernelRidge(mode="kronecker"),  # two-sided needs one kernel across the two domains' dims
+        BinaryKernelRidge(),  # mode='auto': Kronecker for the Mercer default, whatever the column split
+        BinaryKernelRidge(mode="kronecker"),
         BinaryKernelLearner(n_heads=2, head_dim=2, max_iter=50),
     ],
     expected_failed_checks=_expected_failed_checks,
