@@ -24,6 +24,7 @@ from ._pairs import check_grid, index_domain, resolve_split, split_pairs
 __all__ = ["BinaryKernelLearner"]
 
 _SCHEDULES = ("constant", "cosine", "plateau")
+_VALIDATION_SPLITS = ("pairs", "rows", "columns", "both")
 _INIT_STD = 0.5
 _EXPLODED = 10.0  # a monitored loss this many times the initial one is divergence, not noise
 _RISING = 2.0  # stopping with the loss this many times its best means training was unstable
@@ -70,6 +71,10 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
         Hold out ``validation_fraction`` of the pairs and monitor their loss (when there are at least 2 pairs
         on both sides of the split; else the training objective is monitored).
     validation_fraction : float, default=0.1
+    validation_split : {"pairs", "rows", "columns", "both"}, default="pairs"
+        What the held-out pairs have in common, as in :class:`rkbs.model_selection.PairwiseKFold`: random pairs,
+        every pair of a random ``validation_fraction`` of the rows (to stop where new rows are predicted best),
+        of the columns, or of both (pairs sharing a row or a column with them are left out of training).
     n_iter_no_change : int, default=50
     bias : bool, default=True
         Biases of the query and key maps.
@@ -114,8 +119,8 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
     """
 
     def __init__(self, n_heads=4, head_dim=8, *, alpha=0.0, learning_rate=0.01, learning_rate_schedule="plateau",
-                 max_iter=500, tol=1e-6, early_stopping=True, validation_fraction=0.1, n_iter_no_change=50,
-                 bias=True, n_features_x=None, random_state=0, device="cpu"):
+                 max_iter=500, tol=1e-6, early_stopping=True, validation_fraction=0.1, validation_split="pairs",
+                 n_iter_no_change=50, bias=True, n_features_x=None, random_state=0, device="cpu"):
         self.n_heads = n_heads
         self.head_dim = head_dim
         self.alpha = alpha
@@ -125,6 +130,7 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
         self.tol = tol
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
+        self.validation_split = validation_split
         self.n_iter_no_change = n_iter_no_change
         self.bias = bias
         self.n_features_x = n_features_x
@@ -204,6 +210,8 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
         }
         if p["frac"] >= 1:
             raise ValueError(f"validation_fraction must be < 1, got {self.validation_fraction!r}")
+        if self.validation_split not in _VALIDATION_SPLITS:
+            raise ValueError(f"validation_split must be one of {_VALIDATION_SPLITS}, got {self.validation_split!r}")
         if self.learning_rate_schedule not in _SCHEDULES:
             raise ValueError(f"learning_rate_schedule must be one of {_SCHEDULES}, got "
                              f"{self.learning_rate_schedule!r}")
@@ -212,17 +220,37 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         return p
 
+    def _validation_split(self, a, b, n_x, n_y, frac, rng):
+        """Validation and training masks over the pairs; pairs in neither are dropped (``"both"``)."""
+        n = a.shape[0]
+        val, train = np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
+        if not self.early_stopping:
+            return val, train
+        if self.validation_split == "pairs":
+            val[rng.permutation(n)[: int(round(frac * n))]] = True
+        else:
+            # "both": a fraction sqrt(frac) of the rows and of the columns, so frac of the grid is held out
+            side = np.sqrt(frac) if self.validation_split == "both" else frac
+            rows = np.isin(a, rng.permutation(n_x)[: int(round(side * n_x))]) if self.validation_split in (
+                "rows", "both") else np.ones(n, dtype=bool)
+            cols = np.isin(b, rng.permutation(n_y)[: int(round(side * n_y))]) if self.validation_split in (
+                "columns", "both") else np.ones(n, dtype=bool)
+            val = rows & cols
+            if self.validation_split == "both":
+                train = ~rows & ~cols
+        train = train | val
+        if val.sum() < 2 or (train & ~val).sum() < 2:  # too few pairs to hold any out: monitor training
+            return np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
+        return val, train
+
     def _fit(self, Xu, Yu, a, b, z):
         p = self._check_params()
         H, d = p["H"], p["d"]
         device, dtype = resolve_device(self.device)
         rng = check_random_state(self.random_state)
         gen = torch.Generator(device="cpu").manual_seed(int(rng.randint(2**31)))
-        n = z.shape[0]
-        n_val = int(round(p["frac"] * n)) if self.early_stopping else 0
-        val = np.zeros(n, dtype=bool)
-        if n_val >= 2 and n - n_val >= 2:
-            val[rng.permutation(n)[:n_val]] = True
+        val, train = self._validation_split(a, b, Xu.shape[0], Yu.shape[0], p["frac"], rng)
+        a, b, z, val = a[train], b[train], z[train], val[train]
         dx, dy = Xu.shape[1], Yu.shape[1]
         # logits <x Wq, y Wk> / sqrt(d) of standard deviation _INIT_STD whatever the input scale: the initial
         # model is nearly the constant mean, and no exp() outlier dominates the first steps
