@@ -16,6 +16,7 @@ from ..kernels import Kernel
 from ..kernels import resolve_kernel as _resolve
 from ..operators import check_normalizable
 from ..solvers import RepresenterProblem, check_penalty, choose_solver, select_landmarks, solve_representer
+from ._precomputed import is_precomputed, precomputed_test, precomputed_train
 
 from ._sparse import fit_sparse_embedding
 
@@ -93,7 +94,12 @@ def prepare_representer(est: Any, X: np.ndarray, Z: np.ndarray,
     Sets ``kernel_``, ``centers_``, ``penalty_``, ``solver_`` on ``est``. ``problem.alpha`` is a float, or an
     array of one alpha per target (:func:`fit_representer` solves one problem per distinct value).
     """
-    kernel = resolve_kernel(est.kernel, est.kernel_params)
+    if is_precomputed(est.kernel):
+        if est.kernel_params is not None:
+            raise ValueError("kernel='precomputed' takes no kernel_params")
+        X, kernel = precomputed_train(X)
+    else:
+        kernel = resolve_kernel(est.kernel, est.kernel_params)
     device, dtype = resolve_device(est.device)
     if X.dtype == np.float32:  # float32 in, kernel products in float32 (the solves accumulate in float64)
         dtype = torch.float32
@@ -219,6 +225,8 @@ def predict_expansion(est: Any, X: np.ndarray, coef: np.ndarray) -> np.ndarray:
     out_dtype = output_dtype(X, est)
     if out_dtype == np.float32:
         dtype = torch.float32
+    if is_precomputed(est.kernel):
+        X = precomputed_test(X, est.kernel_.n_train)
     emb = getattr(est, "_sparse_embedding", None)
     if emb is not None:  # fitted on sparse X: every input through the same embedding
         X, C = emb.transform(X), emb.centers_embedded

@@ -13,6 +13,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._common import (check_sample_weight, check_scalar_param, fit_representer, output_dtype, predict_expansion,
                       prepare_representer)
 from ._logistic import fit_logistic
+from ._precomputed import is_precomputed
 
 __all__ = ["RKBSClassifier"]
 
@@ -33,6 +34,7 @@ class RKBSClassifier(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     kernel : str or Kernel, default="rbf"
+        A catalogue name, a kernel object, or ``"precomputed"`` (kernel matrices as in ``SVC``).
     kernel_params : dict, default=None
     alpha : float, default=1.0
     loss : {"squared", "logistic"}, default="squared"
@@ -202,3 +204,8 @@ class RKBSClassifier(ClassifierMixin, BaseEstimator):
     def predict_log_proba(self, X):
         """Log of :meth:`predict_proba`, computed stably."""
         return log_softmax(self._scores(X), axis=1)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.pairwise = is_precomputed(self.kernel)  # cross-validation slices rows and columns
+        return tags

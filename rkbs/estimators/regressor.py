@@ -7,6 +7,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._common import check_sample_weight, fit_representer, output_dtype, predict_expansion
+from ._precomputed import is_precomputed
 
 __all__ = ["RKBSRegressor"]
 
@@ -23,7 +24,9 @@ class RKBSRegressor(RegressorMixin, BaseEstimator):
     Parameters
     ----------
     kernel : str or Kernel, default="rbf"
-        A name of :func:`rkbs.kernels.list_kernels` or a kernel object (e.g. an ``AttentionKernel``).
+        A name of :func:`rkbs.kernels.list_kernels` or a kernel object (e.g. an ``AttentionKernel``), or
+        ``"precomputed"``: ``fit`` takes the training kernel matrix (n, n), ``predict`` the kernel between new
+        and training points (n_new, n), as in ``KernelRidge``; its symmetry and definiteness decide the penalty.
     kernel_params : dict, default=None
         Parameters of the kernel (``{"gamma": 0.1}``); with a kernel object, a clone with them is used. A grid
         search can also search ``kernel__gamma`` when ``kernel`` is an object.
@@ -155,4 +158,5 @@ class RKBSRegressor(RegressorMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
+        tags.input_tags.pairwise = is_precomputed(self.kernel)  # cross-validation slices rows and columns
         return tags
