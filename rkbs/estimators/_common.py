@@ -20,7 +20,7 @@ from ._precomputed import is_precomputed, precomputed_test, precomputed_train
 
 from ._sparse import fit_sparse_embedding
 
-__all__ = ["resolve_kernel", "resolve_device", "as_device_tensor", "check_scalar_param", "check_sample_weight",
+__all__ = ["accepts_sparse", "resolve_kernel", "resolve_device", "as_device_tensor", "check_scalar_param", "check_sample_weight",
            "fit_representer", "prepare_representer", "predict_expansion", "output_dtype"]
 
 
@@ -62,6 +62,17 @@ def check_scalar_param(name: str, value: Any, *, minimum: float, integer: bool =
     if not np.isfinite(value) or value < minimum or (strict and value == minimum):
         raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}, got {value!r}")
     return int(value) if integer else float(value)
+
+
+def accepts_sparse(est: Any) -> bool:
+    """The ``input_tags.sparse`` of a unary estimator: sparse X is taken for the symmetric dot-family kernels."""
+    if is_precomputed(est.kernel):
+        return False
+    try:
+        kernel = resolve_kernel(est.kernel, est.kernel_params)
+    except (TypeError, ValueError):  # an invalid kernel parameter is reported by fit, not by the tags
+        return False
+    return kernel.family == "dot" and kernel.symmetric
 
 
 def check_sample_weight(sample_weight: Any, X: np.ndarray) -> np.ndarray | None:
