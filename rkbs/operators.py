@@ -216,8 +216,11 @@ def kernel_normal_equations(
     *,
     normalize: bool = False,
     block_size: int | None = None,
+    row_weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(A^T A, A^T Z)`` for ``A = K(X, C)``, accumulated block by block (memory O(m^2 + block * m)).
+
+    With ``row_weights`` w of shape (n,), the weighted ``(A^T W A, A^T W Z)``.
 
     Returns
     -------
@@ -228,10 +231,12 @@ def kernel_normal_equations(
     AtA = torch.zeros((m, m), dtype=torch.float64, device=X.device)
     AtZ = torch.zeros((m, Z.shape[1]), dtype=torch.float64, device=X.device)
     rows = _rows_per_block(m, block_size)
+    w = None if row_weights is None else torch.as_tensor(row_weights, dtype=torch.float64, device=X.device)
     for i in range(0, X.shape[0], rows):
         A = kernel_block(kernel, X[i : i + rows], C, normalize).double()
-        AtA += A.T @ A
-        AtZ += A.T @ Z[i : i + rows].double()
+        Aw = A if w is None else A * w[i : i + rows, None]
+        AtA += Aw.T @ A
+        AtZ += Aw.T @ Z[i : i + rows].double()
     return AtA.cpu().numpy(), AtZ.cpu().numpy()
 
 

@@ -9,6 +9,7 @@ the features computes the same function as the quadratic form.
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any
 
 import numpy as np
@@ -136,8 +137,17 @@ class TaylorEDP(_FeatureMapKernel):
         )
 
 
+# Guards the lazy draw cache: two threads sharing a kernel must not draw twice (with random_state=None they
+# would get different features and one could pair its query features with the other's key features).
+# One module-level lock, not one per kernel: kernels are cloned, pickled and deep-copied as parameters.
+_DRAW_LOCK = threading.Lock()
+
+
 class _RandomFeatureKernel(_FeatureMapKernel):
-    """Random features drawn once per input dimension from ``random_state`` and reused on both sides."""
+    """Random features drawn once per input dimension from ``random_state`` and reused on both sides.
+
+    The draw is made on first use, under a lock, so every thread sharing the kernel sees the same features.
+    """
 
     exact_features = False
 
@@ -146,14 +156,17 @@ class _RandomFeatureKernel(_FeatureMapKernel):
 
     def _params(self, d: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
         check_int("n_features", self.n_features, 1)
-        cache = self.__dict__.setdefault("_draws", {})
         key = (d, self.n_features)
-        if key not in cache:
-            cache[key] = self._draw(d, check_random_state(self.random_state))
-        return tuple(torch.as_tensor(a, dtype=dtype, device=device) for a in cache[key])
+        with _DRAW_LOCK:
+            cache = self.__dict__.setdefault("_draws", {})
+            if key not in cache:
+                cache[key] = self._draw(d, check_random_state(self.random_state))
+            draw = cache[key]
+        return tuple(torch.as_tensor(a, dtype=dtype, device=device) for a in draw)
 
     def set_params(self, **params):
-        self.__dict__.pop("_draws", None)  # new parameters, new draw
+        with _DRAW_LOCK:
+            self.__dict__.pop("_draws", None)  # new parameters, new draw
         return super().set_params(**params)
 
     def feature_dim(self, d: int) -> int:
