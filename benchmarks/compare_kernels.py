@@ -139,14 +139,15 @@ def paired_ci(a, b, level=0.95):
     return mean, mean - half, mean + half
 
 
-def summarize(results, tasks, kernels_of, seeds):
-    """Per task and kernel: chosen lr, mean metric and gap over seeds, paired difference from EDP, time."""
+def summarize(results, tasks, kernels_of, seeds, lr_grid):
+    """Per task and kernel: chosen lr (within ``lr_grid``), mean metric and gap over seeds, paired difference
+    from EDP, time."""
     table = {}
     for name, task in tasks.items():
         per_kernel = {}
         for kernel in kernels_of(task):
             rows = results.select(task=name, kernel=kernel)
-            first = [r for r in rows if r["seed"] == seeds[0] and r.get("test") is not None]
+            first = [r for r in rows if r["seed"] == seeds[0] and r["lr"] in lr_grid and r.get("test") is not None]
             if not first:
                 continue
             pick = max if task.higher_is_better else min
@@ -263,7 +264,7 @@ def main(argv=None):
             keys = [dict(task=analysis, kernel=k, lr=None, seed=s) for k in kernels for s in args.seeds]
             for key in results.pending(keys, desc=analysis):
                 results.add(dict(key, **fn(key["kernel"], key["seed"])))
-    table = summarize(results, tasks, kernels_of, args.seeds)
+    table = summarize(results, tasks, kernels_of, args.seeds, lr_grid)
     analyses = {a: {k: [r.get("value") for r in results.select(task=a, kernel=k)] for k in kernels}
                 for a in ("subspace", "energy") if a in task_names}
     results.set_summary(tasks=table, analyses=analyses, seconds_this_run=time.perf_counter() - start)
