@@ -259,8 +259,7 @@ def register_hf_kernel(name: str, kernel: str | Kernel, normalize: bool | None =
     k = get_kernel(kernel, **kernel_params)
     if normalize is None:
         normalize = bool(k.positive_valued)
-    if normalize and not k.positive_valued:
-        raise ValueError(f"normalize=True needs a non-negative kernel, but {k.name!r} can be negative")
+    k.check_normalize(normalize)
     fn = functools.partial(_hf_attention, _kernel=k, _normalize=normalize, _backend=backend, _scaled={})
     AttentionInterface.register(name, fn)
     AttentionMaskInterface.register(name, sdpa_mask)

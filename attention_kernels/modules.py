@@ -111,13 +111,7 @@ class KernelAttention(_KernelDrawsInStateDict, nn.Module):
                  dropout: float = 0.0, **kernel_params: Any):
         super().__init__()
         self.kernel = resolve_kernel(kernel, **kernel_params)
-        if not isinstance(normalize, bool):
-            raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}")
-        if normalize and not self.kernel.positive_valued:
-            raise ValueError(
-                f"normalize=True needs a non-negative kernel, but {self.kernel.name!r} can be negative; "
-                "use normalize=False"
-            )
+        self.kernel.check_normalize(normalize)
         self.normalize = normalize
         self.backend = _check_backend(backend)
         if not 0.0 <= dropout < 1.0:
@@ -229,12 +223,7 @@ class KernelMultiheadAttention(_KernelDrawsInStateDict, nn.MultiheadAttention):
                    **kernel_params: Any) -> "KernelMultiheadAttention":
         """Change the kernel in place (weights untouched)."""
         k = resolve_kernel(kernel, **kernel_params)
-        if not isinstance(normalize, bool):
-            raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}")
-        if normalize and not k.positive_valued:
-            raise ValueError(
-                f"normalize=True needs a non-negative kernel, but {k.name!r} can be negative; use normalize=False"
-            )
+        k.check_normalize(normalize)
         self.kernel, self.normalize, self.backend = k, normalize, _check_backend(backend)
         if _draw_cache(k) is not None:  # draw now, so that a state_dict saved before any forward holds it
             k.feature_map_x(torch.zeros(1, self.head_dim, dtype=torch.float64))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from test_attention_reference import randn
+from helpers import randn
 
 from attention_kernels.functional import kernel_attention
 from attention_kernels.modules import (
