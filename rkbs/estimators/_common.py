@@ -11,7 +11,9 @@ from sklearn.base import clone
 
 from ..kernels import Kernel, get_kernel
 from ..operators import check_normalizable
-from ..solvers import RepresenterProblem, check_penalty, choose_solver, select_landmarks, solve_representer
+from ..distributed import current_group
+from ..rows import as_row_source
+from ..solvers import RepresenterProblem, check_penalty, choose_solver, select_centers, solve_representer
 
 __all__ = ["resolve_kernel", "resolve_device", "as_device_tensor", "check_scalar_param", "fit_representer",
            "prepare_representer", "predict_expansion"]
@@ -76,14 +78,20 @@ def prepare_representer(est: Any, X: np.ndarray, Z: np.ndarray) -> RepresenterPr
         raise TypeError(f"normalize must be a bool, got {est.normalize!r}")
     if est.normalize:
         check_normalizable(kernel)
-    n = X.shape[0]
+    group = current_group()  # inside rkbs.distributed.data_parallel: X is this process's shard of the rows
+    n = X.shape[0] if group is None else sum(group.shard_sizes(X.shape[0], device))
     square = n_components is None or n_components >= n
-    centers = X if square else X[select_landmarks(n, n_components, est.random_state)]
+    if square and group is not None:
+        raise ValueError("inside rkbs.distributed.data_parallel, set n_components (Nystroem landmarks) below "
+                         f"the total number of rows ({n}): the exact solvers need every row in one process")
+    centers = X if square else select_centers(
+        as_row_source(X), n_components, random_state=est.random_state, group=group, device=device,
+        method=getattr(est, "landmarks", "uniform"), kernel=kernel, alpha=alpha)
     kernel(X[:2], centers[:2])  # the catalogue's checks: domain dimensions, maps
     penalty = check_penalty(kernel, est.penalty, normalize=bool(est.normalize), square=square,
                             spectrum=est.spectrum)
     solver = choose_solver(est.solver, penalty, kernel, m=centers.shape[0], normalize=bool(est.normalize),
-                           spectrum=est.spectrum)
+                           spectrum=est.spectrum, n=n)
     Xt = as_device_tensor(X, device, dtype)
     problem = RepresenterProblem(
         kernel=kernel, X=Xt, C=Xt if square else as_device_tensor(centers, device, dtype), Z=Z,
