@@ -53,6 +53,8 @@ class RKBSClassifier(ClassifierMixin, BaseEstimator):
     block_size : int, default=None
     random_state : int, RandomState instance or None, default=None
     device : str or torch.device, default="cpu"
+    landmarks : {"uniform", "leverage"}, default="uniform"
+        How the Nystroem landmarks are drawn (see :class:`RKBSRegressor`).
 
     Attributes
     ----------
@@ -79,7 +81,7 @@ class RKBSClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(self, kernel="rbf", *, kernel_params=None, alpha=1.0, loss="squared", penalty="auto",
                  solver="auto", normalize=False, n_components=None, spectrum=None, tol=1e-6, max_iter=None,
-                 block_size=None, random_state=None, device="cpu"):
+                 block_size=None, random_state=None, device="cpu", landmarks="uniform"):
         self.kernel = kernel
         self.kernel_params = kernel_params
         self.alpha = alpha
@@ -94,6 +96,7 @@ class RKBSClassifier(ClassifierMixin, BaseEstimator):
         self.block_size = block_size
         self.random_state = random_state
         self.device = device
+        self.landmarks = landmarks
 
     def fit(self, X, y):
         """Fit the classifier.

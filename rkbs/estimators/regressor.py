@@ -7,6 +7,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._common import fit_representer, predict_expansion
+from ._scale import fit_streamed, is_streamed, predict_streamed
 
 __all__ = ["RKBSRegressor"]
 
@@ -53,6 +54,9 @@ class RKBSRegressor(RegressorMixin, BaseEstimator):
         Rows per block of the matrix-free kernel products (memory O(block_size * n_centers)).
     random_state : int, RandomState instance or None, default=None
         Draws the Nystroem landmarks.
+    landmarks : {"uniform", "leverage"}, default="uniform"
+        How the Nystroem landmarks are drawn: uniformly without replacement, or proportionally to approximate
+        ridge leverage scores of a uniform pool of 3 n_components rows (Mercer kernels).
     device : str or torch.device, default="cpu"
         Where the kernel products run (float64 on CPU, float32 on CUDA, through the fused Triton kernel when
         one exists for the kernel).
@@ -86,7 +90,7 @@ class RKBSRegressor(RegressorMixin, BaseEstimator):
 
     def __init__(self, kernel="rbf", *, kernel_params=None, alpha=1.0, penalty="auto", solver="auto",
                  normalize=False, n_components=None, spectrum=None, tol=1e-8, max_iter=None, block_size=None,
-                 random_state=None, device="cpu"):
+                 random_state=None, device="cpu", landmarks="uniform"):
         self.kernel = kernel
         self.kernel_params = kernel_params
         self.alpha = alpha
@@ -100,19 +104,27 @@ class RKBSRegressor(RegressorMixin, BaseEstimator):
         self.block_size = block_size
         self.random_state = random_state
         self.device = device
+        self.landmarks = landmarks
 
-    def fit(self, X, y):
+    def fit(self, X, y=None):
         """Fit the coefficients.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), numpy.memmap or rkbs.rows.RowChunks
+            A memory map or a RowChunks is read block by block, never copied to memory (out of core; needs
+            ``n_components``); a RowChunks carries the targets and takes ``y=None``.
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
 
         Returns
         -------
         self : RKBSRegressor
         """
+        if is_streamed(X):
+            beta = fit_streamed(self, X, y)
+            single = beta.shape[1] == 1 and (y is None or np.ndim(y) == 1)
+            self.dual_coef_ = beta[:, 0].copy() if single else beta
+            return self
         X, y = validate_data(self, X, y, dtype=np.float64, multi_output=True, y_numeric=True)
         Z = np.asarray(y, dtype=np.float64).reshape(X.shape[0], -1)
         beta = fit_representer(self, X, Z)
@@ -124,13 +136,17 @@ class RKBSRegressor(RegressorMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), numpy.memmap or rkbs.rows.RowChunks
+            Memory maps and RowChunks are read block by block.
 
         Returns
         -------
         ndarray of shape (n_samples,) or (n_samples, n_targets)
         """
         check_is_fitted(self)
+        if is_streamed(X):
+            out = predict_streamed(self, X, self.dual_coef_)
+            return out[:, 0] if self.dual_coef_.ndim == 1 else out
         X = validate_data(self, X, dtype=np.float64, reset=False)
         out = predict_expansion(self, X, self.dual_coef_)
         return out[:, 0] if self.dual_coef_.ndim == 1 else out
