@@ -41,12 +41,7 @@ def _rows_per_block(m: int, block_size: int | None) -> int:
 
 def check_normalizable(kernel: Kernel) -> None:
     """Refuse row normalization for kernels that can be negative (a row sum near zero is meaningless)."""
-    if not kernel.positive_valued:
-        raise ValueError(
-            f"normalize=True divides by the kernel's row sums, but kernel {kernel.name!r} can be negative "
-            "(positive_valued is False); use normalize=False or a positive kernel (edp, rbf, laplacian, "
-            "sigmoid, exp_intersection, even-degree polynomial, elu)"
-        )
+    kernel.check_normalize(True)
 
 
 def kernel_block(
@@ -127,16 +122,16 @@ def _fused_matmul(kernel: Kernel, X: torch.Tensor, C: torch.Tensor, B: torch.Ten
         import triton_ops
     except ImportError:
         return None
-    if not triton_ops.is_available() or base.name not in triton_ops.FUSED_KERNELS:
+    spec = base.fused_spec(Xm.shape[-1])
+    if spec is None or not triton_ops.is_available():
         return None
     out = triton_ops.kernel_attention(
         Xm[None, None].contiguous(),
         Cm[None, None].contiguous(),
         B.to(X.dtype)[None, None].contiguous(),
-        kernel=base.name,
+        spec=spec,
         normalize=False,
         precision="ieee",
-        **base.resolved_params(Xm.shape[-1]),
     )[0, 0]
     return _checked_product(out, kernel)
 
@@ -221,8 +216,11 @@ def kernel_normal_equations(
     *,
     normalize: bool = False,
     block_size: int | None = None,
+    row_weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(A^T A, A^T Z)`` for ``A = K(X, C)``, accumulated block by block (memory O(m^2 + block * m)).
+
+    With ``row_weights`` w of shape (n,), the weighted ``(A^T W A, A^T W Z)``.
 
     Returns
     -------
@@ -233,10 +231,12 @@ def kernel_normal_equations(
     AtA = torch.zeros((m, m), dtype=torch.float64, device=X.device)
     AtZ = torch.zeros((m, Z.shape[1]), dtype=torch.float64, device=X.device)
     rows = _rows_per_block(m, block_size)
+    w = None if row_weights is None else torch.as_tensor(row_weights, dtype=torch.float64, device=X.device)
     for i in range(0, X.shape[0], rows):
         A = kernel_block(kernel, X[i : i + rows], C, normalize).double()
-        AtA += A.T @ A
-        AtZ += A.T @ Z[i : i + rows].double()
+        Aw = A if w is None else A * w[i : i + rows, None]
+        AtA += Aw.T @ A
+        AtZ += Aw.T @ Z[i : i + rows].double()
     return AtA.cpu().numpy(), AtZ.cpu().numpy()
 
 

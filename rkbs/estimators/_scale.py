@@ -51,11 +51,14 @@ def _dtype(rows: RowSource, device: torch.device, default: torch.dtype) -> torch
     return torch.float32 if device.type == "cpu" and X.dtype in (np.float32, torch.float32) else default
 
 
-def fit_streamed(est: Any, X: Any, y: Any) -> np.ndarray:
+def fit_streamed(est: Any, X: Any, y: Any, sample_weight: Any = None) -> np.ndarray:
     """Fit ``est`` (Nystroem landmarks) on rows read block by block; returns beta of shape (m, n_targets).
 
     Sets ``kernel_``, ``centers_``, ``penalty_``, ``solver_``, ``n_iter_`` and ``n_features_in_``.
     """
+    if sample_weight is not None or getattr(est, "fit_intercept", False) or est.kernel == "precomputed":
+        raise ValueError("fitting on a memory map or RowChunks takes no sample_weight, fit_intercept=False and "
+                         "a kernel other than 'precomputed'; load the data to use them")
     rows = _rows(X, y)
     if rows.n_targets == 0:
         raise ValueError("no targets: pass y, or (X, y) pairs from the RowChunks factory")
@@ -91,7 +94,7 @@ def fit_streamed(est: Any, X: Any, y: Any) -> np.ndarray:
         max_iter=max_iter, block_size=block_size, group=group)
     beta, info = solve_nystroem(problem, "cholesky" if solver == "cholesky" else "falkon")
     est.kernel_, est.centers_, est.penalty_, est.solver_ = kernel, centers, penalty, solver
-    est.n_iter_ = info["n_iter"]
+    est.n_iter_ = 1 if info["n_iter"] is None else max(int(info["n_iter"]), 1)
     est.n_features_in_ = rows.n_features
     return beta
 

@@ -138,14 +138,13 @@ def nystroem_problem(p: RepresenterProblem, penalty: str, group=None) -> Nystroe
     """The in-memory problem ``p`` (Nystroem landmarks) as a :class:`NystroemProblem` over its rows."""
     return NystroemProblem(kernel=p.kernel, rows=as_row_source(p.X, p.Z), C=p.C.double(), alpha=p.alpha,
                            penalty=penalty, dtype=p.X.dtype, normalize=p.normalize, tol=p.tol,
-                           max_iter=p.max_iter, block_size=p.block_size, group=group)
+                           max_iter=p.max_iter, block_size=p.block_size, group=group,
+                           sample_weight=p.sample_weight)
 
 
 def solve_representer(p: RepresenterProblem, penalty: str, solver: str,
                       spectrum: str | None = None) -> tuple[np.ndarray, dict]:
     """Solve a resolved problem: coefficients of shape (m, n_targets) and an info dict (``n_iter``)."""
-    # Krylov iterations alternate torch kernel products with numpy vector updates; numpy's OpenBLAS threads,
-    # woken for those small updates, fight torch's threads for the cores (CG measured 1.8x slower on 2 cores)
     group = current_group()
     if group is not None and (p.square or penalty == "krein" or solver not in DISTRIBUTED):
         raise ValueError(f"inside rkbs.distributed.data_parallel, fits need Nystroem landmarks (n_components) "
@@ -153,6 +152,8 @@ def solve_representer(p: RepresenterProblem, penalty: str, solver: str,
                          f"solver={solver!r}, n_components={'None' if p.square else p.m}")
     if not p.square and (solver == "falkon" or (penalty == "rkhs" and solver in ("cholesky", "cg")) or group):
         return solve_nystroem(nystroem_problem(p, penalty, group), "cholesky" if solver == "cholesky" else "falkon")
+    # Krylov iterations alternate torch kernel products with numpy vector updates; numpy's OpenBLAS threads,
+    # woken for those small updates, fight torch's threads for the cores (CG measured 1.8x slower on 2 cores)
     limit = threadpool_limits(limits=1, user_api="blas") if solver in _KRYLOV else contextlib.nullcontext()
     with limit:
         if penalty == "coef":

@@ -15,7 +15,8 @@ import torch
 from scipy.linalg import lapack
 from sklearn.exceptions import ConvergenceWarning
 
-__all__ = ["ConditioningWarning", "cholesky_solve", "lu_solve", "warn_condition", "warn_not_converged"]
+__all__ = ["ConditioningWarning", "check_residual", "cholesky_solve", "lu_solve", "warn_condition",
+           "warn_not_converged"]
 
 # Warn when cond > 1e12: beyond it a float64 solution keeps fewer than ~4 significant digits.
 RCOND_WARN = 1e-12
@@ -37,14 +38,28 @@ def warn_condition(cond: float, what: str, hint: str) -> None:
         )
 
 
-def warn_not_converged(solver: str, info: int, residual: float) -> None:
+def warn_not_converged(solver: str, info: int, residual: float, tol: float | None = None) -> None:
+    """Warn (``ConvergenceWarning``) that an iterative solver stopped short of its tolerance."""
+    target = "" if tol is None else f" above tol={tol:.3g}"
     warnings.warn(
         ConvergenceWarning(
-            f"solver={solver!r} did not converge in {info} iterations (relative residual {residual:.3g}); "
-            "increase max_iter, loosen tol, increase alpha, or use a direct solver"
+            f"solver={solver!r} did not converge in {info} iterations (relative residual {residual:.3g}"
+            f"{target}); increase max_iter, loosen tol, increase alpha, or use a direct solver"
         ),
         stacklevel=4,
     )
+
+
+# A solution is accepted when its recomputed (true) residual is within this factor of tol: the recursively
+# updated residual a Krylov method stops on drifts from the true one by round-off of order eps * cond.
+RESIDUAL_SLACK = 10.0
+
+
+def check_residual(solver: str, n_iter: int, residual: float, tol: float, hit_limit: bool = False) -> None:
+    """Warn when the true relative ``residual`` of a finished iterative solve exceeds ``RESIDUAL_SLACK * tol``
+    (or ``tol`` itself when the solver stopped at its iteration limit)."""
+    if not np.isfinite(residual) or residual > (tol if hit_limit else RESIDUAL_SLACK * tol):
+        warn_not_converged(solver, n_iter, residual, tol)
 
 
 def _inverse_norm1_estimate(solve, n: int, dtype: torch.dtype) -> float:

@@ -3,70 +3,7 @@
 from __future__ import annotations
 
 import torch
-
-from rkbs.kernels import AttentionKernel, get_kernel
-
-# Every catalogue kernel, with parameters that make it deterministic; odd polynomial / Taylor degrees are the
-# sign-changing variants. Names are pytest ids.
-KERNEL_CASES = {
-    "edp": ("edp", {}),
-    "rbf": ("rbf", {}),
-    "laplacian": ("laplacian", {"gamma": 0.3}),
-    "polynomial2": ("polynomial", {"degree": 2}),
-    "polynomial3": ("polynomial", {"degree": 3, "coef0": 0.5}),
-    "linear": ("linear", {}),
-    "cosine": ("cosine", {}),
-    "sigmoid": ("sigmoid", {"coef0": -1.0}),
-    "tanh": ("tanh", {"coef0": 0.1}),
-    "exp_intersection": ("exp_intersection", {}),
-    "elu": ("elu", {}),
-    "relu": ("relu", {}),
-    "taylor_edp": ("taylor_edp", {"degree": 2}),
-    "taylor_edp3": ("taylor_edp", {"degree": 3}),
-    "positive_random_features": ("positive_random_features", {"n_features": 16, "random_state": 0}),
-    "random_fourier_features": ("random_fourier_features", {"n_features": 16, "random_state": 0}),
-}
-
-
-def make_kernel(case: str):
-    name, params = KERNEL_CASES[case]
-    return get_kernel(name, **params)
-
-
-def attention_kernel(d: int, seed: int = 0) -> AttentionKernel:
-    """An asymmetric two-sided EDP kernel on inputs of dimension d."""
-    g = torch.Generator().manual_seed(seed)
-    wq = torch.randn(d, d, generator=g, dtype=torch.float64) / d**0.5
-    wk = torch.randn(d, d, generator=g, dtype=torch.float64) / d**0.5
-    return AttentionKernel(get_kernel("edp"), query_map=wq, key_map=wk)
-
-
-def reference_weights(q, k, kernel, normalize=True, is_causal=False, attn_mask=None):
-    q, k = q.double(), k.double()
-    w = kernel.evaluate(q, k)
-    nq, nk = q.shape[-2], k.shape[-2]
-    keep = torch.ones(nq, nk, dtype=torch.bool)
-    if is_causal:
-        keep = torch.ones(nq, nk, dtype=torch.bool).tril()
-    if attn_mask is not None:
-        if attn_mask.dtype == torch.bool:
-            keep = keep & attn_mask
-        else:
-            w = w * torch.exp(attn_mask.double())
-    w = w.masked_fill(~keep, 0.0)
-    if normalize:
-        total = w.sum(-1, keepdim=True)
-        w = w / torch.where(total != 0, total, torch.ones_like(total))
-    return w
-
-
-def reference_attention(q, k, v, kernel, normalize=True, is_causal=False, attn_mask=None):
-    return reference_weights(q, k, kernel, normalize, is_causal, attn_mask) @ v.double()
-
-
-def randn(*shape, seed=0, dtype=torch.float64, requires_grad=False):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(*shape, generator=g, dtype=dtype).requires_grad_(requires_grad)
+from helpers import attention_kernel, make_kernel, randn, reference_attention, reference_weights
 
 
 # The reference itself is checked against torch where torch has the same computation.
