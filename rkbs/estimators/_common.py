@@ -20,7 +20,7 @@ from ..solvers import RepresenterProblem, check_penalty, choose_solver, select_l
 from ._sparse import fit_sparse_embedding
 
 __all__ = ["resolve_kernel", "resolve_device", "as_device_tensor", "check_scalar_param", "check_sample_weight",
-           "fit_representer", "prepare_representer", "predict_expansion", "output_dtype"]
+           "accepts_sparse", "fit_representer", "prepare_representer", "predict_expansion", "output_dtype"]
 
 
 def resolve_kernel(kernel: Any, kernel_params: dict | None, name: str = "kernel") -> Kernel:
@@ -61,6 +61,15 @@ def check_scalar_param(name: str, value: Any, *, minimum: float, integer: bool =
     if not np.isfinite(value) or value < minimum or (strict and value == minimum):
         raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}, got {value!r}")
     return int(value) if integer else float(value)
+
+
+def accepts_sparse(est: Any) -> bool:
+    """The ``input_tags.sparse`` of an estimator: whether its kernel takes sparse X (the dot-product kernels)."""
+    try:
+        kernel = resolve_kernel(est.kernel, est.kernel_params)
+    except (TypeError, ValueError):
+        return False  # fit will name the bad parameter
+    return kernel.family == "dot" and kernel.symmetric
 
 
 def check_sample_weight(sample_weight: Any, X: np.ndarray) -> np.ndarray | None:

@@ -10,8 +10,8 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._common import (check_sample_weight, check_scalar_param, fit_representer, output_dtype, predict_expansion,
-                      prepare_representer)
+from ._common import (accepts_sparse, check_sample_weight, check_scalar_param, fit_representer, output_dtype,
+                      predict_expansion, prepare_representer)
 from ._logistic import fit_logistic
 
 __all__ = ["RKBSClassifier"]
@@ -202,3 +202,8 @@ class RKBSClassifier(ClassifierMixin, BaseEstimator):
     def predict_log_proba(self, X):
         """Log of :meth:`predict_proba`, computed stably."""
         return log_softmax(self._scores(X), axis=1)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = accepts_sparse(self)
+        return tags

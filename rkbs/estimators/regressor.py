@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._common import check_sample_weight, fit_representer, output_dtype, predict_expansion
+from ._common import accepts_sparse, check_sample_weight, fit_representer, output_dtype, predict_expansion
 
 __all__ = ["RKBSRegressor"]
 
@@ -155,4 +155,5 @@ class RKBSRegressor(RegressorMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
+        tags.input_tags.sparse = accepts_sparse(self)
         return tags
