@@ -23,8 +23,8 @@ from ._precomputed import is_precomputed, precomputed_test, precomputed_train
 
 from ._sparse import fit_sparse_embedding
 
-__all__ = ["accepts_sparse", "resolve_kernel", "resolve_device", "as_device_tensor", "check_scalar_param", "check_sample_weight",
-           "fit_representer", "prepare_representer", "predict_expansion", "output_dtype"]
+__all__ = ["accepts_sparse", "resolve_kernel", "resolve_device", "as_device_tensor", "check_scalar_param",
+           "check_sample_weight", "fit_representer", "prepare_representer", "predict_expansion", "output_dtype"]
 
 
 def resolve_kernel(kernel: Any, kernel_params: dict | None, name: str = "kernel") -> Kernel:
