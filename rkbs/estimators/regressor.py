@@ -6,9 +6,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._scale import fit_streamed, is_streamed, predict_streamed
 from ._common import accepts_sparse, check_sample_weight, fit_representer, output_dtype, predict_expansion
 from ._precomputed import is_precomputed
+from ._scale import fit_streamed, is_streamed, predict_streamed
 
 __all__ = ["RKBSRegressor"]
 
