@@ -56,6 +56,8 @@ def _uses_log(kernel: Kernel) -> bool:
 def _tile_sizes(batch_elements: int, nq: int, nk: int) -> tuple[int, int]:
     if DEFAULT_CHUNK is not None:
         return DEFAULT_CHUNK, DEFAULT_CHUNK
+    if batch_elements * nq * nk <= 4 * TILE_ELEMENTS:  # small enough for one tile: no per-tile overhead
+        return max(1, nq), max(1, nk)
     per_head = max(1, TILE_ELEMENTS // max(1, batch_elements))
     if nq <= 64:  # decoding: every query in one block, keys in as few chunks as the cache allows
         return max(1, nq), max(256, per_head // max(1, nq))
@@ -237,10 +239,12 @@ class _TiledAttention(torch.autograd.Function):
                 p.exp_()
                 factor = None
             else:
-                factor = torch.exp(-r_t) if extra is None else torch.exp(extra - r_t)
+                factor = None  # the tile's weights are kp * factor
+                if plan.normalize or extra is not None:
+                    factor = torch.exp(-r_t) if extra is None else torch.exp(extra - r_t)
                 if keep is not None:
-                    factor = factor.masked_fill(~keep, 0.0)
-                p = kp.detach() * factor
+                    factor = (keep.to(kp.dtype) if factor is None else factor.masked_fill(~keep, 0.0))
+                p = kp.detach() if factor is None else kp.detach() * factor
             drop = _dropout_scale(plan, tile, p) if plan.dropout_p > 0.0 else None
             if need_v:
                 p_v = p if drop is None else p * drop
@@ -252,9 +256,10 @@ class _TiledAttention(torch.autograd.Function):
                 g.mul_(drop)
             if d_row is not None:
                 g.sub_(d_row[..., r0:r1].unsqueeze(-1))
-            d_s = p.mul_(g)  # gradient of the log-weight
+            # gradient of the log-weight (p may alias the kernel's output when it needs no factor: no in-place)
+            d_s = p.mul_(g) if plan.use_log or factor is not None else p * g
             if differentiate:
-                cotangent = d_s if plan.use_log else g.mul_(factor)
+                cotangent = d_s if plan.use_log else (g if factor is None else g.mul_(factor))
                 inputs = [t for t, need in ((q_g, need_q), (k_g, need_k)) if need]
                 grads = dict(zip(map(id, inputs), torch.autograd.grad(kp, inputs, cotangent, allow_unused=True)))
                 if need_q and grads[id(q_g)] is not None:
