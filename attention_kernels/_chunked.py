@@ -141,7 +141,10 @@ def _forward(plan: _Plan, q, k, v, bias, sinks, slopes) -> tuple[torch.Tensor, t
     batch = q.shape[:-2]
     l = q.new_zeros((*batch, nq))
     acc = q.new_zeros((*batch, nq, v.shape[-1]))
-    m = torch.full_like(l, -math.inf) if plan.use_log else None
+    # the running maximum only matters for the normalizer: un-normalized weights are summed as they are (the
+    # result overflows exactly when the eager formula's does)
+    track_max = plan.use_log and plan.normalize
+    m = torch.full_like(l, -math.inf) if track_max else None
     for tile, (r0, r1, c0, c1) in enumerate(_tiles(plan, nq, nk)):
         q_t, k_t, v_t = q[..., r0:r1, :], k[..., c0:c1, :], v[..., c0:c1, :]
         extra, keep = _tile_mask(plan, bias, slopes, r0, r1, c0, c1, q.device)
@@ -152,20 +155,23 @@ def _forward(plan: _Plan, q, k, v, bias, sinks, slopes) -> tuple[torch.Tensor, t
                 p.add_(extra)
             if keep is not None:
                 p.masked_fill_(~keep, -math.inf)
-            m_t = m[..., r0:r1]
-            m_new = torch.maximum(m_t, p.amax(-1))
-            m_safe = _finite_or_zero(m_new)
-            alpha = torch.exp(m_t - m_safe)  # 0 while the row has seen only masked keys (m = -inf)
-            p.sub_(m_safe.unsqueeze(-1)).exp_()
-            l_t.mul_(alpha)
-            acc_t.mul_(alpha.unsqueeze(-1))
-            m_t.copy_(m_new)
+            if track_max:
+                m_t = m[..., r0:r1]
+                m_new = torch.maximum(m_t, p.amax(-1))
+                m_safe = _finite_or_zero(m_new)
+                alpha = torch.exp(m_t - m_safe)  # 0 while the row has seen only masked keys (m = -inf)
+                p.sub_(m_safe.unsqueeze(-1))
+                l_t.mul_(alpha)
+                acc_t.mul_(alpha.unsqueeze(-1))
+                m_t.copy_(m_new)
+            p.exp_()
         else:
             if extra is not None:
                 p.mul_(torch.exp(extra))
             if keep is not None:
                 p.masked_fill_(~keep, 0.0)
-        l_t.add_(p.sum(-1))
+        if plan.normalize:
+            l_t.add_(p.sum(-1))
         if plan.dropout_p > 0.0:
             p.mul_(_dropout_scale(plan, tile, p))
         acc_t.add_(torch.matmul(p, v_t))
@@ -187,7 +193,7 @@ def _forward(plan: _Plan, q, k, v, bias, sinks, slopes) -> tuple[torch.Tensor, t
         # zero row sums (every key masked, or a non-negative kernel with no overlap) give zeros, not NaN
         out = acc.div_(torch.where(l != 0, l, torch.ones_like(l)).unsqueeze(-1))
     else:
-        out = acc if m_safe is None else acc.mul_(torch.exp(m_safe).unsqueeze(-1))
+        out = acc  # lse is not defined here (the row sum was not formed); return_lse needs normalize
     return out, lse
 
 
