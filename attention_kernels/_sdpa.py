@@ -64,7 +64,7 @@ def sdpa_attention(
     if isinstance(kernel, RBF):
         gamma = params["gamma"]
         scale = 2.0 * gamma
-        sq_k = (k * k).sum(-1, keepdim=True)
+        sq_k = torch.linalg.vector_norm(k, dim=-1, keepdim=True).square()  # no (..., S, E) temporary
         if k.requires_grad and torch.is_grad_enabled():
             q = torch.cat([q, torch.ones_like(q[..., :1])], -1)
             k = torch.cat([k, -0.5 * sq_k], -1)
