@@ -5,8 +5,8 @@ For EDP, ``log kappa = s q.k``: normalized EDP attention *is* ``scaled_dot_produ
     -gamma |q - k|^2 = 2 gamma q.k - gamma |q|^2 - gamma |k|^2,
 
 the per-query term cancels under normalization and the per-key term joins the scores. It goes in as an
-additive ``(..., 1, S)`` mask when no gradient has to flow into the keys through it (SDPA's CPU flash kernel
-takes such a mask at no cost), and otherwise as one extra coordinate, ``q' = [q, 1]``, ``k' = [k, -|k|^2 / 2]``
+additive ``(..., 1, S)`` mask when no gradient has to flow into the keys through it and the attention is not
+causal (SDPA's CPU flash kernel takes such a mask at no cost), and otherwise as one extra coordinate, ``q' = [q, 1]``, ``k' = [k, -|k|^2 / 2]``
 with scale ``2 gamma`` (SDPA falls back to its O(L S) math path when a mask needs a gradient, but not for an
 extra coordinate; the value gets a zero column too, since the flash kernel needs equal head dimensions).
 
@@ -65,7 +65,9 @@ def sdpa_attention(
         gamma = params["gamma"]
         scale = 2.0 * gamma
         sq_k = torch.linalg.vector_norm(k, dim=-1, keepdim=True).square()  # no (..., S, E) temporary
-        if k.requires_grad and torch.is_grad_enabled():
+        # the (..., 1, S) mask is free, but SDPA takes no mask together with is_causal (a causal one would be
+        # an (L, S) tensor and lose the causal block skipping) and gives a mask no gradient on its fast path
+        if mask.causal or (k.requires_grad and torch.is_grad_enabled()):
             q = torch.cat([q, torch.ones_like(q[..., :1])], -1)
             k = torch.cat([k, -0.5 * sq_k], -1)
             if v.shape[-1] == d:
