@@ -6,8 +6,8 @@ For EDP, ``log kappa = s q.k``: normalized EDP attention *is* ``scaled_dot_produ
 
 the per-query term cancels under normalization and the per-key term joins the scores. It goes in as an
 additive ``(..., 1, S)`` mask when no gradient has to flow into the keys through it and the attention is not
-causal (SDPA's CPU flash kernel takes such a mask at no cost), and otherwise as one extra coordinate, ``q' = [q, 1]``, ``k' = [k, -|k|^2 / 2]``
-with scale ``2 gamma`` (SDPA falls back to its O(L S) math path when a mask needs a gradient, but not for an
+causal (SDPA's CPU flash kernel takes such a mask at no cost), and otherwise as one extra coordinate,
+``q' = [q, 1]``, ``k' = [k, -|k|^2 / 2]`` with scale ``2 gamma`` (SDPA falls back to its O(L S) math path when a mask needs a gradient, but not for an
 extra coordinate; the value gets a zero column too, since the flash kernel needs equal head dimensions).
 
 Un-normalized kernels cannot go through SDPA: it returns neither the row sums nor a differentiable

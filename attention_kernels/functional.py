@@ -3,9 +3,10 @@
     out_i = sum_j kappa(q_i, k_j) v_j / sum_j kappa(q_i, k_j)      (normalize=True; softmax when kappa = EDP)
     out_i = sum_j kappa(q_i, k_j) v_j                              (normalize=False)
 
-Back ends: ``"torch"`` (chunked over keys, online normalization, any kernel, any device), ``"triton"`` (the
-fused primitive of :mod:`triton_ops`, CUDA), ``"linear"`` (finite feature maps, linear in the sequence length)
-and ``"auto"``. Every back end computes the same function; they are tested against one float64 reference.
+Back ends: ``"torch"`` (normalized EDP/RBF through torch's fused SDPA, every other kernel over tiles with online
+normalization and a recomputing backward; any device), ``"triton"`` (the fused primitive of :mod:`triton_ops`,
+CUDA), ``"linear"`` (finite feature maps, linear in the sequence length) and ``"auto"``. Every back end computes
+the same function; they are tested against one float64 reference.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ the JSON records the load average. Peak memory is the resident-set peak above th
     python benchmarks/attention_cpu.py --quick               # N in {512, 2048}, 2 rounds
     python benchmarks/attention_cpu.py --suite speed --kernels edp rbf --n 8192 --rounds 2
 
-Writes benchmarks/results/attention_cpu.{json,csv,png}.
+Writes benchmarks/results/attention_cpu.{json,csv,md,png}.
 """
 
 from __future__ import annotations
@@ -119,8 +119,9 @@ def _interleaved(methods: dict, backward: bool, inputs, rounds: int):
     peaks = {name: 0 for name in methods}
     reps = {}
     for name, fn in methods.items():  # warm-up (first-call allocations), then enough calls for >= 50 ms
-        _timed(fn, backward, inputs)
-        reps[name] = max(1, min(50, int(0.05 / max(_timed(fn, backward, inputs)[0], 1e-6))))
+        first = _timed(fn, backward, inputs)[0]
+        once = first if first > 0.05 else _timed(fn, backward, inputs)[0]
+        reps[name] = max(1, min(50, int(0.05 / max(once, 1e-6))))
     for r in range(rounds):
         names = list(methods)
         names = names[r % len(names):] + names[: r % len(names)]  # rotate the order every round
@@ -149,6 +150,9 @@ def suite_speed(args, results):
                                                          normalize=normalize, backend="torch", **params),
                         "sdpa": lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal),
                     }
+                    if causal and n >= args.causal_ratio_min_n:  # causal against non-causal, interleaved
+                        methods["ours_noncausal"] = lambda: kernel_attention(
+                            q, k, v, kernel=name, normalize=normalize, backend="torch", **params)
                     if n <= (args.eager_bwd_max_n if backward else args.eager_max_n):
                         methods["eager"] = lambda: kernel_attention_weights(
                             q, k, is_causal=causal, kernel=name, normalize=normalize, **params) @ v
@@ -156,6 +160,8 @@ def suite_speed(args, results):
                     res["ours/sdpa"] = res["ours"]["median_s"] / res["sdpa"]["median_s"]
                     if "eager" in res:
                         res["ours/eager"] = res["ours"]["median_s"] / res["eager"]["median_s"]
+                    if "ours_noncausal" in res:
+                        res["causal/noncausal"] = res["ours"]["median_s"] / res["ours_noncausal"]["median_s"]
                     _record(args, results, key, res)
 
 
@@ -251,6 +257,40 @@ def _write_csv(args, results):
                     writer.writerow([key, method, f"{r['median_s']:.6f}", f"{r['peak_mib']:.1f}"])
 
 
+def _markdown(args, results):
+    """The README's CPU table: ours / SDPA and ours / eager per kernel, causal, N (fwd | fwd+bwd)."""
+    lines = ["| kernel | N | causal | ours / SDPA fwd | ours / SDPA fwd+bwd | ours / eager fwd | ours / eager fwd+bwd |"
+             " causal / non-causal fwd+bwd (interleaved) |", "|---|---|---|---|---|---|---|---|"]
+
+    def get(kname, n, causal, passname, field):
+        r = results.get(f"speed/{kname}/N={n}/causal={causal}/{passname}", {})
+        return r.get(field) if field != "ours" else r.get("ours", {}).get("median_s")
+
+    fmt = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
+    ns = sorted({int(k.split("/")[2][2:]) for k in results if k.startswith("speed/")})
+    for kname in KERNELS:
+        for n in ns:
+            for causal in (False, True):
+                if get(kname, n, causal, "fwd", "ours/sdpa") is None:
+                    continue
+                ratio = get(kname, n, causal, "fwd+bwd", "causal/noncausal") if causal else None
+                lines.append(f"| {kname} | {n} | {'yes' if causal else 'no'} | "
+                             f"{fmt(get(kname, n, causal, 'fwd', 'ours/sdpa'))} | "
+                             f"{fmt(get(kname, n, causal, 'fwd+bwd', 'ours/sdpa'))} | "
+                             f"{fmt(get(kname, n, causal, 'fwd', 'ours/eager'))} | "
+                             f"{fmt(get(kname, n, causal, 'fwd+bwd', 'ours/eager'))} | {fmt(ratio)} |")
+    lines += ["", "| suite | case | ratio |", "|---|---|---|"]
+    for key, r in results.items():
+        for field in ("ours/sdpa", "packed/padded"):
+            if not key.startswith("speed/") and field in r:
+                lines.append(f"| {key.split('/')[0]} | {'/'.join(key.split('/')[1:])} | {field} = {r[field]:.2f} |")
+    for key, r in results.items():
+        if key.startswith("window/"):
+            lines.append(f"| window | {'/'.join(key.split('/')[1:])} | {r['ours']['median_s']:.3f} s |")
+    with open(args.json.replace(".json", ".md"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
 def _plot(args, results):
     import matplotlib
 
@@ -307,6 +347,8 @@ def main(argv=None):
                         help="largest N for the eager fwd+bwd (it holds several N x N tensors per head)")
     parser.add_argument("--decode-keys", nargs="+", type=int, default=[1024, 4096, 16384, 32768, 65536])
     parser.add_argument("--window-n", type=int, default=8192)
+    parser.add_argument("--causal-ratio-min-n", type=int, default=8192,
+                        help="from this N on, causal configs also time the non-causal call, interleaved")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--name", default="attention_cpu")
     args = parser.parse_args(argv)
@@ -324,6 +366,7 @@ def main(argv=None):
         {"speed": suite_speed, "decode": suite_decode, "varlen": suite_varlen, "window": suite_window}[suite](
             args, results)
     _write_csv(args, results)
+    _markdown(args, results)
     _plot(args, results)
 
 
