@@ -28,6 +28,7 @@ def test_docs_examples_run(page, tmp_path, monkeypatch):
     if page.name in NEEDS:
         pytest.importorskip(NEEDS[page.name])
     monkeypatch.chdir(tmp_path)  # examples that write files write them here
+    monkeypatch.syspath_prepend(str(DOCS.parent / "benchmarks"))  # the harness page imports benchmarks/_harness
     torch.manual_seed(0)
     namespace: dict = {"__name__": f"docs_{page.stem}"}
     for i, code in enumerate(_blocks(page)):
