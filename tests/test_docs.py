@@ -1,4 +1,8 @@
-"""Every python block of every docs page runs (per page: in order, in one namespace) and its asserts hold."""
+"""Every python block of every docs page runs (per page: in order, in one namespace) and its asserts hold.
+
+A block that is a template rather than a runnable example (say, the skeleton of a benchmark script) is preceded by
+the line ``<!-- docs-test: skip (why) -->``.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +20,11 @@ NEEDS = {"attention.md": "transformers"}
 SLOW = {"rkbs.md"}  # about a minute on two busy cores
 
 
+_BLOCK = re.compile(r"(<!-- docs-test: skip[^\n]*-->\s*\n)?[ \t]*```python\n(.*?)```", flags=re.S)
+
+
 def _blocks(page: Path) -> list[str]:
-    return [textwrap.dedent(b) for b in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)]
+    return [textwrap.dedent(code) for skip, code in _BLOCK.findall(page.read_text()) if not skip]
 
 
 @pytest.mark.parametrize(
