@@ -130,3 +130,32 @@ def plot_swap(table, path, caption=None):
 def _gap(entry, value):
     ref = entry["oracle"] if entry["oracle"] is not None else entry["best"]
     return (ref - value) if entry["higher_is_better"] else (value - ref)
+
+
+def plot_icl(table, path, caption=None):
+    """In-context regression: test MSE against depth per prior, with and without MLP, beside Bayes and baselines."""
+    entries = {n: e for n, e in table.items() if n.startswith("icl-")}
+    if not entries:
+        return None
+    plt = _harness.pyplot()
+    priors = sorted({n.split("-")[1] for n in entries})
+    fig, axes = plt.subplots(1, len(priors), figsize=(5.5 * len(priors), 4), squeeze=False)
+    for ax, prior in zip(axes.ravel(), priors):
+        some = None
+        for block, marker in (("attn", "o"), ("mlp", "s")):
+            pts = sorted((int(n.split("-")[2][1:]), e) for n, e in entries.items()
+                         if n.split("-")[1] == prior and n.endswith(block))
+            if not pts:
+                continue
+            some = pts[0][1]
+            ax.plot([d for d, _ in pts], [e["kernels"]["linear"]["mean"] for _, e in pts], marker=marker,
+                    label=f"linear attention{' + MLP' if block == 'mlp' else ''}")
+        if some is None:
+            continue
+        ax.axhline(some["oracle"], color="k", ls="--", label="Bayes")
+        for (name, value), ls in zip(some["baselines"].items(), (":", "-.")):
+            ax.axhline(value, color="0.4", ls=ls, label=name)
+        ax.set(xscale="log", yscale="log", xlabel="depth (layers)", ylabel="query MSE", title=f"{prior} prior")
+        ax.set_xticks([1, 2, 4, 8], labels=["1", "2", "4", "8"])
+        ax.legend(fontsize=7)
+    return _harness.save_figure(fig, path, caption=caption)

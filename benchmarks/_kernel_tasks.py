@@ -91,12 +91,12 @@ class Task:
     def score(self, model, batch, chunk: int = 512) -> float:
         """The task's metric on a fixed set, evaluated in chunks without gradients."""
         model.eval()
-        n = len(batch[0])
+        n = len(batch[1])
         total = 0.0
         with torch.no_grad():
             for start in range(0, n, chunk):
-                part = tuple(None if b is None else b[start:start + chunk] for b in batch)
-                total += self._loss_and_score(model, part)[1] * len(part[0])
+                part = tuple(_rows(b, start, start + chunk) for b in batch)
+                total += self._loss_and_score(model, part)[1] * (min(n, start + chunk) - start)
         model.train()
         return total / n
 
@@ -119,6 +119,15 @@ class Task:
             return ce, float(ce) / math.log(2)
         ce = torch.nn.functional.cross_entropy(logits, target)
         return ce, float((logits.argmax(-1) == target).float().mean())
+
+
+def _rows(part, start, stop):
+    """Rows ``start:stop`` of a tensor, of each tensor of a tuple (the in-context inputs), or None."""
+    if part is None:
+        return None
+    if isinstance(part, tuple):
+        return tuple(t[start:stop] for t in part)
+    return part[start:stop]
 
 
 def _encoder_builder(head: str, n_outputs: int, cfg: dict, **encoder) -> Callable:

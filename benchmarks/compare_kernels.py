@@ -14,7 +14,8 @@ subspace denoising (MSSA with each kernel) and the descent of the attention ener
     python benchmarks/compare_kernels.py --plan           # times a few steps of every full task, prints the total
     nice python benchmarks/compare_kernels.py             # the full run (resumable: rerun to continue)
 
-Writes ``benchmarks/results/compare_kernels[_quick].{json,csv,md}``, ``..._ladder.png`` and ``..._swap.png``.
+Writes ``benchmarks/results/compare_kernels[_quick].{json,csv,md}``, ``..._ladder.png``, ``..._swap.png`` and
+``..._icl.png``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import time
 import _harness
 import numpy as np
 import torch
-from _compare_report import plot_ladder, plot_swap, write_markdown
+from _compare_report import plot_icl, plot_ladder, plot_swap, write_markdown
 from _kernel_tasks import ALL_KERNELS, LADDER, feature_dim, make_kernel, make_tasks
 
 FULL = dict(
@@ -60,7 +61,7 @@ def train(task, kernel_id, lr, seed, steps, batch, swap_kernels=()):
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(steps, 2),
                                                    pct_start=0.1)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     loss = torch.tensor(float("nan"))
     for _ in range(steps):
         loss = task.loss(model, task.sample(batch, rng))
@@ -69,9 +70,9 @@ def train(task, kernel_id, lr, seed, steps, batch, swap_kernels=()):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         schedule.step()
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     row = dict(validation=task.score(model, task.validation), test=task.score(model, task.test),
-               final_train_loss=loss.item(), seconds=seconds, steps=steps, batch=batch)
+               final_train_loss=loss.item(), seconds=seconds, cpu_seconds=cpu_seconds, steps=steps, batch=batch)
     if swap_kernels and hasattr(model, "encoder"):
         swaps = {}
         for other in swap_kernels:
@@ -138,14 +139,15 @@ def paired_ci(a, b, level=0.95):
     return mean, mean - half, mean + half
 
 
-def summarize(results, tasks, kernels_of, seeds):
-    """Per task and kernel: chosen lr, mean metric and gap over seeds, paired difference from EDP, time."""
+def summarize(results, tasks, kernels_of, seeds, lr_grid):
+    """Per task and kernel: chosen lr (within ``lr_grid``), mean metric and gap over seeds, paired difference
+    from EDP, time."""
     table = {}
     for name, task in tasks.items():
         per_kernel = {}
         for kernel in kernels_of(task):
             rows = results.select(task=name, kernel=kernel)
-            first = [r for r in rows if r["seed"] == seeds[0] and r.get("test") is not None]
+            first = [r for r in rows if r["seed"] == seeds[0] and r["lr"] in lr_grid and r.get("test") is not None]
             if not first:
                 continue
             pick = max if task.higher_is_better else min
@@ -176,20 +178,32 @@ def summarize(results, tasks, kernels_of, seeds):
 
 
 def plan(args):
-    """Time a few training steps of EDP on every full task and print the cost of the full run."""
+    """Time a few training steps of EDP on every full task and print (and store) the cost of the full run.
+
+    Steps are timed in CPU seconds of this process (``time.process_time``), which on a shared machine estimates
+    the wall time of the same single-threaded run on a quiet one.
+    """
     tasks = make_tasks(FULL["tasks"], FULL["cfg"], 200)
-    total = 0.0
+    total, lines = 0.0, []
     for name, task in tasks.items():
         family = _family(name)
         n_kernels = len(task.kernels or FULL["kernels"])
         n_runs = n_kernels * (len(FULL["lr_grid"]) + len(FULL["seeds"]) - 1)
         probe = train(task, "edp" if task.kernels is None else task.kernels[0], 1e-3, 0, 5, FULL["batch"][family])
-        per_step = probe["seconds"] / 5
+        per_step = probe["cpu_seconds"] / 5
         hours = per_step * FULL["steps"][family] * n_runs / 3600
         total += hours
-        _harness.log(f"{name:22s} {n_runs:4d} trainings x {FULL['steps'][family]} steps x {per_step * 1e3:7.1f} ms "
-                     f"= {hours:7.1f} h (EDP's step time; other kernels differ)")
-    _harness.log(f"full run: about {total:.0f} CPU-hours on this machine at its current load")
+        lines.append(f"{name:22s} {n_runs:4d} trainings x {FULL['steps'][family]} steps x {per_step * 1e3:7.1f} "
+                     f"ms = {hours:7.1f} h")
+        _harness.log(lines[-1])
+    run = _harness.run_info()
+    lines += [f"total: about {total:.0f} CPU-hours (EDP's step time for every kernel; single-threaded)",
+              f"measured {run['started']} by `{run['command']}` at commit {run['git_commit']}, "
+              f"load average {run['machine']['load_average']}"]
+    print("\n".join(lines[-2:]))
+    out = args.out / "compare_kernels_plan.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
     return total
 
 
@@ -243,13 +257,14 @@ def main(argv=None):
             for key in results.pending(others, desc=f"{name} {kernel} seeds"):
                 row = train(task, kernel, lr, key["seed"], steps, batch, swap if kernel == "edp" else ())
                 results.add(dict(key, **row))
-            _harness.log(f"{name:18s} {kernel:24s} lr={lr:g} test={np.mean([r['test'] for r in results.select(task=name, kernel=kernel, lr=lr)]):.4f}")
+            tests = [r["test"] for r in results.select(task=name, kernel=kernel, lr=lr)]
+            _harness.log(f"{name:18s} {kernel:24s} lr={lr:g} test={np.mean(tests):.4f} over {len(tests)} seed(s)")
     for analysis, fn in (("subspace", subspace_gain), ("energy", energy_descent)):
         if analysis in task_names:
             keys = [dict(task=analysis, kernel=k, lr=None, seed=s) for k in kernels for s in args.seeds]
             for key in results.pending(keys, desc=analysis):
                 results.add(dict(key, **fn(key["kernel"], key["seed"])))
-    table = summarize(results, tasks, kernels_of, args.seeds)
+    table = summarize(results, tasks, kernels_of, args.seeds, lr_grid)
     analyses = {a: {k: [r.get("value") for r in results.select(task=a, kernel=k)] for k in kernels}
                 for a in ("subspace", "energy") if a in task_names}
     results.set_summary(tasks=table, analyses=analyses, seconds_this_run=time.perf_counter() - start)
@@ -258,6 +273,7 @@ def main(argv=None):
     write_markdown(table, analyses, results, stem.with_suffix(".md"))
     plot_ladder(table, stem.parent / f"{stem.name}_ladder.png", caption)
     plot_swap(table, stem.parent / f"{stem.name}_swap.png", caption)
+    plot_icl(table, stem.parent / f"{stem.name}_icl.png", caption)
     print(f"wrote {stem}.json/.csv/.md and the ladder and swap plots ({time.perf_counter() - start:.0f} s)")
     return results
 

@@ -35,6 +35,7 @@ LEARNER = dict(n_heads=4, head_dim=4, learning_rate=0.03, max_iter=3000, n_iter_
                validation_fraction=0.2, validation_split="pairs")
 METHODS = ("mean", "concat_krr", "kronecker", "two_sided", "learned", "learned_two_stage")
 SETTINGS = ("pairs", "rows", "columns", "both")
+_LEARNED: dict = {}
 
 
 # ------------------------------------------------------------------------------------------ model selection
@@ -76,7 +77,7 @@ def _predict(method, Xx, Xy, Z, train, seed, kx=None, ky=None):
         a, b = np.nonzero(train)
         rows = np.hstack([Xx[a], Xy[b]])
         g = 1.0 / rows.shape[1]
-        search = GridSearchCV(KernelRidge(kernel="rbf"), {"alpha": [1e-2, 1e-1, 1.0], "gamma": [g / 3, g, 3 * g]},
+        search = GridSearchCV(KernelRidge(kernel="rbf"), {"alpha": [1e-2, 1e-1, 1.0], "gamma": [g / 3, g]},
                               cv=3).fit(rows, Z[a, b])
         A, B = np.meshgrid(np.arange(len(Xx)), np.arange(len(Xy)), indexing="ij")
         return search.predict(np.hstack([Xx[A.ravel()], Xy[B.ravel()]])).reshape(Z.shape), search.best_params_
@@ -107,7 +108,11 @@ def _predict(method, Xx, Xy, Z, train, seed, kx=None, ky=None):
         model, _ = _fit_ridge(lambda **kw: BinaryKernelRidge(kernel=kappa, mode="two_sided", **kw), Xx, Xy, Z,
                               train, seed)
         return model.predict_grid(Xx, Xy), {"alpha": model.alpha_}
-    learner = BinaryKernelLearner(**LEARNER, random_state=seed).fit_grid(Xx, Xy, Z, train)
+    cache_key = (Z.shape, train.tobytes(), seed)
+    if cache_key not in _LEARNED:  # "learned" and "learned_two_stage" share one learner per fold
+        _LEARNED.clear()
+        _LEARNED[cache_key] = BinaryKernelLearner(**LEARNER, random_state=seed).fit_grid(Xx, Xy, Z, train)
+    learner = _LEARNED[cache_key]
     info = {"n_iter": learner.n_iter_, "best_iter": learner.best_iter_}
     if method == "learned":
         return learner.predict_grid(Xx, Xy), info

@@ -333,9 +333,10 @@ def _plot(scaling_rows, learning_rows, path):
 def _markdown(result) -> str:
     lines = [f"Machine: {result['machine']}; {THREADS} threads. Each fit runs in its own process after a small "
              "warm-up fit; fits of n <= 5,000 are the median of 3 runs. The machine may have been shared: compare "
-             "ratios measured side by side.", "",
-             "| method | n | fit (s) | peak RSS above baseline (MiB) | test R^2 | vs KernelRidge |",
-             "|---|---:|---:|---:|---:|---|"]
+             "ratios measured side by side.", ""]
+    if result["scaling"]:
+        lines += ["| method | n | fit (s) | peak RSS above baseline (MiB) | test R^2 | vs KernelRidge |",
+                  "|---|---:|---:|---:|---:|---|"]
     for r in result["scaling"]:
         if "fit_s" not in r:
             lines.append(f"| {r['method']} | {r['n']} | {r.get('error')} | | | |")
@@ -346,17 +347,21 @@ def _markdown(result) -> str:
         m = f" (m={r['n_components']})" if "Nystroem" in r["method"] else ""
         lines.append(f"| {r['method']}{m} | {r['n']:,} | {r['fit_s']:.2f} | {r['peak_over_baseline_mib']:.0f} | "
                      f"{r['test_r2']:.3f} | {vs} |")
-    lines += ["", "| data set | model | penalty | metric | score | alpha |", "|---|---|---|---|---:|---:|"]
+    if result["accuracy"]:
+        lines += ["", "| data set | model | penalty | metric | score | alpha |", "|---|---|---|---|---:|---:|"]
     for r in result["accuracy"]:
         lines.append(f"| {r['dataset']} | {r['model']} | {r['penalty']} | {r['metric']} | {r['score']:.3f} | "
                      f"{r['alpha'] if r['alpha'] is not None else '-'} |")
-    lines += ["", "| target kernel | H | d | held-out relative MSE | train relative MSE |", "|---|---:|---:|---:|---:|"]
+    if result["kernel_learning"]:
+        lines += ["", "| target kernel | H | d | held-out relative MSE | train relative MSE |",
+                  "|---|---:|---:|---:|---:|"]
     for r in result["kernel_learning"]:
         lines.append(f"| {r['target']} | {r['n_heads']} | {r['head_dim']} | {r['test_rel_mse']:.4f} | "
                      f"{r['train_rel_mse']:.4f} |")
-    lines += ["", "5-fold cross-validation (StandardScaler + model), median of interleaved rounds:", "",
-              "| data set | rkbs logistic (s) | LogisticRegression (s) | SVC (s) | rkbs / LR | rkbs / SVC | "
-              "accuracy rkbs / LR / SVC |", "|---|---:|---:|---:|---:|---:|---|"]
+    if result["logistic"]:
+        lines += ["", "5-fold cross-validation (StandardScaler + model), median of interleaved rounds:", "",
+                  "| data set | rkbs logistic (s) | LogisticRegression (s) | SVC (s) | rkbs / LR | rkbs / SVC | "
+                  "accuracy rkbs / LR / SVC |", "|---|---:|---:|---:|---:|---:|---|"]
     for r in result["logistic"]:
         t, a = r["cv_seconds"], r["cv_accuracy"]
         lines.append(f"| {r['case']} | {t['rkbs logistic']:.2f} | {t['sklearn LogisticRegression']:.2f} | "

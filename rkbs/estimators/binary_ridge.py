@@ -173,6 +173,8 @@ class BinaryKernelRidge(RegressorMixin, BaseEstimator):
         X_x, X_y, Z, mask = check_grid(X_x, X_y, Z, observed)
         self.n_features_x_ = X_x.shape[1]
         self.n_features_in_ = X_x.shape[1] + X_y.shape[1]
+        if mask.all():  # the whole grid: no pair indices (a 2,000 x 3,000 grid has 6 million)
+            return self._fit(X_x, X_y, None, None, None, Z)
         a, b = np.nonzero(mask)
         return self._fit(X_x, X_y, a, b, Z[a, b])
 
@@ -250,7 +252,8 @@ class BinaryKernelRidge(RegressorMixin, BaseEstimator):
                                  "mode='two_sided'")
         return Xu, Yu
 
-    def _fit(self, Xu, Yu, a, b, z):
+    def _fit(self, Xu, Yu, a, b, z, Z_full=None):
+        """Fit on the observed pairs (a_i, b_i, z_i), or on the full grid ``Z_full`` (then a, b, z are None)."""
         mode = self._resolve_mode()
         kx, ky = self._kernels(mode)
         alpha = check_scalar_param("alpha", self.alpha, minimum=0.0)
@@ -258,7 +261,8 @@ class BinaryKernelRidge(RegressorMixin, BaseEstimator):
         tol = check_scalar_param("tol", self.tol, minimum=0.0, strict=True)
         max_iter = check_scalar_param("max_iter", self.max_iter, minimum=1, integer=True, allow_none=True)
         nx, ny = Xu.shape[0], Yu.shape[0]
-        complete = z.shape[0] == nx * ny and np.unique(a * ny + b).shape[0] == nx * ny
+        n_obs = nx * ny if Z_full is not None else z.shape[0]
+        complete = Z_full is not None or (n_obs == nx * ny and np.unique(a * ny + b).shape[0] == nx * ny)
         closed, iterative = _SOLVERS[mode]
         solver = (closed if complete else iterative) if self.solver == "auto" else self.solver
         if solver not in _SOLVERS[mode]:
@@ -266,11 +270,11 @@ class BinaryKernelRidge(RegressorMixin, BaseEstimator):
                              f"one of {_SOLVERS[mode]}")
         if solver == closed and not complete:
             raise ValueError(f"solver={solver!r} needs responses for the full grid of distinct x and y points "
-                             f"({nx} x {ny} pairs, each once); got {z.shape[0]} observations. Use "
+                             f"({nx} x {ny} pairs, each once); got {n_obs} observations. Use "
                              f"solver={iterative!r} or 'auto'")
         if alphas is not None and solver != closed:
             raise ValueError(f"alphas (a regularisation path) needs the closed form solver={closed!r}, i.e. "
-                             f"responses for the full grid; got {z.shape[0]} of {nx * ny} pairs. Search alpha "
+                             f"responses for the full grid; got {n_obs} of {nx * ny} pairs. Search alpha "
                              "with rkbs.model_selection splitters and GridSearchCV instead")
         if mode == "kronecker" and solver == "eigh" and alpha == 0 and alphas is None:
             raise ValueError("alpha must be > 0 for mode='kronecker'")
@@ -279,8 +283,11 @@ class BinaryKernelRidge(RegressorMixin, BaseEstimator):
         self.x_centers_, self.y_centers_ = (None, None) if self._precomputed() else (Xu, Yu)
         self.solver_, self.n_iter_, self.alpha_ = solver, None, alpha
         if solver == closed:
-            Z = np.empty((nx, ny))
-            Z[a, b] = z
+            if Z_full is None:
+                Z = np.empty((nx, ny))
+                Z[a, b] = z
+            else:
+                Z = Z_full
             path = two_sided_path if mode == "two_sided" else kronecker_path
             if mode == "kronecker":
                 _check_psd(grams, self._precomputed())
@@ -292,11 +299,18 @@ class BinaryKernelRidge(RegressorMixin, BaseEstimator):
                 self.dual_coef_path_ = np.stack(coefs)
                 coefs = [coefs[best]]
             self.dual_coef_ = coefs[0]
-        elif mode == "two_sided":
+        else:
+            if Z_full is not None:  # an iterative solver asked for on the full grid
+                a, b = (ix.ravel() for ix in np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij"))
+                z = Z_full.ravel()
+            self._fit_iterative(mode, grams, a, b, z, alpha, tol, max_iter)
+        return self
+
+    def _fit_iterative(self, mode, grams, a, b, z, alpha, tol, max_iter):
+        if mode == "two_sided":
             self.dual_coef_, self.n_iter_ = two_sided_lsqr(*grams, a, b, z, alpha, tol, max_iter)
         else:
             self.dual_coef_, self.n_iter_ = kronecker_cg(*grams, a, b, z, alpha, tol, max_iter)
-        return self
 
     # ---------------------------------------------------------------------------------------- prediction
     def _sides(self, Xx, Xy):

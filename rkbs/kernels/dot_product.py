@@ -128,9 +128,12 @@ class Laplacian(RBF):
 
     def log_evaluate(self, x, y):
         sq = _sq_dist(x, y)
+        gamma = self._gamma(x.shape[-1])
+        if not (torch.is_grad_enabled() and (x.requires_grad or y.requires_grad)):
+            return sq.sqrt_().mul_(-gamma)  # in place: the attention forward pass evaluates this per tile
         # sqrt has an infinite derivative at 0; the distance's subgradient there is taken as 0.
         dist = torch.where(sq > 0, sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt(), torch.zeros_like(sq))
-        return -self._gamma(x.shape[-1]) * dist
+        return -gamma * dist
 
 
 class Polynomial(_DotKernel):

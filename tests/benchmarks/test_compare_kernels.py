@@ -65,7 +65,7 @@ def test_tasks_have_oracles_and_floors():
 
 def test_tiny_run_resumes_and_reports(tmp_path):
     argv = ["--quick", "--out", str(tmp_path), "--no-progress", "--tasks", "root-k0", "subspace", "--kernels",
-            "edp", "prf-4", "--steps", "3", "--seeds", "0", "1"]
+            "edp", "prf-4", "--steps", "3", "--seeds", "0", "1", "--lr-grid", "0.003"]
     first = compare.main(argv)
     data = json.loads((tmp_path / "compare_kernels_quick.json").read_text())
     keys = {(r["task"], r["kernel"], r["seed"]) for r in data["results"]}
@@ -78,3 +78,11 @@ def test_tiny_run_resumes_and_reports(tmp_path):
     assert len(first) == 8
     again = compare.main(argv)  # everything stored: nothing is retrained
     assert [r["run"] for r in again.rows] == [0] * 8
+
+
+@pytest.mark.parametrize("name", ["icl-gaussian-L1-attn", "recall-4"])
+def test_scores_do_not_depend_on_the_chunk_size(name):
+    task = tasks_mod.make_tasks([name], dict(compare.QUICK["cfg"]), 130)[name]
+    model = task.build("linear", 0)
+    assert task.score(model, task.test, chunk=1000) == pytest.approx(task.score(model, task.test, chunk=50),
+                                                                     rel=1e-5)

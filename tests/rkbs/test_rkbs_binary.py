@@ -217,6 +217,7 @@ def test_learner_early_stopping_restores_best_and_handles_missing_pairs():
                                            ({"learning_rate": 0.0}, "learning_rate must be > 0"),
                                            ({"validation_fraction": 1.0}, "validation_fraction must be < 1"),
                                            ({"learning_rate_schedule": "step"}, "learning_rate_schedule"),
+                                           ({"validation_split": "folds"}, "validation_split must be one of"),
                                            ({"early_stopping": 1}, "early_stopping must be a bool"),
                                            ({"n_features_x": 7}, "does not split")])
 def test_learner_bad_input(params, match):
@@ -311,3 +312,16 @@ def test_default_estimator_fits_odd_column_counts():
     model = BinaryKernelRidge().fit(rows, rows[:, 0])
     assert model.mode_ == "kronecker" and model.n_features_x_ == 2
     assert BinaryKernelRidge(kernel=KAPPA, n_features_x=3).fit(_rows(XX, XY), Z.ravel()).mode_ == "two_sided"
+
+
+@pytest.mark.parametrize("split", ["rows", "columns", "both"])
+def test_learner_validation_split_holds_out_whole_rows_or_columns(split):
+    model = BinaryKernelLearner(validation_split=split, validation_fraction=0.25, random_state=0)
+    a, b = (ix.ravel() for ix in np.meshgrid(np.arange(8), np.arange(6), indexing="ij"))
+    val, train = model._validation_split(a, b, 8, 6, 0.25, np.random.RandomState(0))
+    fit = train & ~val
+    if split in ("rows", "both"):
+        assert not set(a[val]) & set(a[fit])
+    if split in ("columns", "both"):
+        assert not set(b[val]) & set(b[fit])
+    assert val.sum() >= 2 and fit.sum() >= 2

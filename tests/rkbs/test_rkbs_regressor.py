@@ -307,8 +307,8 @@ def test_weights_equal_kernel_ridge_and_survive_a_pipeline():
     import sklearn
 
     with sklearn.config_context(enable_metadata_routing=True):  # routed through GridSearchCV's fit params
-        grid = GridSearchCV(RKBSRegressor().set_fit_request(sample_weight=True).set_score_request(sample_weight=False), {"alpha": [0.05]}, cv=3,
-                            refit=True).fit(X, y, sample_weight=w)
+        est = RKBSRegressor().set_fit_request(sample_weight=True).set_score_request(sample_weight=False)
+        grid = GridSearchCV(est, {"alpha": [0.05]}, cv=3).fit(X, y, sample_weight=w)
     np.testing.assert_allclose(grid.best_estimator_.dual_coef_,
                                RKBSRegressor(alpha=0.05).fit(X, y, sample_weight=w).dual_coef_, atol=1e-12)
 
