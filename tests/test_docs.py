@@ -47,7 +47,7 @@ def test_every_page_is_collected():
 
 PUBLIC_MODULES = [
     "rkbs", "rkbs.kernels", "rkbs.estimators", "rkbs.solvers", "rkbs.operators", "rkbs.model_selection",
-    "rkbs.datasets", "attention_kernels", "attention_kernels.functional", "attention_kernels.modules",
+    "rkbs.datasets", "rkbs.distributed", "rkbs.rows", "attention_kernels", "attention_kernels.functional", "attention_kernels.modules",
     "attention_kernels.hf", "attention_kernels.swap", "triton_ops", "attention_kernels.testbeds.datasets",
     "attention_kernels.testbeds.models", "attention_kernels.testbeds.energy",
 ]
