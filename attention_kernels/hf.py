@@ -21,6 +21,7 @@ import torch
 
 from rkbs.kernels import Kernel, get_kernel, list_kernels
 
+from ._masks import causal_keep
 from .functional import kernel_attention, resolve_kernel
 
 __all__ = ["register_hf_kernels", "register_hf_kernel", "HF_PREFIX"]
@@ -124,8 +125,7 @@ def _bias_as_mask(position_bias: torch.Tensor, attention_mask, causal: bool, q_l
     if attention_mask is None:
         if not causal:
             return bias
-        keep = torch.ones(q_len, kv_len, dtype=torch.bool, device=bias.device).tril()
-        return bias.masked_fill(~keep, -math.inf)
+        return bias.masked_fill(~causal_keep(q_len, 0, kv_len, bias.device), -math.inf)
     if attention_mask.dtype == torch.bool:
         return bias.masked_fill(~attention_mask, -math.inf)
     return bias + attention_mask

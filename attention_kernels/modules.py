@@ -13,6 +13,7 @@ from torch import nn
 
 from rkbs.kernels import Kernel
 
+from ._masks import causal_keep
 from .functional import BACKENDS, kernel_attention, kernel_attention_weights, resolve_kernel
 
 __all__ = [
@@ -313,7 +314,7 @@ class KernelMultiheadAttention(_KernelDrawsInStateDict, nn.MultiheadAttention):
         # every query then sees. Without attn_mask we build the causal mask torch would require.
         use_hint = is_causal and key_padding_mask is None and not need_weights
         if is_causal and not use_hint and attn_mask is None:
-            attn_mask = torch.ones(length, key.shape[0], dtype=torch.bool, device=query.device).triu(1)
+            attn_mask = ~causal_keep(length, 0, key.shape[0], query.device)  # torch's convention: True = masked
         if use_hint:
             attn_mask = None
         is_causal = use_hint
