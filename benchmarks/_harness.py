@@ -19,13 +19,16 @@ Layout of ``<out>/<name>.json`` (``<name>_quick.json`` with ``--quick``)::
 
 ``<out>/<name>.csv`` holds the same rows, one per line. A run killed half-way resumes where it stopped: the
 store is rewritten (atomically) after every result, and a second invocation skips the keys already present. It
-refuses to resume a file written with a different ``config`` (pass ``--fresh`` or another ``--out``).
+refuses to resume a file written with a different ``config`` (pass ``--fresh`` or another ``--out``), and a
+store open in one process is locked (``<name>.json.lock``) against a second one, whose writes would otherwise
+overwrite each other's results.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import fcntl
 import json
 import os
 import platform
@@ -262,6 +265,8 @@ class Results:
             raise ValueError(f"key must be a non-empty sequence of field names, got {key!r}")
         self.path = Path(path).with_suffix(".json")
         self.csv_path = self.path.with_suffix(".csv")
+        self._lock = None
+        self._acquire_lock()
         self.key = tuple(key)
         self.config = _jsonable(dict(config or {}))
         self.progress = progress
@@ -269,7 +274,11 @@ class Results:
         self.runs: list[dict[str, Any]] = []
         self.summary: dict[str, Any] = {}
         if self.path.exists() and not fresh:
-            self._load()
+            try:
+                self._load()
+            except BaseException:
+                self.close()
+                raise
         self._run_index = len(self.runs)
         self.runs.append(_jsonable(dict(run) if run is not None else run_info()))
         self._index = {self._key_of(row): i for i, row in enumerate(self.rows)}
@@ -281,6 +290,33 @@ class Results:
         stem = args.name + ("_quick" if args.quick else "")
         return cls(Path(args.out) / f"{stem}.json", key, config, fresh=args.fresh, run=run_info(device),
                    progress=not args.no_progress)
+
+    def _acquire_lock(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(self.path.with_name(self.path.name + ".lock"), "w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            raise RuntimeError(f"{self.path} is in use by another run (or another open Results in this process); "
+                               "wait for it, or write elsewhere with --out / --name") from None
+        self._lock = lock
+
+    def close(self) -> None:
+        """Release the store's lock (also released when the object is garbage collected or the process exits)."""
+        lock = getattr(self, "_lock", None)  # absent when __init__ failed before taking it
+        if lock is not None:
+            lock.close()
+            self._lock = None
+
+    def __enter__(self) -> Results:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
 
     def _load(self) -> None:
         data = json.loads(self.path.read_text())

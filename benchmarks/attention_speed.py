@@ -267,7 +267,10 @@ def main(argv=None):
     if not torch.cuda.is_available():
         raise SystemExit("attention_speed.py needs a CUDA device (speed is only measured on a GPU).")
     device = _harness.setup(args)
-    torch.cuda.set_device(device)
+    if device.type != "cuda":
+        raise SystemExit(f"--device {args.device!r}: attention_speed.py measures CUDA devices only")
+    if device.index is not None:
+        torch.cuda.set_device(device)  # do_bench and the memory counters use the current device
 
     ns = args.n or ([4096] if args.quick else [4096, 16384, 1024])
     ds = args.d or ([128] if args.quick else [128, 64])

@@ -160,9 +160,11 @@ def _explain_negative_r2(name: str, reg, X: np.ndarray, y: np.ndarray, r2: float
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             scores.append(f"alpha={alpha:g}: R^2 = {cross_val_score(model, X, y, cv=3).mean():.3f}")
-    return (f"+ {name}: R^2 = {r2:.3f} < 0 is worse than predicting the mean. exp(s x.y) with s = 1/sqrt(d) grows "
-            f"like exp(s |x|^2) at the outlying standardized rows of diabetes, so a few rows dominate the Gram "
-            f"matrix and alpha = 1 under-regularizes; with more regularization: {', '.join(scores)}.")
+    why = ("exp(s x.y) with s = 1/sqrt(d) grows like exp(s |x|^2) at the outlying standardized rows of diabetes, "
+           "so a few rows dominate the Gram matrix" if name == "edp" else
+           "the kernel's values at outlying standardized rows of diabetes dominate the Gram matrix")
+    return (f"+ {name}: R^2 = {r2:.3f} < 0 is worse than predicting the mean. {why}, and alpha = 1 "
+            f"under-regularizes; with more regularization: {', '.join(scores)}.")
 
 
 def main(argv: list[str] | None = None) -> None:

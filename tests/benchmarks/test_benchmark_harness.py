@@ -63,6 +63,7 @@ def test_resume_skips_stored_results_and_records_each_run(tmp_path):
                 raise RuntimeError("killed")  # the run dies after three results
             calls.append(key)
             store.add({**key, "score": len(calls)})
+    store.close()
     resumed = harness.Results(tmp_path / "r.json", key=("kernel", "seed"), config={"n": 1}, progress=False)
     assert len(resumed) == 3 and resumed.done(kernel="rbf", seed=0) and not resumed.done(kernel="rbf", seed=1)
     todo = list(resumed.pending(keys))
@@ -77,6 +78,7 @@ def test_resume_skips_stored_results_and_records_each_run(tmp_path):
 def test_resume_refuses_a_different_config_and_fresh_starts_over(tmp_path):
     store = harness.Results(tmp_path / "r.json", key=("seed",), config={"steps": 10}, progress=False)
     store.add({"seed": 0, "x": 1.0})
+    store.close()
     with pytest.raises(ValueError, match=r"different config \(changed: steps\).*--fresh"):
         harness.Results(tmp_path / "r.json", key=("seed",), config={"steps": 20})
     with pytest.raises(ValueError, match="keyed by"):
@@ -128,3 +130,12 @@ def test_seed_tasks_plots_its_committed_results_and_new_rows(tmp_path):
     two_seeds = [dict(r, seed=s, accuracy=r.get("accuracy", 0) + 0.01 * s) for r in legacy for s in (0, 1)]
     seed_tasks.plot(two_seeds, tmp_path / "seeds.png", caption="x")
     assert (tmp_path / "legacy.png").stat().st_size > 1000 and (tmp_path / "seeds.png").stat().st_size > 1000
+
+
+def test_an_open_store_is_locked_against_a_second_writer(tmp_path):
+    with harness.Results(tmp_path / "r.json", key=("seed",), progress=False) as store:
+        store.add({"seed": 0})
+        with pytest.raises(RuntimeError, match="in use by another run"):
+            harness.Results(tmp_path / "r.json", key=("seed",))
+    with harness.Results(tmp_path / "r.json", key=("seed",), progress=False) as again:  # released on exit
+        assert again.done(seed=0)

@@ -63,6 +63,7 @@ def test_tasks_have_oracles_and_floors():
         tasks_mod.make_tasks(["nope"], cfg, 10)
 
 
+@pytest.mark.slow
 def test_tiny_run_resumes_and_reports(tmp_path):
     argv = ["--quick", "--out", str(tmp_path), "--no-progress", "--tasks", "root-k0", "subspace", "--kernels",
             "edp", "prf-4", "--steps", "3", "--seeds", "0", "1", "--lr-grid", "0.003"]
