@@ -394,3 +394,11 @@ def test_swap_attention_refuses_models_outside_the_attention_interface():
         model = transformers.GPTNeoForCausalLM._from_config(cfg)
     with pytest.raises(ValueError, match="GPTNeoForCausalLM computes attention in its own classes"):
         swap_attention(model)
+
+
+def test_dropout_is_applied():
+    torch.manual_seed(5)
+    (out, _), (q, k, v) = _attend(dropout=0.5)
+    torch.manual_seed(5)
+    torch.testing.assert_close(out, kernel_attention(q, k, v, dropout_p=0.5, is_causal=True).transpose(1, 2))
+    assert not torch.allclose(out, kernel_attention(q, k, v, is_causal=True).transpose(1, 2))
