@@ -195,13 +195,20 @@ def _decode_with_cache(model, prompt: torch.Tensor, steps: int = 2) -> tuple[tor
 @pytest.mark.slow
 def test_every_architecture_edp_equals_reference_or_refuses_clearly():
     start, cpu, results = time.perf_counter(), time.process_time(), {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        transformers.logging.set_verbosity_error()
-        for model_type in _architectures():
-            t = time.perf_counter()
-            results[model_type] = _check_architecture(model_type)
-            results[model_type] += f" ({time.perf_counter() - t:.2f}s)"
+    threads, verbosity = torch.get_num_threads(), transformers.logging.get_verbosity()
+    # tiny tensors: one thread; intra-op threads only spin (10x the time on a busy 2-core machine)
+    torch.set_num_threads(1)
+    transformers.logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for model_type in _architectures():
+                t = time.perf_counter()
+                results[model_type] = _check_architecture(model_type)
+                results[model_type] += f" ({time.perf_counter() - t:.2f}s)"
+    finally:
+        torch.set_num_threads(threads)
+        transformers.logging.set_verbosity(verbosity)
     equal = [m for m, r in results.items() if r.startswith("equal")]
     refused = {m: r for m, r in results.items() if r.startswith("refused")}
     print(f"\n{len(equal)} equal, {len(refused)} refused, {len(results) - len(equal) - len(refused)} skipped "
