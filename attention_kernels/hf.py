@@ -126,8 +126,8 @@ def _bias_as_mask(position_bias: torch.Tensor, attention_mask, causal: bool, q_l
             return bias
         keep = torch.ones(q_len, kv_len, dtype=torch.bool, device=bias.device).tril()
         return bias.masked_fill(~keep, -math.inf)
-    if attention_mask.dtype == torch.bool:
-        return bias.masked_fill(~attention_mask, -math.inf)
+    if attention_mask.dtype == torch.bool:  # where, not masked_fill: the mask may have the larger batch
+        return torch.where(attention_mask, bias, -math.inf)
     return bias + attention_mask
 
 

@@ -341,6 +341,11 @@ def test_position_bias_is_an_additive_mask_and_scaling_is_used():
     keep = torch.ones(6, 6, dtype=torch.bool).tril()
     expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, bias.masked_fill(~keep, -torch.inf), scale=0.3)
     torch.testing.assert_close(out, expected.transpose(1, 2))
+    pad = torch.ones(2, 1, 1, 6, dtype=torch.bool)
+    pad[1, ..., 4:] = False  # a boolean mask with a larger batch than the bias
+    (out, _), _ = _attend(position_bias=bias, attention_mask=pad & keep)
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, bias.masked_fill(~(pad & keep), -torch.inf))
+    torch.testing.assert_close(out, expected.transpose(1, 2))
     (out, _), _ = _attend("kernel_rbf", scaling=0.3)  # gamma = scaling / 2
     torch.testing.assert_close(out, kernel_attention(q, k, v, is_causal=True, kernel="rbf", gamma=0.15).transpose(1, 2))
     with pytest.raises(ValueError, match="scaling=0.3: .* kernel 'elu' has no scale or gamma"):
