@@ -126,8 +126,8 @@ def _bias_as_mask(position_bias: torch.Tensor, attention_mask, causal: bool, q_l
         if not causal:
             return bias
         return bias.masked_fill(~causal_keep(q_len, 0, kv_len, bias.device), -math.inf)
-    if attention_mask.dtype == torch.bool:
-        return bias.masked_fill(~attention_mask, -math.inf)
+    if attention_mask.dtype == torch.bool:  # where, not masked_fill: the mask may have the larger batch
+        return torch.where(attention_mask, bias, -math.inf)
     return bias + attention_mask
 
 

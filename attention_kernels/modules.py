@@ -53,7 +53,7 @@ class _KernelDrawsInStateDict:
 
     def _save_to_state_dict(self, destination, prefix, keep_vars):
         super()._save_to_state_dict(destination, prefix, keep_vars)
-        for (d, m), arrays in sorted((_draw_cache(self.kernel) or {}).items()):
+        for (d, m), arrays in sorted(dict(_draw_cache(self.kernel) or {}).items()):  # a snapshot
             for i, a in enumerate(arrays):
                 destination[f"{prefix}{_DRAWS}{d}_{m}.{i}"] = torch.tensor(np.asarray(a))
 

@@ -195,13 +195,20 @@ def _decode_with_cache(model, prompt: torch.Tensor, steps: int = 2) -> tuple[tor
 @pytest.mark.slow
 def test_every_architecture_edp_equals_reference_or_refuses_clearly():
     start, cpu, results = time.perf_counter(), time.process_time(), {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        transformers.logging.set_verbosity_error()
-        for model_type in _architectures():
-            t = time.perf_counter()
-            results[model_type] = _check_architecture(model_type)
-            results[model_type] += f" ({time.perf_counter() - t:.2f}s)"
+    threads, verbosity = torch.get_num_threads(), transformers.logging.get_verbosity()
+    # tiny tensors: one thread; intra-op threads only spin (10x the time on a busy 2-core machine)
+    torch.set_num_threads(1)
+    transformers.logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for model_type in _architectures():
+                t = time.perf_counter()
+                results[model_type] = _check_architecture(model_type)
+                results[model_type] += f" ({time.perf_counter() - t:.2f}s)"
+    finally:
+        torch.set_num_threads(threads)
+        transformers.logging.set_verbosity(verbosity)
     equal = [m for m, r in results.items() if r.startswith("equal")]
     refused = {m: r for m, r in results.items() if r.startswith("refused")}
     print(f"\n{len(equal)} equal, {len(refused)} refused, {len(results) - len(equal) - len(refused)} skipped "
@@ -334,6 +341,11 @@ def test_position_bias_is_an_additive_mask_and_scaling_is_used():
     keep = torch.ones(6, 6, dtype=torch.bool).tril()
     expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, bias.masked_fill(~keep, -torch.inf), scale=0.3)
     torch.testing.assert_close(out, expected.transpose(1, 2))
+    pad = torch.ones(2, 1, 1, 6, dtype=torch.bool)
+    pad[1, ..., 4:] = False  # a boolean mask with a larger batch than the bias
+    (out, _), _ = _attend(position_bias=bias, attention_mask=pad & keep)
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, bias.masked_fill(~(pad & keep), -torch.inf))
+    torch.testing.assert_close(out, expected.transpose(1, 2))
     (out, _), _ = _attend("kernel_rbf", scaling=0.3)  # gamma = scaling / 2
     torch.testing.assert_close(out, kernel_attention(q, k, v, is_causal=True, kernel="rbf", gamma=0.15).transpose(1, 2))
     with pytest.raises(ValueError, match="scaling=0.3: .* kernel 'elu' has no scale or gamma"):
@@ -394,3 +406,11 @@ def test_swap_attention_refuses_models_outside_the_attention_interface():
         model = transformers.GPTNeoForCausalLM._from_config(cfg)
     with pytest.raises(ValueError, match="GPTNeoForCausalLM computes attention in its own classes"):
         swap_attention(model)
+
+
+def test_dropout_is_applied():
+    torch.manual_seed(5)
+    (out, _), (q, k, v) = _attend(dropout=0.5)
+    torch.manual_seed(5)
+    torch.testing.assert_close(out, kernel_attention(q, k, v, dropout_p=0.5, is_causal=True).transpose(1, 2))
+    assert not torch.allclose(out, kernel_attention(q, k, v, is_causal=True).transpose(1, 2))
