@@ -36,11 +36,12 @@ def _key_features(k: torch.Tensor, kernel: Kernel, mask: MaskSpec) -> torch.Tens
     return phi_k
 
 
-def _finish(num: torch.Tensor, den: torch.Tensor, normalize: bool) -> torch.Tensor:
+def _finish(num: torch.Tensor, den: torch.Tensor, normalize: bool, return_lse: bool = False):
     if not normalize:
         return num
     # a zero row sum (every key masked, or non-negative features with no overlap) gives zeros, not NaN
-    return num / torch.where(den != 0, den, torch.ones_like(den)).unsqueeze(-1)
+    out = num / torch.where(den != 0, den, torch.ones_like(den)).unsqueeze(-1)
+    return (out, torch.log(den)) if return_lse else out
 
 
 def _pad_to(t: torch.Tensor, length: int) -> torch.Tensor:
@@ -64,20 +65,29 @@ def linear_attention(
     normalize: bool,
     mask: MaskSpec,
     chunk: int | None = None,
-) -> torch.Tensor:
-    """Linear-time kernel attention; inputs validated, masks key-only (see :class:`MaskSpec.keys_only`)."""
+    return_lse: bool = False,
+):
+    """Linear-time kernel attention; inputs validated, masks key-only (see :class:`MaskSpec.keys_only`).
+
+    With ``return_lse`` (normalized only) also the log of the row sums, ``(*batch, n_queries)``.
+    """
     chunk = DEFAULT_LINEAR_CHUNK if chunk is None else chunk
+    # Feature maps of permuted (e.g. head-split) inputs: under torch.compile the traced strides of some
+    # pointwise backward ops (elu) differ from eager's, and a view in the backward graph then fails at run time.
+    q, k = q.contiguous(), k.contiguous()
     phi_q = kernel.feature_map_x(q)
     phi_k = _key_features(k, kernel, mask)
     if not mask.causal:
         kv = phi_k.transpose(-1, -2) @ v  # (..., m, d_v)
         num = phi_q @ kv
         den = (phi_q @ phi_k.sum(-2).unsqueeze(-1)).squeeze(-1)
-        return _finish(num, den, normalize)
+        return _finish(num, den, normalize, return_lse)
 
     nq = q.shape[-2]
     if nq == 0:
-        return phi_q.new_zeros((*torch.broadcast_shapes(phi_q.shape[:-2], v.shape[:-2]), 0, v.shape[-1]))
+        batch = torch.broadcast_shapes(phi_q.shape[:-2], v.shape[:-2])
+        out = phi_q.new_zeros((*batch, 0, v.shape[-1]))
+        return (out, phi_q.new_zeros((*batch, 0))) if return_lse else out
     used = min(k.shape[-2], nq)  # keys past the last query are never attended (top-left causal)
     n_chunks = -(-nq // chunk)
     padded = n_chunks * chunk
@@ -96,5 +106,8 @@ def linear_attention(
     a = (fq @ fk.transpose(-1, -2)).masked_fill(~tril, 0.0)  # intra-chunk weights, causal
     num = fq @ state + a @ vc
     den = (fq @ state_z.unsqueeze(-1)).squeeze(-1) + a.sum(-1)
-    out = _finish(num, den, normalize)
+    out = _finish(num, den, normalize, return_lse)
+    if return_lse:
+        out, lse = out
+        return out.reshape(*batch, padded, dv)[..., :nq, :], lse.reshape(*batch, padded)[..., :nq]
     return out.reshape(*batch, padded, dv)[..., :nq, :]

@@ -3,14 +3,16 @@
     out_i = sum_j kappa(q_i, k_j) v_j / sum_j kappa(q_i, k_j)      (normalize=True; softmax when kappa = EDP)
     out_i = sum_j kappa(q_i, k_j) v_j                              (normalize=False)
 
-Back ends: ``"torch"`` (chunked over keys, online normalization, any kernel, any device), ``"triton"`` (the
-fused primitive of :mod:`triton_ops`, CUDA), ``"linear"`` (finite feature maps, linear in the sequence length)
-and ``"auto"``. Every back end computes the same function; they are tested against one float64 reference.
+Back ends: ``"torch"`` (normalized EDP/RBF through torch's fused SDPA, every other kernel over tiles with online
+normalization and a recomputing backward; any device), ``"triton"`` (the fused primitive of :mod:`triton_ops`,
+CUDA), ``"linear"`` (finite feature maps, linear in the sequence length) and ``"auto"``. Every back end computes
+the same function; they are tested against one float64 reference.
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -21,6 +23,9 @@ from rkbs.kernels import Kernel, resolve_kernel
 from ._chunked import attention_weights, chunked_attention
 from ._linear import linear_attention
 from ._masks import MaskSpec, canonical_mask
+from ._options import Extras, check_extras, window_is_vacuous
+from ._sdpa import sdpa_attention, sdpa_eligible
+from ._varlen import check_cu_seqlens, packed_attention
 
 __all__ = ["kernel_attention", "kernel_attention_weights", "resolve_kernel", "BACKENDS"]
 
@@ -144,26 +149,37 @@ def kernel_attention(
     kernel: str | Kernel = "edp",
     normalize: bool = True,
     backend: str = "auto",
+    window: tuple[int, int] | None = None,
+    alibi_slopes: torch.Tensor | None = None,
+    sinks: torch.Tensor | None = None,
+    softcap: float | None = None,
+    cu_seqlens_q: torch.Tensor | None = None,
+    cu_seqlens_k: torch.Tensor | None = None,
+    max_seqlen_q: int | None = None,
+    max_seqlen_k: int | None = None,
+    return_lse: bool = False,
     **kernel_params: Any,
-) -> torch.Tensor:
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Kernel attention with the arguments of ``torch.nn.functional.scaled_dot_product_attention``.
 
     Parameters
     ----------
     query : torch.Tensor of shape (..., L, E)
-        Usually (batch, heads, L, E).
+        Usually (batch, heads, L, E); (total_q, heads, E) when packed (``cu_seqlens_q``).
     key : torch.Tensor of shape (..., S, E)
     value : torch.Tensor of shape (..., S, Ev)
     attn_mask : torch.Tensor, optional
         Broadcasts to (..., L, S). Boolean: True = attend. Floating (the query's dtype): an additive bias ``b``
         on the log-weight, i.e. the kernel weight is multiplied by ``exp(b)`` for every kernel (``-inf``
-        removes a key; for EDP this is SDPA's additive mask).
+        removes a key; for EDP this is SDPA's additive mask). It receives a gradient when it requires one.
     dropout_p : float, default=0.0
         Dropout on the normalized weights (raw weights when ``normalize=False``), applied whenever > 0 as in
-        SDPA: pass ``dropout_p if self.training else 0.0`` from a module.
+        SDPA: pass ``dropout_p if self.training else 0.0`` from a module. Normalized EDP/RBF draw the mask
+        from SDPA's random stream, every other case from the tiled path's (seeded from torch's global
+        generator): the same seed gives different masks on the two routes.
     is_causal : bool, default=False
         Top-left aligned causal mask (query i attends keys j <= i), as in SDPA; unlike SDPA it may be combined
-        with ``attn_mask`` (both apply).
+        with ``attn_mask`` (both apply). For the bottom-right alignment of a KV cache use ``window=(-1, 0)``.
     scale : float, optional
         Overrides the kernel's ``scale`` (default 1/sqrt(E)) for kernels that have one; a TypeError for kernels
         that do not (rbf, laplacian: use ``gamma``).
@@ -178,27 +194,81 @@ def kernel_attention(
         ValueError otherwise. Rows whose weights sum to zero (every key masked, or e.g. relu features with no
         overlap) give zeros, not NaN (SDPA gives NaN for fully masked rows).
     backend : {"auto", "torch", "triton", "linear"}, default="auto"
-        "torch": chunked over keys with online normalization (O(L * chunk) memory, differentiable, any device
-        and kernel). "triton": the fused :mod:`triton_ops` kernel (CUDA; dot-family and exp_intersection
-        kernels; no dropout). "linear": finite feature maps in O((L + S) m Ev) (only causal and key-padding
-        masks, i.e. masks of shape (..., 1, S); no dropout). "auto": triton on CUDA where fused, linear for
-        finite-feature kernels past the measured crossover length, else torch.
+        "torch": normalized EDP/RBF through torch's fused SDPA, everything else tiled with a recomputing
+        backward (O(L * tile) memory, any device and kernel). "triton": the fused :mod:`triton_ops` kernel
+        (CUDA; dot-family and exp_intersection kernels; no dropout, none of the feature arguments below).
+        "linear": finite feature maps in O((L + S) m Ev) (causal, key-padding masks, packed batches and
+        ``return_lse``). "auto": triton on CUDA where fused, linear for finite-feature kernels past the
+        measured crossover length, else torch; the feature arguments select torch.
+    window : (int, int), optional
+        Sliding window ``(left, right)`` aligned bottom-right as FlashAttention's ``window_size``: query i
+        attends keys j with ``i + S - L - left <= j <= i + S - L + right``; -1 leaves a side unbounded, so
+        ``(-1, 0)`` is the KV-cache causal mask (equal to ``is_causal`` when L == S). Tiles outside the window
+        are skipped: O(L * window) time and memory.
+    alibi_slopes : torch.Tensor of shape (heads,) or (batch, heads), optional
+        Multiplies the kernel by ``exp(-slope |i + S - L - j|)`` (ALiBi for EDP), for every kernel.
+    sinks : torch.Tensor of shape (heads,), optional
+        A learned sink logit per head: ``exp(sink)`` joins every row sum of the normalized weights (GPT-OSS;
+        "softmax1" when 0), for any non-negative kernel. Needs ``normalize=True``. Differentiable.
+    softcap : float, optional
+        ``c * tanh(x / c)`` on the log-kernel ``x`` (for EDP the score ``s q.k``: Gemma 2's logit soft-capping),
+        before masks and ALiBi. Needs a kernel evaluated through its log-kernel (edp, rbf, laplacian,
+        exp_intersection).
+    cu_seqlens_q, cu_seqlens_k : torch.Tensor of shape (batch + 1,), optional
+        Packed variable-length batch (the layout of torch's ``varlen_attn``): query (total_q, heads, E), key
+        and value (total_k, kv_heads, E / Ev); int32/int64 offsets from 0. ``attn_mask`` is not supported here.
+    max_seqlen_q, max_seqlen_k : int, optional
+        The longest sequences of the packed batch (checked, as in ``varlen_attn``).
+    return_lse : bool, default=False
+        Also return the row log-normalizer ``lse`` (log of the row sum including sinks; -inf for empty rows),
+        in the compute dtype, shape (..., L) or (heads, total_q) when packed: partial results over disjoint key
+        sets merge as ``sum_p exp(lse_p - lse) out_p`` with ``lse = logsumexp_p lse_p``. Needs
+        ``normalize=True``. Differentiable.
 
     Returns
     -------
-    torch.Tensor of shape (..., L, Ev)
+    torch.Tensor of shape (..., L, Ev), or (out, lse) with ``return_lse``
         In the query's dtype (the autocast dtype under autocast). Low-precision inputs accumulate in float32.
 
     Notes
     -----
     Inputs are not scanned for NaN/inf (a device synchronization per call): like SDPA, non-finite inputs give
     non-finite outputs.
+
+    Examples
+    --------
+    >>> import torch
+    >>> q, k, v = torch.randn(3, 1, 2, 8, 16).unbind(0)
+    >>> out, lse = kernel_attention(q, k, v, kernel="rbf", window=(3, 0), return_lse=True)
+    >>> out.shape, lse.shape
+    (torch.Size([1, 2, 8, 16]), torch.Size([1, 2, 8]))
     """
     k_obj = resolve_kernel(kernel, scale, **kernel_params)
+    packed = cu_seqlens_q is not None or cu_seqlens_k is not None
+    extras = check_extras(query, window, alibi_slopes, sinks, softcap, return_lse, normalize, packed)
+    if not packed:
+        if max_seqlen_q is not None or max_seqlen_k is not None:
+            raise ValueError("max_seqlen_q/max_seqlen_k need cu_seqlens_q and cu_seqlens_k (a packed batch)")
+        return _attention(query, key, value, attn_mask, dropout_p, is_causal, enable_gqa, k_obj, normalize,
+                          backend, extras)
+    off_q, off_k = check_cu_seqlens(query, key, value, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k)
+    if attn_mask is not None:
+        raise ValueError("attn_mask is not supported with cu_seqlens_q/cu_seqlens_k; use window or is_causal")
+
+    def run(q, k, v):
+        return _attention(q, k, v, None, dropout_p, is_causal, enable_gqa, k_obj, normalize, backend, extras)
+
+    return packed_attention(run, query, key, value, off_q, off_k, extras.return_lse)
+
+
+def _attention(query, key, value, attn_mask, dropout_p, is_causal, enable_gqa, k_obj, normalize, backend,
+               extras: Extras):
     key_g, value_g, mask = _prepare(
         query, key, value, attn_mask, is_causal, dropout_p, normalize, backend, enable_gqa, k_obj
     )
-    chosen = _choose_backend(backend, query, key, mask, dropout_p, k_obj)
+    if not window_is_vacuous(extras.window, query.shape[-2], key.shape[-2]):
+        mask = replace(mask, window=extras.window)
+    chosen = _choose_backend(backend, query, key, mask, dropout_p, k_obj, extras, normalize)
     out_dtype = _out_dtype(query)
     if chosen == "triton":
         ops = _triton_ops()
@@ -211,16 +281,28 @@ def kernel_attention(
     dtype = _compute_dtype(query.dtype)
     q, k, v = query.to(dtype), key_g.to(dtype), value_g.to(dtype)
     if mask.bias is not None:
-        mask = MaskSpec(None, mask.bias.to(dtype), mask.causal)
+        mask = replace(mask, bias=mask.bias.to(dtype))
+    sinks = None if extras.sinks is None else extras.sinks.to(dtype)
+    slopes = None if extras.alibi_slopes is None else extras.alibi_slopes.to(dtype)
+    lse = None
     with torch.autocast(query.device.type, enabled=False):
         if chosen == "linear":
-            out = linear_attention(q, k, v, k_obj, normalize, mask)
+            res = linear_attention(q, k, v, k_obj, normalize, mask, return_lse=extras.return_lse)
+        elif chosen == "sdpa":
+            res = sdpa_attention(q, k, v, k_obj, mask, float(dropout_p))
         else:
-            out = chunked_attention(q, k, v, k_obj, normalize, mask, float(dropout_p))
-    return out.to(out_dtype)
+            res = chunked_attention(
+                q, k, v, k_obj, normalize, mask, float(dropout_p), softcap=extras.softcap, sinks=sinks,
+                alibi_slopes=slopes, return_lse=extras.return_lse,
+            )
+    if extras.return_lse:
+        out, lse = res
+        return out.to(out_dtype), lse
+    return res.to(out_dtype)
 
 
-def _choose_backend(backend: str, query, key, mask: MaskSpec, dropout_p: float, kernel: Kernel) -> str:
+def _choose_backend(backend: str, query, key, mask: MaskSpec, dropout_p: float, kernel: Kernel,
+                    extras: Extras, normalize: bool) -> str:
     if backend == "triton":
         ops = _triton_ops()
         if ops is None:
@@ -243,7 +325,14 @@ def _choose_backend(backend: str, query, key, mask: MaskSpec, dropout_p: float, 
             )
         if dropout_p > 0:
             raise ValueError("backend='triton' does not apply dropout; use dropout_p=0.0 or backend='torch'")
+        if extras.any_feature or mask.window is not None:
+            name = extras.first_feature() or "window"
+            raise ValueError(f"backend='triton' does not support {name} yet; use backend='torch'")
         return "triton"
+    tiled_features = (
+        mask.window is not None or extras.alibi_slopes is not None or extras.sinks is not None
+        or extras.softcap is not None
+    )
     if backend == "linear":
         if not kernel.has_features:
             raise ValueError(
@@ -257,20 +346,31 @@ def _choose_backend(backend: str, query, key, mask: MaskSpec, dropout_p: float, 
             )
         if dropout_p > 0:
             raise ValueError("backend='linear' cannot apply dropout to weights it never forms; use dropout_p=0.0")
+        if tiled_features:
+            name = next(n for n, on in (("window", mask.window is not None), ("alibi_slopes",
+                        extras.alibi_slopes is not None), ("sinks", extras.sinks is not None),
+                        ("softcap", extras.softcap is not None)) if on)
+            raise ValueError(
+                f"backend='linear' does not support {name} (its recurrence has no position-dependent weights); "
+                "use backend='torch'"
+            )
         return "linear"
-    if backend == "torch":
-        return "torch"
-    # auto
-    # the fused primitive takes (B, H, N, D) float16/bfloat16/float32 tensors
-    if query.is_cuda and dropout_p == 0 and query.ndim == 4 and query.dtype in _TRITON_DTYPES:
-        ops = _triton_ops()
-        if _is_fused(kernel, ops, query.shape[-1]):
-            return "triton"
-    if kernel.has_features and mask.keys_only() and dropout_p == 0:
-        m = kernel.feature_dim(query.shape[-1])
-        ratio = LINEAR_CROSSOVER_RATIO_CAUSAL if mask.causal else LINEAR_CROSSOVER_RATIO
-        if _effective_length(query.shape[-2], key.shape[-2]) >= ratio * m:
-            return "linear"
+    if backend == "auto":
+        # the fused primitive takes (B, H, N, D) float16/bfloat16/float32 tensors
+        if (query.is_cuda and dropout_p == 0 and query.ndim == 4 and query.dtype in _TRITON_DTYPES
+                and not tiled_features and not extras.return_lse):
+            ops = _triton_ops()
+            if _is_fused(kernel, ops, query.shape[-1]):
+                return "triton"
+        if kernel.has_features and mask.keys_only() and dropout_p == 0 and not tiled_features:
+            m = kernel.feature_dim(query.shape[-1])
+            ratio = LINEAR_CROSSOVER_RATIO_CAUSAL if mask.causal else LINEAR_CROSSOVER_RATIO
+            if _effective_length(query.shape[-2], key.shape[-2]) >= ratio * m:
+                return "linear"
+    bias = mask.bias
+    if (sdpa_eligible(kernel, normalize)
+            and not tiled_features and not extras.return_lse and not (bias is not None and bias.requires_grad)):
+        return "sdpa"
     return "torch"
 
 
@@ -295,7 +395,7 @@ def kernel_attention_weights(
     key_g, _, mask = _prepare(query, key, key, attn_mask, is_causal, 0.0, normalize, "torch", enable_gqa, k_obj)
     dtype = _compute_dtype(query.dtype)
     if mask.bias is not None:
-        mask = MaskSpec(None, mask.bias.to(dtype), mask.causal)
+        mask = replace(mask, bias=mask.bias.to(dtype))
     with torch.autocast(query.device.type, enabled=False):
         w = attention_weights(query.to(dtype), key_g.to(dtype), k_obj, normalize, mask)
     return w.to(_out_dtype(query))

@@ -1,8 +1,8 @@
-"""Shared harness for the scripts in ``benchmarks/``: flags, progress, one results layout, plots, resume.
+"""Shared harness for the scripts in ``benchmarks/``: flags, progress, one results layout, plots, resuming.
 
 Every script builds its command line with :func:`make_parser` (``--quick``, ``--out DIR``, ``--seeds``,
-``--device``, ``--threads``, ``--fresh``, ``--name``), opens a :class:`Results` store and runs only the results that are not in
-it yet::
+``--device``, ``--threads``, ``--fresh``, ``--name``), opens a :class:`Results` store and runs only the results
+that are not in it yet::
 
     import _harness  # benchmarks/ is on sys.path when a script in it runs
 

@@ -7,8 +7,8 @@ faster (the crossover length N*, reported as N* / m for feature dimension m) and
     .venv/bin/python benchmarks/linear_vs_quadratic.py [--quick] [--device cpu|cuda] [--seeds 0 1]
 
 Writes benchmarks/results/linear_vs_quadratic[_cuda][_quick].{json,csv,png} through the shared harness
-(``_harness.py``; one row per (kernel, causal, n, seed), resumable; the seed draws q, k, v). Peak memory: CUDA's max_memory_allocated on GPU;
-on CPU the growth of the peak resident set size of a forked process that runs one forward pass.
+(``_harness.py``; one row per (kernel, causal, n, seed), resumable; the seed draws q, k, v). Peak memory:
+CUDA's max_memory_allocated on GPU; on CPU the growth of the peak resident set size of a forked process that runs one forward pass.
 """
 
 from __future__ import annotations

@@ -74,9 +74,45 @@ def reference_attention(q, k, v, kernel, normalize=True, is_causal=False, attn_m
     return reference_weights(q, k, kernel, normalize, is_causal, attn_mask) @ v.double()
 
 
-def randn(*shape, seed=0, dtype=torch.float64, requires_grad=False):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(*shape, generator=g, dtype=dtype).requires_grad_(requires_grad)
+def reference_features(q, k, v, kernel, normalize=True, is_causal=False, attn_mask=None, window=None,
+                       alibi_slopes=None, sinks=None, softcap=None):
+    """``(out, lse)`` with the feature arguments, straight from their definitions (float64, explicit weights).
+
+    window (left, right) is aligned bottom-right (-1 unbounded); ALiBi multiplies by exp(-slope |i + S - L - j|);
+    sinks add exp(sink) to the row sum; softcap maps the log-kernel x to c tanh(x / c).
+    """
+    q, k, v = q.double(), k.double(), v.double()
+    nq, nk = q.shape[-2], k.shape[-2]
+    if softcap is not None:
+        w = torch.exp(softcap * torch.tanh(kernel.log_evaluate(q, k) / softcap))
+    else:
+        w = kernel.evaluate(q, k)
+    i = torch.arange(nq).unsqueeze(-1) + (nk - nq)  # query positions, bottom-right
+    j = torch.arange(nk).unsqueeze(0)
+    keep = torch.ones(nq, nk, dtype=torch.bool)
+    if is_causal:
+        keep &= torch.ones(nq, nk, dtype=torch.bool).tril()
+    if window is not None:
+        left, right = window
+        if left != -1:
+            keep &= j >= i - left
+        if right != -1:
+            keep &= j <= i + right
+    if alibi_slopes is not None:
+        slopes = alibi_slopes.double().reshape(*alibi_slopes.shape, 1, 1)
+        w = w * torch.exp(-slopes * (i - j).abs())
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            keep = keep & attn_mask
+        else:
+            w = w * torch.exp(attn_mask.double())
+    w = w.masked_fill(~keep, 0.0)
+    total = w.sum(-1)
+    if sinks is not None:
+        total = total + torch.exp(sinks.double()).unsqueeze(-1)
+    if normalize:
+        w = w / torch.where(total != 0, total, torch.ones_like(total)).unsqueeze(-1)
+    return w @ v, torch.log(total)
 
 
 def randn(*shape, seed=0, dtype=torch.float64, requires_grad=False):

@@ -51,14 +51,15 @@ def _tile_grads(
             lw = lw + bias * LOG2E
         lw = tl.where(valid, lw, float("-inf"))
         if NORMALIZE:
-            # fully masked rows have lse = -inf: make P = 0 there instead of exp(-inf + inf)
+            # lse (natural log) includes rbf's row constant, which log2_weight leaves out: remove it, go to base 2.
+            # Fully masked rows have lse = -inf: make P = 0 there instead of exp(-inf + inf).
             lse2 = (lse - row_constant(qn, c0, KERNEL, NORMALIZE)) * LOG2E
             lse2 = tl.where(lse == float("-inf"), float("inf"), lse2)
             p = tl.exp2(lw - lse2[:, None])
         else:
             p = tl.exp2(lw)
-        t = p * dp  # dLoss/dlog(w) = G * w
-        u = t
+        t = p * dp  # dLoss/dlog(w) = G * w, which is also the bias gradient
+        u = t  # the derivatives of exponential kernels are of log(w), so they multiply G * w
     else:
         w = weight(s, qn, kn, c0, c1, KERNEL, DEGREE, APPROX)
         if MASK_KIND == 2:

@@ -15,12 +15,16 @@ from sklearn.utils.validation import _check_sample_weight
 from ..kernels import Kernel
 from ..kernels import resolve_kernel as _resolve
 from ..operators import check_normalizable
-from ..solvers import RepresenterProblem, check_penalty, choose_solver, select_landmarks, solve_representer
+from ..distributed import current_group
+from ..rows import as_row_source
+from ..solvers import (RepresenterProblem, check_penalty, choose_solver, select_centers, select_landmarks,
+                       solve_representer)
+from ._precomputed import is_precomputed, precomputed_test, precomputed_train
 
 from ._sparse import fit_sparse_embedding
 
-__all__ = ["resolve_kernel", "resolve_device", "as_device_tensor", "check_scalar_param", "check_sample_weight",
-           "accepts_sparse", "fit_representer", "prepare_representer", "predict_expansion", "output_dtype"]
+__all__ = ["accepts_sparse", "resolve_kernel", "resolve_device", "as_device_tensor", "check_scalar_param",
+           "check_sample_weight", "fit_representer", "prepare_representer", "predict_expansion", "output_dtype"]
 
 
 def resolve_kernel(kernel: Any, kernel_params: dict | None, name: str = "kernel") -> Kernel:
@@ -64,11 +68,13 @@ def check_scalar_param(name: str, value: Any, *, minimum: float, integer: bool =
 
 
 def accepts_sparse(est: Any) -> bool:
-    """The ``input_tags.sparse`` of an estimator: whether its kernel takes sparse X (the dot-product kernels)."""
+    """The ``input_tags.sparse`` of a unary estimator: sparse X is taken for the symmetric dot-family kernels."""
+    if is_precomputed(est.kernel):
+        return False
     try:
         kernel = resolve_kernel(est.kernel, est.kernel_params)
-    except (TypeError, ValueError):
-        return False  # fit will name the bad parameter
+    except (TypeError, ValueError):  # an invalid kernel parameter is reported by fit, not by the tags
+        return False
     return kernel.family == "dot" and kernel.symmetric
 
 
@@ -102,7 +108,12 @@ def prepare_representer(est: Any, X: np.ndarray, Z: np.ndarray,
     Sets ``kernel_``, ``centers_``, ``penalty_``, ``solver_`` on ``est``. ``problem.alpha`` is a float, or an
     array of one alpha per target (:func:`fit_representer` solves one problem per distinct value).
     """
-    kernel = resolve_kernel(est.kernel, est.kernel_params)
+    if is_precomputed(est.kernel):
+        if est.kernel_params is not None:
+            raise ValueError("kernel='precomputed' takes no kernel_params")
+        X, kernel = precomputed_train(X)
+    else:
+        kernel = resolve_kernel(est.kernel, est.kernel_params)
     device, dtype = resolve_device(est.device)
     if X.dtype == np.float32:  # float32 in, kernel products in float32 (the solves accumulate in float64)
         dtype = torch.float32
@@ -116,13 +127,24 @@ def prepare_representer(est: Any, X: np.ndarray, Z: np.ndarray,
         raise TypeError(f"normalize must be a bool, got {est.normalize!r}")
     if est.normalize:
         check_normalizable(kernel)
-    n = X.shape[0]
+    group = current_group()  # inside rkbs.distributed.data_parallel: X is this process's shard of the rows
+    n = X.shape[0] if group is None else sum(group.shard_sizes(X.shape[0], device))
     square = n_components is None or n_components >= n
+    landmarks = getattr(est, "landmarks", "uniform")
+    if square and group is not None:
+        raise ValueError("inside rkbs.distributed.data_parallel, set n_components (Nystroem landmarks) below "
+                         f"the total number of rows ({n}): the exact solvers need every row in one process")
     if square:
         centers = X
-    else:  # landmarks among the samples that count (all of them without weights: the same draw)
+    elif group is None and landmarks == "uniform":  # among the samples that count (all without weights)
         pool = np.arange(n) if sample_weight is None else np.flatnonzero(sample_weight > 0)
         centers = X[pool[select_landmarks(pool.shape[0], n_components, est.random_state)]]
+    else:
+        if scipy.sparse.issparse(X) or sample_weight is not None:
+            raise ValueError("landmarks='leverage' and rkbs.distributed.data_parallel take dense X without "
+                             "sample_weight; use landmarks='uniform' outside data_parallel")
+        centers = select_centers(as_row_source(X), n_components, random_state=est.random_state, group=group,
+                                 device=device, method=landmarks, kernel=kernel, alpha=float(np.max(alpha)))
     sparse_input = scipy.sparse.issparse(X)
     if sparse_input:  # dense coordinates with the same inner products (rkbs.estimators._sparse)
         X_sparse, centers_sparse = X, centers
@@ -132,7 +154,7 @@ def prepare_representer(est: Any, X: np.ndarray, Z: np.ndarray,
     penalty = check_penalty(kernel, est.penalty, normalize=bool(est.normalize), square=square,
                             spectrum=est.spectrum)
     solver = choose_solver(est.solver, penalty, kernel, m=centers.shape[0], normalize=bool(est.normalize),
-                           spectrum=est.spectrum)
+                           spectrum=est.spectrum, n=n)
     if sparse_input and X_sparse.dtype == np.float32:
         dtype = torch.float32
     Xt = as_device_tensor(X, device, dtype)
@@ -228,6 +250,8 @@ def predict_expansion(est: Any, X: np.ndarray, coef: np.ndarray) -> np.ndarray:
     out_dtype = output_dtype(X, est)
     if out_dtype == np.float32:
         dtype = torch.float32
+    if is_precomputed(est.kernel):
+        X = precomputed_test(X, est.kernel_.n_train)
     emb = getattr(est, "_sparse_embedding", None)
     if emb is not None:  # fitted on sparse X: every input through the same embedding
         X, C = emb.transform(X), emb.centers_embedded

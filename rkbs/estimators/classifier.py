@@ -13,6 +13,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._common import (accepts_sparse, check_sample_weight, check_scalar_param, fit_representer, output_dtype,
                       predict_expansion, prepare_representer)
 from ._logistic import fit_logistic
+from ._precomputed import is_precomputed
 
 __all__ = ["RKBSClassifier"]
 
@@ -33,6 +34,7 @@ class RKBSClassifier(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     kernel : str or Kernel, default="rbf"
+        A catalogue name, a kernel object, or ``"precomputed"`` (kernel matrices as in ``SVC``).
     kernel_params : dict, default=None
     alpha : float, default=1.0
     loss : {"squared", "logistic"}, default="squared"
@@ -51,6 +53,8 @@ class RKBSClassifier(ClassifierMixin, BaseEstimator):
         Iteration cap (``None``: scipy's default for the Krylov solvers, 100 Newton iterations).
     block_size : int, default=None
     random_state : int, RandomState instance or None, default=None
+    landmarks : {"uniform", "leverage"}, default="uniform"
+        How the Nystroem landmarks are drawn (see :class:`RKBSRegressor`).
     device : str or torch.device, default="cpu"
     fit_intercept : bool, default=False
         Fit unpenalized per-output intercepts.
@@ -83,7 +87,8 @@ class RKBSClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(self, kernel="rbf", *, kernel_params=None, alpha=1.0, loss="squared", penalty="auto",
                  solver="auto", normalize=False, n_components=None, spectrum=None, tol=1e-6, max_iter=None,
-                 block_size=None, random_state=None, device="cpu", fit_intercept=False):
+                 block_size=None, random_state=None, device="cpu", fit_intercept=False,
+                 landmarks="uniform"):
         self.kernel = kernel
         self.kernel_params = kernel_params
         self.alpha = alpha
@@ -99,6 +104,7 @@ class RKBSClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.device = device
         self.fit_intercept = fit_intercept
+        self.landmarks = landmarks
 
     def fit(self, X, y, sample_weight=None):
         """Fit the classifier.
@@ -205,5 +211,6 @@ class RKBSClassifier(ClassifierMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
+        tags.input_tags.pairwise = is_precomputed(self.kernel)  # cross-validation slices rows and columns
         tags.input_tags.sparse = accepts_sparse(self)
         return tags

@@ -7,6 +7,8 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._common import accepts_sparse, check_sample_weight, fit_representer, output_dtype, predict_expansion
+from ._precomputed import is_precomputed
+from ._scale import fit_streamed, is_streamed, predict_streamed
 
 __all__ = ["RKBSRegressor"]
 
@@ -23,7 +25,9 @@ class RKBSRegressor(RegressorMixin, BaseEstimator):
     Parameters
     ----------
     kernel : str or Kernel, default="rbf"
-        A name of :func:`rkbs.kernels.list_kernels` or a kernel object (e.g. an ``AttentionKernel``).
+        A name of :func:`rkbs.kernels.list_kernels` or a kernel object (e.g. an ``AttentionKernel``), or
+        ``"precomputed"``: ``fit`` takes the training kernel matrix (n, n), ``predict`` the kernel between new
+        and training points (n_new, n), as in ``KernelRidge``; its symmetry and definiteness decide the penalty.
     kernel_params : dict, default=None
         Parameters of the kernel (``{"gamma": 0.1}``); with a kernel object, a clone with them is used. A grid
         search can also search ``kernel__gamma`` when ``kernel`` is an object.
@@ -53,6 +57,9 @@ class RKBSRegressor(RegressorMixin, BaseEstimator):
         Rows per block of the matrix-free kernel products (memory O(block_size * n_centers)).
     random_state : int, RandomState instance or None, default=None
         Draws the Nystroem landmarks.
+    landmarks : {"uniform", "leverage"}, default="uniform"
+        How the Nystroem landmarks are drawn: uniformly without replacement, or proportionally to approximate
+        ridge leverage scores of a uniform pool of 3 n_components rows (Mercer kernels).
     device : str or torch.device, default="cpu"
         Where the kernel products run (float64 on CPU, float32 on CUDA, through the fused Triton kernel when
         one exists for the kernel). Float32 input runs the kernel products in float32 and gives float32
@@ -92,7 +99,8 @@ class RKBSRegressor(RegressorMixin, BaseEstimator):
 
     def __init__(self, kernel="rbf", *, kernel_params=None, alpha=1.0, penalty="auto", solver="auto",
                  normalize=False, n_components=None, spectrum=None, tol=1e-8, max_iter=None, block_size=None,
-                 random_state=None, device="cpu", fit_intercept=False):
+                 random_state=None, device="cpu", fit_intercept=False,
+                 landmarks="uniform"):
         self.kernel = kernel
         self.kernel_params = kernel_params
         self.alpha = alpha
@@ -107,13 +115,16 @@ class RKBSRegressor(RegressorMixin, BaseEstimator):
         self.random_state = random_state
         self.device = device
         self.fit_intercept = fit_intercept
+        self.landmarks = landmarks
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y=None, sample_weight=None):
         """Fit the coefficients by (weighted) penalized least squares.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), numpy.memmap or rkbs.rows.RowChunks
+            A memory map or a RowChunks is read block by block, never copied to memory (out of core; needs
+            ``n_components``); a RowChunks carries the targets and takes ``y=None``.
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights of the squared errors. An integer weight k is the same as k copies of the
@@ -123,6 +134,12 @@ class RKBSRegressor(RegressorMixin, BaseEstimator):
         -------
         self : RKBSRegressor
         """
+        if is_streamed(X):
+            beta = fit_streamed(self, X, y, sample_weight)
+            single = beta.shape[1] == 1 and (y is None or np.ndim(y) == 1)
+            self.dual_coef_ = beta[:, 0].copy() if single else beta
+            self.intercept_ = 0.0 if single else np.zeros(beta.shape[1])
+            return self
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], accept_sparse=("csr", "csc"),
                              multi_output=True, y_numeric=True)
         sw = check_sample_weight(sample_weight, X)
@@ -138,13 +155,17 @@ class RKBSRegressor(RegressorMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), numpy.memmap or rkbs.rows.RowChunks
+            Memory maps and RowChunks are read block by block.
 
         Returns
         -------
         ndarray of shape (n_samples,) or (n_samples, n_targets)
         """
         check_is_fitted(self)
+        if is_streamed(X):
+            out = predict_streamed(self, X, self.dual_coef_) + np.asarray(self.intercept_)
+            return out[:, 0] if self.dual_coef_.ndim == 1 else out
         X = validate_data(self, X, dtype=[np.float64, np.float32], accept_sparse=("csr", "csc"), reset=False)
         out = predict_expansion(self, X, self.dual_coef_)
         out += np.asarray(self.intercept_, dtype=out.dtype)
@@ -155,5 +176,6 @@ class RKBSRegressor(RegressorMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
+        tags.input_tags.pairwise = is_precomputed(self.kernel)  # cross-validation slices rows and columns
         tags.input_tags.sparse = accepts_sparse(self)
         return tags

@@ -92,6 +92,10 @@ class Kernel(BaseEstimator):
             return None
         return self._fused_spec(check_int("d", d, 1))
 
+    def _spec(self, epilogue: int, c0: float, c1: float = 0.0, degree: int = 0) -> KernelSpec:
+        """The ``KernelSpec`` of a fused epilogue for this kernel (for ``_fused_spec`` implementations)."""
+        return KernelSpec(epilogue, c0=c0, c1=c1, degree=degree, nonnegative=self.positive_valued)
+
     def check_normalize(self, normalize: Any) -> None:
         """Apply the positivity rule (``triton_ops.check_normalize``): ``normalize=True`` needs
         ``positive_valued``; a ``ValueError`` otherwise, a ``TypeError`` if ``normalize`` is not a bool."""

@@ -65,7 +65,7 @@ class EDP(_DotKernel):
         return {"scale": self._scale(d)}
 
     def _fused_spec(self, d: int) -> KernelSpec:
-        return KernelSpec(Epilogue.EDP, c0=self._scale(d), c1=0.0, degree=0, nonnegative=self.positive_valued)
+        return self._spec(Epilogue.EDP, c0=self._scale(d))
 
     def log_evaluate(self, x, y):
         return self._scale(x.shape[-1]) * _dot(x, y)
@@ -102,7 +102,7 @@ class RBF(_DotKernel):
         return {"gamma": self._gamma(d)}
 
     def _fused_spec(self, d: int) -> KernelSpec:
-        return KernelSpec(Epilogue.RBF, c0=self._gamma(d), c1=0.0, degree=0, nonnegative=self.positive_valued)
+        return self._spec(Epilogue.RBF, c0=self._gamma(d))
 
     def log_evaluate(self, x, y):
         return -self._gamma(x.shape[-1]) * _sq_dist(x, y)
@@ -124,13 +124,16 @@ class Laplacian(RBF):
     formula = "exp(-gamma |q - k|)"
 
     def _fused_spec(self, d: int) -> KernelSpec:
-        return KernelSpec(Epilogue.LAPLACIAN, c0=self._gamma(d), c1=0.0, degree=0, nonnegative=self.positive_valued)
+        return self._spec(Epilogue.LAPLACIAN, c0=self._gamma(d))
 
     def log_evaluate(self, x, y):
         sq = _sq_dist(x, y)
+        gamma = self._gamma(x.shape[-1])
+        if not (torch.is_grad_enabled() and (x.requires_grad or y.requires_grad)):
+            return sq.sqrt_().mul_(-gamma)  # in place: the attention forward pass evaluates this per tile
         # sqrt has an infinite derivative at 0; the distance's subgradient there is taken as 0.
         dist = torch.where(sq > 0, sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt(), torch.zeros_like(sq))
-        return -self._gamma(x.shape[-1]) * dist
+        return -gamma * dist
 
 
 class Polynomial(_DotKernel):
@@ -179,8 +182,7 @@ class Polynomial(_DotKernel):
 
     def _fused_spec(self, d: int) -> KernelSpec:
         p = self.resolved_params(d)
-        return KernelSpec(Epilogue.POLYNOMIAL, c0=p["scale"], c1=p["coef0"], degree=p["degree"],
-                          nonnegative=self.positive_valued)
+        return self._spec(Epilogue.POLYNOMIAL, c0=p["scale"], c1=p["coef0"], degree=p["degree"])
 
     def evaluate(self, x, y):
         p = self.resolved_params(x.shape[-1])
@@ -230,7 +232,7 @@ class Linear(_DotKernel):
         return {"scale": self._scale(d)}
 
     def _fused_spec(self, d: int) -> KernelSpec:
-        return KernelSpec(Epilogue.LINEAR, c0=self._scale(d), c1=0.0, degree=0, nonnegative=self.positive_valued)
+        return self._spec(Epilogue.LINEAR, c0=self._scale(d))
 
     def evaluate(self, x, y):
         return self._scale(x.shape[-1]) * _dot(x, y)
@@ -258,7 +260,7 @@ class Cosine(_DotKernel):
         return d
 
     def _fused_spec(self, d: int) -> KernelSpec:
-        return KernelSpec(Epilogue.COSINE, c0=1.0, c1=0.0, degree=0, nonnegative=self.positive_valued)
+        return self._spec(Epilogue.COSINE, c0=1.0)
 
     def feature_map_x(self, x):
         norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
@@ -288,7 +290,7 @@ class _AffineDotKernel(_DotKernel):
 
     def _affine_spec(self, epilogue: Epilogue, d: int) -> KernelSpec:
         p = self.resolved_params(d)
-        return KernelSpec(epilogue, c0=p["scale"], c1=p["coef0"], degree=0, nonnegative=self.positive_valued)
+        return self._spec(epilogue, c0=p["scale"], c1=p["coef0"])
 
 
 class Sigmoid(_AffineDotKernel):

@@ -34,6 +34,24 @@ V = randn(2, 3, 7, 4, seed=2)
         ({"is_causal": 1}, TypeError, "is_causal must be a bool"),
         ({"backend": "cuda"}, ValueError, "backend must be one of"),
         ({"backend": "triton"}, ValueError, "backend='triton' takes .* float16, bfloat16 or float32"),
+        ({"window": (2,)}, ValueError, "window must be None or a pair"),
+        ({"window": (-2, 0)}, ValueError, "window must be None or a pair"),
+        ({"window": (1.5, 0)}, ValueError, "window must be None or a pair"),
+        ({"alibi_slopes": torch.ones(4, dtype=torch.float64)}, ValueError, "alibi_slopes must have shape"),
+        ({"alibi_slopes": torch.ones(3, dtype=torch.long)}, TypeError, "alibi_slopes must be a floating"),
+        ({"alibi_slopes": [0.1, 0.2, 0.3]}, TypeError, "alibi_slopes must be a torch.Tensor"),
+        ({"sinks": torch.ones(2, dtype=torch.float64)}, ValueError, r"sinks must have shape \(heads,\) = \(3,\)"),
+        ({"sinks": torch.tensor([0.0, float("nan"), 0.0], dtype=torch.float64)}, ValueError, "sinks must be finite"),
+        ({"sinks": torch.zeros(3, dtype=torch.float64), "normalize": False}, ValueError, "sinks .* normalize=True"),
+        ({"softcap": 0.0}, ValueError, "softcap must be a finite positive"),
+        ({"softcap": 2.0, "kernel": "sigmoid"}, ValueError, "softcap applies to the log-kernel"),
+        ({"return_lse": 1}, TypeError, "return_lse must be a bool"),
+        ({"return_lse": True, "normalize": False}, ValueError, "return_lse=True .* normalize=True"),
+        ({"max_seqlen_q": 5}, ValueError, "max_seqlen_q/max_seqlen_k need cu_seqlens"),
+        ({"window": (1, 0), "backend": "linear", "kernel": "elu"}, ValueError,
+         "backend='linear' does not support window"),
+        ({"sinks": torch.zeros(3, dtype=torch.float64), "backend": "linear", "kernel": "elu"}, ValueError,
+         "backend='linear' does not support sinks"),
     ],
 )
 def test_bad_arguments(kwargs, exc, match):
@@ -69,3 +87,35 @@ def test_bad_tensors():
 def test_empty_sequences():
     assert kernel_attention(Q[..., :0, :], K, V).shape == (2, 3, 0, 4)
     assert (kernel_attention(Q, K[..., :0, :], V[..., :0, :]) == 0).all()
+
+
+def test_packed_layout_errors():
+    q, k, v = randn(9, 2, 4), randn(9, 2, 4), randn(9, 2, 3)
+    cu = torch.tensor([0, 4, 9], dtype=torch.int32)
+    with pytest.raises(ValueError, match="must be given together"):
+        kernel_attention(q, k, v, cu_seqlens_q=cu)
+    with pytest.raises(ValueError, match="cu_seqlens_k must start at 0, never decrease and end at the packed"):
+        kernel_attention(q, k, v, cu_seqlens_q=cu, cu_seqlens_k=torch.tensor([0, 5, 4], dtype=torch.int32))
+    with pytest.raises(ValueError, match="1-D int32/int64"):
+        kernel_attention(q, k, v, cu_seqlens_q=cu.float(), cu_seqlens_k=cu)
+    with pytest.raises(ValueError, match="cu_seqlens_q has 2 sequences but cu_seqlens_k has 1"):
+        kernel_attention(q, k, v, cu_seqlens_q=cu, cu_seqlens_k=torch.tensor([0, 9]))
+    with pytest.raises(ValueError, match="max_seqlen_q must be an int >= the longest sequence \\(5\\)"):
+        kernel_attention(q, k, v, cu_seqlens_q=cu, cu_seqlens_k=cu, max_seqlen_q=4)
+    with pytest.raises(ValueError, match="query must be a packed"):
+        kernel_attention(q.unsqueeze(0), k, v, cu_seqlens_q=cu, cu_seqlens_k=cu)
+    with pytest.raises(ValueError, match="attn_mask is not supported with cu_seqlens"):
+        kernel_attention(q, k, v, cu_seqlens_q=cu, cu_seqlens_k=cu, attn_mask=torch.ones(9, 9, dtype=torch.bool))
+
+
+def test_triton_backend_refuses_the_feature_arguments(monkeypatch):
+    import attention_kernels.functional as functional
+
+    if functional._triton_ops() is None:
+        pytest.skip("triton_ops unavailable")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    q = Q.float()
+    for kwargs, name in (({"window": (2, 0)}, "window"), ({"softcap": 3.0}, "softcap"),
+                         ({"return_lse": True}, "return_lse")):
+        with pytest.raises(ValueError, match=f"backend='triton' does not support {name} yet; use backend='torch'"):
+            kernel_attention(q, K.float(), V.float(), backend="triton", **kwargs)

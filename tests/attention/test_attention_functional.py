@@ -199,3 +199,126 @@ def test_torch_compile(small_chunks):
 
     compiled = torch.compile(fn, backend="aot_eager")
     torch.testing.assert_close(compiled(q, k, v), fn(q, k, v), rtol=1e-5, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------- SDPA route
+@pytest.fixture
+def sdpa_calls(monkeypatch):
+    """Counts calls of the SDPA route (so a test knows which path it exercised)."""
+    import attention_kernels.functional as functional
+
+    calls = []
+    original = functional.sdpa_attention
+    monkeypatch.setattr(functional, "sdpa_attention", lambda *a, **kw: calls.append(1) or original(*a, **kw))
+    return calls
+
+
+@pytest.mark.parametrize("case", ["edp", "rbf"])
+@pytest.mark.parametrize("is_causal", [False, True])
+@pytest.mark.parametrize("mask_kind", ["none", "bool", "float"])
+def test_sdpa_route_forward_and_gradients(case, is_causal, mask_kind, sdpa_calls):
+    """Normalized EDP/RBF go through SDPA: masks with fully masked rows, causal with a mask, gradients."""
+    kernel = make_kernel(case)
+    q, k, v = (randn(1, 2, n, 40, seed=s, requires_grad=True) for n, s in ((19, 50), (27, 51), (27, 52)))
+    mask = _masks(19, 27, seed=53)[mask_kind]
+    out = kernel_attention(q, k, v, attn_mask=mask, is_causal=is_causal, kernel=kernel, backend="torch")
+    assert sdpa_calls, "the SDPA route was not taken"
+    expected = reference_attention(q, k, v, kernel, True, is_causal, mask)
+    torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+    if mask_kind != "none":
+        assert (out[..., 1 if mask_kind == "bool" else 2, :] == 0).all()
+    g = randn(*out.shape, seed=54)
+    grads = torch.autograd.grad((out * g).sum(), (q, k, v))
+    ref_grads = torch.autograd.grad((expected * g).sum(), (q, k, v))
+    for got, want in zip(grads, ref_grads):
+        assert torch.isfinite(got).all()
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+
+
+def test_sdpa_route_rbf_inference_gqa_and_value_dim(sdpa_calls):
+    """RBF without key gradients folds its key term into an additive mask; GQA heads; Ev != E."""
+    kernel = make_kernel("rbf")
+    q, k, v = randn(2, 4, 10, 8, seed=55), randn(2, 2, 13, 8, seed=56), randn(2, 2, 13, 5, seed=57)
+    keep = torch.rand(10, 13, generator=torch.Generator().manual_seed(1)) > 0.3
+    keep[4] = False
+    out = kernel_attention(q, k, v, attn_mask=keep, enable_gqa=True, kernel=kernel)
+    assert sdpa_calls
+    kg, vg = k.repeat_interleave(2, dim=1), v.repeat_interleave(2, dim=1)
+    torch.testing.assert_close(out, reference_attention(q, kg, vg, kernel, attn_mask=keep), rtol=1e-10, atol=1e-10)
+
+
+def test_mask_gradient_takes_the_tiled_path(sdpa_calls, small_chunks):
+    """A float mask that needs a gradient (e.g. a learned bias) gets it from the tiled backward."""
+    kernel = make_kernel("edp")
+    q, k, v = randn(1, 2, 11, 8, seed=58), randn(1, 2, 14, 8, seed=59), randn(1, 2, 14, 3, seed=60)
+    bias = randn(2, 11, 14, seed=61, requires_grad=True)
+    out = kernel_attention(q, k, v, attn_mask=bias, kernel=kernel)
+    assert not sdpa_calls
+    (grad,) = torch.autograd.grad(out.square().sum(), bias)
+    (want,) = torch.autograd.grad(reference_attention(q, k, v, kernel, attn_mask=bias).square().sum(), bias)
+    torch.testing.assert_close(grad, want, rtol=1e-9, atol=1e-9)
+
+
+def test_unnormalized_rbf_stays_tiled(sdpa_calls, small_chunks):
+    kernel = make_kernel("rbf")
+    q, k, v = (randn(1, 1, 9, 40, seed=s, requires_grad=True) for s in (62, 63, 64))
+    out = kernel_attention(q, k, v, kernel=kernel, normalize=False, is_causal=True)
+    assert not sdpa_calls
+    torch.testing.assert_close(out, reference_attention(q, k, v, kernel, False, True), rtol=1e-10, atol=1e-10)
+    small = [t[..., :5, :3].detach().requires_grad_(True) for t in (q, k, v)]
+    assert torch.autograd.gradcheck(
+        lambda q, k, v: kernel_attention(q, k, v, kernel=kernel, normalize=False, is_causal=True), small
+    )
+
+
+# ------------------------------------------------------------------------------------- the tiled backward
+@pytest.mark.parametrize("head_dim", [40, 80, 96])
+@pytest.mark.parametrize("case", ["laplacian", "polynomial2", "sigmoid", "tanh", "exp_intersection", "elu"])
+def test_tiled_gradients_awkward_shapes(case, head_dim, small_chunks):
+    """Lengths not multiples of the tile (8), one key, batch 1, head dims 40/80/96, causal and masked."""
+    kernel = make_kernel(case)
+    for normalize in _modes(kernel):
+        for nq, nk, is_causal in ((13, 21, True), (6, 1, False), (17, 17, False)):
+            q = randn(1, 1, nq, head_dim, seed=65, requires_grad=True)
+            k = randn(1, 1, nk, head_dim, seed=66, requires_grad=True)
+            v = randn(1, 1, nk, 7, seed=67, requires_grad=True)
+            mask = _masks(nq, nk, seed=68)["float"] if nq > 2 else None
+            out = kernel_attention(q, k, v, attn_mask=mask, is_causal=is_causal, kernel=kernel,
+                                   normalize=normalize, backend="torch")
+            expected = reference_attention(q, k, v, kernel, normalize, is_causal, mask)
+            torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+            g = randn(*out.shape, seed=69)
+            got = torch.autograd.grad((out * g).sum(), (q, k, v))
+            want = torch.autograd.grad((expected * g).sum(), (q, k, v))
+            for a, b in zip(got, want):
+                torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-9)
+
+
+def test_tiled_gradcheck_broadcast_batch_and_default_tiles():
+    """Key/value shared across the batch (broadcast), default tile sizes, one key, a fully masked row."""
+    kernel = make_kernel("laplacian")
+    q = randn(2, 3, 4, 5, seed=70, requires_grad=True)
+    k, v = randn(1, 3, 6, 5, seed=71, requires_grad=True), randn(1, 3, 6, 2, seed=72, requires_grad=True)
+    keep = torch.ones(4, 6, dtype=torch.bool)
+    keep[2] = False
+
+    def fn(q, k, v):
+        return kernel_attention(q, k, v, attn_mask=keep, kernel=kernel, backend="torch")
+
+    assert torch.autograd.gradcheck(fn, (q, k, v))
+    keep = keep[:, :1]
+    assert torch.autograd.gradcheck(fn, (q, k[..., :1, :], v[..., :1, :]))
+
+
+def test_tiled_dropout_backward_uses_the_forward_mask(small_chunks):
+    """With identity values the output is the dropped weight matrix W_d; d(sum(out * G))/dV must be W_d^T G."""
+    q = randn(1, 9, 8, seed=73)
+    k = randn(1, 11, 8, seed=74)
+    eye = torch.eye(11, dtype=torch.float64).unsqueeze(0).requires_grad_(True)
+    torch.manual_seed(1)
+    out = kernel_attention(q, k, eye, dropout_p=0.3, kernel="laplacian", gamma=0.3, is_causal=True)
+    kept = out != 0
+    assert 0 < kept.float().mean() < 1
+    g = randn(*out.shape, seed=75)
+    (grad,) = torch.autograd.grad((out * g).sum(), eye)
+    torch.testing.assert_close(grad, out.detach().transpose(-1, -2) @ g)

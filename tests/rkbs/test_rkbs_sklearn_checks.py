@@ -16,7 +16,8 @@ from rkbs.estimators import BinaryKernelLearner, BinaryKernelRidge, RKBSClassifi
         # the options the regressor and classifier tests exercise: intercepts, a Krylov solver, the coef penalty
         RKBSRegressor(fit_intercept=True, solver="cg"),
         RKBSClassifier(loss="logistic", penalty="coef", fit_intercept=True, alpha=0.1),
-        BinaryKernelRidge(mode="kronecker"),  # two-sided needs one kernel across the two domains' dims
+        BinaryKernelRidge(),  # mode='auto': Kronecker for the Mercer default, whatever the column split
+        BinaryKernelRidge(mode="kronecker"),
         BinaryKernelLearner(n_heads=2, head_dim=2, max_iter=50),
     ],
 )

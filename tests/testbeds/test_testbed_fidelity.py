@@ -85,3 +85,54 @@ def test_energy_step_default_shrinks_by_d_over_one_plus_d():
     torch.testing.assert_close(rbf_attention_step(Y, regularization=0.0), Y)
     close = torch.zeros(4, 2, dtype=torch.float64) + 1.0  # four coincident tokens: D_i = 4
     torch.testing.assert_close(rbf_attention_step(close), close * 4 / 5)
+
+
+@pytest.mark.parametrize("kernel", ["edp", "linear"])
+def test_causal_encoder_ignores_the_future(kernel):
+    from attention_kernels.testbeds.models import KernelTransformerEncoder
+
+    torch.manual_seed(0)
+    model = KernelTransformerEncoder(7, 9, dim=16, n_layers=2, n_heads=2, kernel=kernel, is_causal=True).double()
+    tokens = torch.randint(0, 7, (3, 9))
+    changed = tokens.clone()
+    changed[:, 5:] = (changed[:, 5:] + 1) % 7
+    with torch.no_grad():
+        a, b = model(tokens), model(changed)
+    torch.testing.assert_close(a[:, :5], b[:, :5])
+    assert not torch.allclose(a[:, 5:], b[:, 5:])
+
+
+def test_unnormalized_causal_layer_averages_over_the_keys_it_sees():
+    from attention_kernels.testbeds.models import KernelEncoderLayer
+
+    torch.manual_seed(0)
+    layer = KernelEncoderLayer(4, 1, 8, "linear", normalize=False, is_causal=True).double()
+    x = torch.randn(1, 5, 4, dtype=torch.float64)
+    q, k, v = layer.qkv(layer.norm1(x)).chunk(3, dim=-1)
+    scores = (q @ k.transpose(-1, -2) / 2.0).tril()  # linear kernel, scale 1/sqrt(head_dim = 4)
+    heads = scores @ v / torch.arange(1, 6, dtype=torch.float64)[:, None]
+    after_attention = x + layer.out(heads)
+    expected = after_attention + layer.ffn(layer.norm2(after_attention))
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), expected)
+
+
+def test_real_valued_tokens_and_kernel_swap():
+    from attention_kernels.testbeds.models import KernelTransformerEncoder, SequenceClassifier
+
+    torch.manual_seed(0)
+    model = SequenceClassifier(3, vocab_size=None, input_dim=4, max_len=6, dim=8, n_layers=1, n_heads=2)
+    x = torch.randn(2, 6, 4)
+    assert model(x).shape == (2, 3)
+    with pytest.raises(ValueError, match=r"tokens must be real of shape \(batch, seq, 4\)"):
+        model(torch.zeros(2, 6, dtype=torch.long))
+    with pytest.raises(ValueError, match="exactly one of vocab_size and input_dim"):
+        KernelTransformerEncoder(5, 6, input_dim=4)
+    with torch.no_grad():
+        before = model(x)
+        model.encoder.set_kernel("linear")
+        swapped = model(x)
+        assert all(not layer.normalize and layer.kernel.name == "linear" for layer in model.encoder.layers)
+        model.encoder.set_kernel("edp")
+        torch.testing.assert_close(model(x), before)  # the weights were kept
+    assert not torch.allclose(swapped, before)

@@ -1,0 +1,222 @@
+"""kernel_attention's model features (window, ALiBi, sinks, softcap, packed batches, decoding, return_lse)
+against the float64 reference, for every kernel and both modes, forward and gradients."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from helpers import KERNEL_CASES, make_kernel, randn, reference_features
+
+import attention_kernels._chunked as chunked
+from attention_kernels.functional import kernel_attention
+
+LOG_KERNELS = {"edp", "rbf", "laplacian", "exp_intersection"}  # evaluated through their log-kernel: softcap
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    monkeypatch.setattr(chunked, "DEFAULT_CHUNK", 4)
+
+
+def _modes(kernel):
+    return (True, False) if kernel.positive_valued else (False,)
+
+
+FEATURES = {
+    "window": {"window": (3, 2)},
+    "window_left_causal": {"window": (4, -1), "is_causal": True},
+    "kv_cache_causal": {"window": (-1, 0)},
+    "alibi": {"alibi_slopes": "heads"},
+    "alibi_batch_causal": {"alibi_slopes": "batch_heads", "is_causal": True},
+    "sinks": {"sinks": True},
+    "softcap": {"softcap": 2.0},
+    "everything": {"window": (5, 1), "alibi_slopes": "heads", "sinks": True, "softcap": 3.0},
+}
+
+
+def _feature_kwargs(name, case, normalize, b, h):
+    kw = dict(FEATURES[name])
+    if kw.get("alibi_slopes") == "heads":
+        kw["alibi_slopes"] = torch.linspace(0.1, 0.6, h, dtype=torch.float64)
+    elif kw.get("alibi_slopes") == "batch_heads":
+        kw["alibi_slopes"] = torch.linspace(0.05, 0.5, b * h, dtype=torch.float64).reshape(b, h)
+    if kw.get("sinks"):
+        if not normalize:
+            return None
+        kw["sinks"] = torch.linspace(-1.0, 1.5, h, dtype=torch.float64)
+    if "softcap" in kw and KERNEL_CASES[case][0] not in LOG_KERNELS:
+        return None
+    return kw
+
+
+@pytest.mark.parametrize("case", list(KERNEL_CASES))
+@pytest.mark.parametrize("feature", list(FEATURES))
+def test_feature_forward_matches_reference(case, feature, small_chunks):
+    kernel = make_kernel(case)
+    b, h = 2, 2
+    for normalize in _modes(kernel):
+        kw = _feature_kwargs(feature, case, normalize, b, h)
+        if kw is None:
+            continue
+        for nq, nk in ((11, 11), (6, 13)):  # square, and fewer queries than keys (bottom-right alignment)
+            q, k, v = randn(b, h, nq, 8, seed=1), randn(b, h, nk, 8, seed=2), randn(b, h, nk, 5, seed=3)
+            out = kernel_attention(q, k, v, kernel=kernel, normalize=normalize, backend="torch", **kw)
+            expected, _ = reference_features(q, k, v, kernel, normalize, **kw)
+            torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("case", ["edp", "rbf", "laplacian", "polynomial2", "sigmoid", "tanh", "exp_intersection"])
+def test_feature_gradients_match_reference(case, small_chunks):
+    """Gradients of q, k, v, the sinks and the ALiBi slopes with every feature at once (and each mode)."""
+    kernel = make_kernel(case)
+    for normalize in _modes(kernel):
+        kw = _feature_kwargs("everything", case, normalize, 1, 2) or _feature_kwargs("alibi", case, normalize, 1, 2)
+        kw = {k: (v.clone().requires_grad_(True) if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
+        if KERNEL_CASES[case][0] not in LOG_KERNELS:
+            kw.pop("softcap", None)
+        q, k, v = (randn(1, 2, n, 40, seed=s, requires_grad=True) for n, s in ((9, 4), (14, 5), (14, 6)))
+        out = kernel_attention(q, k, v, kernel=kernel, normalize=normalize, backend="torch", **kw)
+        expected, _ = reference_features(q, k, v, kernel, normalize, **kw)
+        torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+        inputs = [q, k, v, *(t for t in kw.values() if isinstance(t, torch.Tensor))]
+        g = randn(*out.shape, seed=7)
+        got = torch.autograd.grad((out * g).sum(), inputs)
+        want = torch.autograd.grad((expected * g).sum(), inputs)
+        for a, w in zip(got, want):
+            torch.testing.assert_close(a, w, rtol=1e-8, atol=1e-9)
+
+
+@pytest.mark.parametrize("case", ["edp", "sigmoid"])
+def test_feature_gradcheck(case, small_chunks):
+    kernel = make_kernel(case)
+    q, k, v = randn(1, 2, 5, 3, seed=8, requires_grad=True), randn(1, 2, 7, 3, seed=9, requires_grad=True), \
+        randn(1, 2, 7, 2, seed=10, requires_grad=True)
+    sinks = torch.tensor([0.3, -0.5], dtype=torch.float64, requires_grad=True)
+    slopes = torch.tensor([0.2, 0.7], dtype=torch.float64, requires_grad=True)
+    softcap = 1.5 if case == "edp" else None
+
+    def fn(q, k, v, sinks, slopes):
+        out, lse = kernel_attention(q, k, v, kernel=kernel, window=(3, 1), sinks=sinks, alibi_slopes=slopes,
+                                    softcap=softcap, return_lse=True, backend="torch")
+        return out, lse
+
+    assert torch.autograd.gradcheck(fn, (q, k, v, sinks, slopes))
+
+
+# ------------------------------------------------------------------------------ the models' eager formulas
+def test_softcap_equals_gemma2_eager():
+    """Gemma 2: logits = q k^T * scaling; logits = tanh(logits / c) * c; + causal mask; softmax; @ v."""
+    q, k, v = randn(2, 4, 9, 16, seed=11), randn(2, 4, 9, 16, seed=12), randn(2, 4, 9, 16, seed=13)
+    scaling, c = 16**-0.5, 5.0
+    logits = (q @ k.transpose(-1, -2)) * scaling * 20  # large logits, so the cap bites
+    logits = torch.tanh(logits / c) * c
+    logits = logits + torch.full((9, 9), -math.inf, dtype=torch.float64).triu(1)
+    expected = torch.softmax(logits, dim=-1) @ v
+    out = kernel_attention(q, k, v, is_causal=True, scale=scaling * 20, softcap=c)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_sinks_equal_gpt_oss_eager():
+    """GPT-OSS: softmax over [logits, sink] with the row max subtracted, sink column dropped."""
+    b, h, n, d = 2, 4, 10, 8
+    q, k, v = randn(b, h, n, d, seed=14), randn(b, h, n, d, seed=15), randn(b, h, n, d, seed=16)
+    sinks = randn(h, seed=17)
+    mask = torch.full((n, n), -math.inf, dtype=torch.float64).triu(1)
+    logits = q @ k.transpose(2, 3) * d**-0.5 + mask
+    sink_col = sinks.reshape(1, -1, 1, 1).expand(b, -1, n, -1)
+    combined = torch.cat([logits, sink_col], dim=-1)
+    combined = combined - combined.max(dim=-1, keepdim=True).values
+    probs = torch.softmax(combined, dim=-1)[..., :-1]
+    expected = probs @ v
+    torch.testing.assert_close(kernel_attention(q, k, v, is_causal=True, sinks=sinks), expected,
+                               rtol=1e-12, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------ decoding, lse merge
+def test_decoding_against_a_cache_is_bottom_right_causal():
+    kernel = make_kernel("rbf")
+    for nq in (1, 3, 16):
+        q, k, v = randn(1, 2, nq, 8, seed=18), randn(1, 2, 300, 8, seed=19), randn(1, 2, 300, 4, seed=20)
+        out = kernel_attention(q, k, v, kernel=kernel, window=(-1, 0))
+        expected, _ = reference_features(q, k, v, kernel, window=(-1, 0))
+        torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+    # the last query of a prefill equals a one-query decode step
+    q = randn(1, 2, 300, 8, seed=21)
+    full = kernel_attention(q, k, v, kernel=kernel, is_causal=True)
+    step = kernel_attention(q[..., -1:, :], k, v, kernel=kernel, window=(-1, 0))
+    torch.testing.assert_close(full[..., -1:, :], step, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("case", ["edp", "laplacian", "sigmoid", "elu"])
+def test_return_lse_merges_partial_results(case, small_chunks):
+    """Attention over two disjoint key sets, merged through the lse, equals attention over all keys."""
+    kernel = make_kernel(case)
+    q, k, v = randn(1, 2, 7, 8, seed=22), randn(1, 2, 19, 8, seed=23), randn(1, 2, 19, 3, seed=24)
+    sinks = torch.tensor([0.5, -1.0], dtype=torch.float64)
+    out, lse = kernel_attention(q, k, v, kernel=kernel, return_lse=True, sinks=sinks, backend="torch")
+    ref_out, ref_lse = reference_features(q, k, v, kernel, sinks=sinks)
+    torch.testing.assert_close(lse, ref_lse, rtol=1e-10, atol=1e-10)
+    parts = [kernel_attention(q, k[..., s, :], v[..., s, :], kernel=kernel, return_lse=True, backend="torch")
+             for s in (slice(0, 8), slice(8, 19))]
+    lses = torch.stack([p[1] for p in parts])
+    total = torch.logsumexp(torch.cat([lses, sinks.reshape(1, 1, 2, 1).expand(1, 1, 2, 7)]), 0)
+    merged = sum(torch.exp(p[1] - total).unsqueeze(-1) * p[0] for p in parts)
+    torch.testing.assert_close(merged, ref_out, rtol=1e-10, atol=1e-10)
+
+
+def test_return_lse_of_empty_rows_is_minus_inf():
+    q, k, v = randn(1, 4, 8, seed=25), randn(1, 6, 8, seed=26), randn(1, 6, 3, seed=27)
+    keep = torch.ones(4, 6, dtype=torch.bool)
+    keep[2] = False
+    out, lse = kernel_attention(q, k, v, attn_mask=keep, return_lse=True)
+    assert (out[:, 2] == 0).all() and lse[0, 2] == -math.inf and torch.isfinite(lse[0, [0, 1, 3]]).all()
+
+
+# ------------------------------------------------------------------------------------------- packed batches
+@pytest.mark.parametrize("backend", ["torch", "linear"])
+@pytest.mark.parametrize("case", ["edp", "rbf", "elu"])
+def test_packed_varlen_matches_each_sequence(case, backend):
+    kernel = make_kernel(case)
+    if backend == "linear" and not kernel.has_features:
+        pytest.skip("the linear back end needs a feature map")
+    lq, lk = [5, 1, 9], [7, 1, 9]
+    cu_q = torch.tensor([0, 5, 6, 15], dtype=torch.int32)
+    cu_k = torch.tensor([0, 7, 8, 17], dtype=torch.int64)
+    q = randn(15, 4, 8, seed=28, requires_grad=True)
+    k, v = randn(17, 2, 8, seed=29, requires_grad=True), randn(17, 2, 3, seed=30, requires_grad=True)
+    out, lse = kernel_attention(q, k, v, kernel=kernel, is_causal=True, enable_gqa=True, cu_seqlens_q=cu_q,
+                                cu_seqlens_k=cu_k, max_seqlen_q=9, max_seqlen_k=9, return_lse=True,
+                                backend=backend)
+    assert out.shape == (15, 4, 3) and lse.shape == (4, 15)
+    refs, ref_lses = [], []
+    for (q0, q1), (k0, k1) in zip(zip([0, 5, 6], [5, 6, 15]), zip([0, 7, 8], [7, 8, 17])):
+        qs = q[q0:q1].transpose(0, 1)
+        ks = k[k0:k1].transpose(0, 1).repeat_interleave(2, 0)
+        vs = v[k0:k1].transpose(0, 1).repeat_interleave(2, 0)
+        o, l = reference_features(qs, ks, vs, kernel, is_causal=True)
+        refs.append(o.transpose(0, 1))
+        ref_lses.append(l)
+    expected = torch.cat(refs)
+    torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(lse, torch.cat(ref_lses, -1), rtol=1e-10, atol=1e-10)
+    g = randn(*out.shape, seed=31)
+    for a, w in zip(torch.autograd.grad((out * g).sum(), (q, k, v)),
+                    torch.autograd.grad((expected * g).sum(), (q, k, v))):
+        torch.testing.assert_close(a, w, rtol=1e-9, atol=1e-9)
+
+
+def test_window_skips_tiles(monkeypatch):
+    """Cost O(N * window): the number of tiles formed grows with the window, not with N^2."""
+    monkeypatch.setattr(chunked, "DEFAULT_CHUNK", 16)
+    seen = []
+    original = chunked._kernel_part
+    monkeypatch.setattr(chunked, "_kernel_part", lambda plan, q, k, inplace: seen.append(q.shape[-2] * k.shape[-2])
+                        or original(plan, q, k, inplace))
+    q = randn(1, 1, 256, 4, seed=32)
+    kernel_attention(q, q, q, kernel="laplacian", window=(16, 0))
+    windowed = sum(seen)
+    seen.clear()
+    kernel_attention(q, q, q, kernel="laplacian")
+    assert windowed <= 3 * 16 * 256 < sum(seen) / 4
