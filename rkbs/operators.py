@@ -180,10 +180,11 @@ def kernel_matmul(
     if transpose:
         out = torch.zeros((m,) + tuple(B.shape[1:]), dtype=B.dtype, device=B.device)
         for i in range(0, n, rows):
-            out += kernel_block(kernel, X[i : i + rows], C, normalize, check=False).T @ B[i : i + rows]
+            out += kernel_block(kernel, X[i : i + rows], C, normalize, check=False).to(B.dtype).T @ B[i : i + rows]
     else:
         out = torch.cat(
-            [kernel_block(kernel, X[i : i + rows], C, normalize, check=False) @ B for i in range(0, n, rows)]
+            [kernel_block(kernel, X[i : i + rows], C, normalize, check=False).to(B.dtype) @ B
+             for i in range(0, n, rows)]
         )
     return _checked_product(out, kernel)
 
@@ -267,7 +268,7 @@ def kernel_normal_matmul(
     rows = _rows_per_block(C.shape[0], block_size)
     out = torch.zeros_like(V)
     for i in range(0, X.shape[0], rows):
-        A = kernel_block(kernel, X[i : i + rows], C, normalize)
+        A = kernel_block(kernel, X[i : i + rows], C, normalize).to(V.dtype)
         out += A.T @ (A @ V)
     return out
 
@@ -318,7 +319,7 @@ class KernelOperator(LinearOperator):
         super().__init__(dtype=np.float64, shape=(X.shape[0], self.C.shape[0]))
 
     def _apply(self, v: np.ndarray, transpose: bool) -> np.ndarray:
-        V = torch.tensor(np.asarray(v), dtype=self.X.dtype, device=self.X.device)  # a copy: v may be read-only
+        V = torch.tensor(np.asarray(v), dtype=self._vector_dtype, device=self.X.device)  # a copy: v may be read-only
         one_d = V.ndim == 1
         out = kernel_matmul(
             self.kernel,
@@ -331,6 +332,12 @@ class KernelOperator(LinearOperator):
         )
         out = out.double().cpu().numpy()
         return out[:, 0] if one_d else out
+
+    @property
+    def _vector_dtype(self) -> torch.dtype:
+        # float32 points on the CPU: the kernel blocks are float32, but the vectors they multiply stay float64,
+        # so a Krylov solve on the (fixed) float32 kernel is not stalled by rounding its iterates to float32
+        return torch.float64 if self.X.device.type == "cpu" else self.X.dtype
 
     def _matvec(self, v: Any) -> np.ndarray:
         return self._apply(np.ravel(v), False)
@@ -352,7 +359,7 @@ class KernelOperator(LinearOperator):
 
     def normal_matvec(self, v: np.ndarray) -> np.ndarray:
         """``K^T (K v)`` with one kernel evaluation per block (the CG normal-equations operator)."""
-        V = torch.as_tensor(np.ascontiguousarray(np.ravel(v)), dtype=self.X.dtype, device=self.X.device)
+        V = torch.as_tensor(np.ascontiguousarray(np.ravel(v)), dtype=self._vector_dtype, device=self.X.device)
         out = kernel_normal_matmul(self.kernel, self.X, self.C, V[:, None], normalize=self.normalize,
                                    block_size=self.block_size)
         return out[:, 0].double().cpu().numpy()
