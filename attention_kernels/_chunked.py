@@ -197,6 +197,42 @@ def _forward(plan: _Plan, q, k, v, bias, sinks, slopes) -> tuple[torch.Tensor, t
     return out, lse
 
 
+def _one_tile(plan: _Plan, q, k, v, bias, sinks, slopes) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same function as one tile of ``_forward``, out of place, so that plain autograd differentiates it.
+
+    Used for training on problems that fit one tile (<= 4 * TILE_ELEMENTS weights): storing that tile costs a
+    few MiB and saves the backward pass its recomputation, which at such sizes costs more than it spares.
+    """
+    nq, nk = q.shape[-2], k.shape[-2]
+    extra, keep = _tile_mask(plan, bias, slopes, 0, nq, 0, nk, q.device)
+    kp = _kernel_part(plan, q, k, inplace=False)
+    sink = None if sinks is None else _sink_rows(sinks).to(q.dtype).unsqueeze(-1)  # (heads, 1, 1)
+    shift = torch.zeros((), dtype=q.dtype, device=q.device)
+    if plan.use_log:
+        s = kp if extra is None else kp + extra
+        if keep is not None:
+            s = s.masked_fill(~keep, -math.inf)
+        if plan.normalize:
+            shift = s.detach().amax(-1, keepdim=True)
+            if sink is not None:
+                shift = torch.maximum(shift, sink.detach())
+            shift = _finite_or_zero(shift)
+            s = s - shift
+        w = torch.exp(s)
+    else:
+        w = kp if extra is None else kp * torch.exp(extra)
+        if keep is not None:
+            w = w.masked_fill(~keep, 0.0)
+    out = torch.matmul(w, v)
+    if not plan.normalize:
+        return out, torch.full(out.shape[:-1], -math.inf, dtype=out.dtype, device=out.device)
+    l = w.sum(-1, keepdim=True)
+    if sink is not None:
+        l = l + torch.exp(sink - shift)
+    out = out / torch.where(l != 0, l, torch.ones_like(l))
+    return out, (torch.log(l) + shift).squeeze(-1)
+
+
 class _TiledAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, bias, sinks, slopes, plan):
@@ -320,7 +356,12 @@ def chunked_attention(
             "kernel with has_log_kernel (edp, rbf, laplacian, exp_intersection)"
         )
     plan = _Plan(kernel, use_log, normalize, mask, softcap, float(dropout_p), seed, bq, bk)
-    out, lse = _TiledAttention.apply(q, k, v, mask.bias, sinks, alibi_slopes, plan)
+    inputs = (q, k, v, mask.bias, sinks, alibi_slopes)
+    training = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
+    if training and dropout_p == 0.0 and bq >= q.shape[-2] and bk >= k.shape[-2]:
+        out, lse = _one_tile(plan, *inputs)
+    else:
+        out, lse = _TiledAttention.apply(*inputs, plan)
     return (out, lse) if return_lse else out
 
 

@@ -12,7 +12,9 @@ Suites (``--suite``):
 
 Methods run interleaved in one process, round after round (medians), so a shared machine slows them alike;
 the JSON records the load average. Peak memory is the resident-set peak above the baseline, sampled every
-2 ms by a thread (CPU tensors have no allocator statistics). Resumable: finished keys are skipped.
+2 ms by a thread (CPU tensors have no allocator statistics): memory the C allocator reuses from earlier calls
+does not show, so it separates O(N^2) buffers (the eager formula) from O(N * tile) ones, nothing finer.
+Resumable: finished keys are skipped.
 
     python benchmarks/attention_cpu.py                       # every suite, full grid
     python benchmarks/attention_cpu.py --quick               # N in {512, 2048}, 2 rounds

@@ -220,3 +220,26 @@ def test_window_skips_tiles(monkeypatch):
     seen.clear()
     kernel_attention(q, q, q, kernel="laplacian")
     assert windowed <= 3 * 16 * 256 < sum(seen) / 4
+
+
+@pytest.mark.parametrize("case", ["edp", "sigmoid", "tanh"])
+def test_one_tile_training_path_matches_reference(case):
+    """Default tiles: a small problem is one tile, differentiated by plain autograd instead of the tiled backward."""
+    kernel = make_kernel(case)
+    for normalize in _modes(kernel):
+        kw = _feature_kwargs("everything", case, normalize, 1, 2) or _feature_kwargs("alibi", case, normalize, 1, 2)
+        kw = {k: (v.clone().requires_grad_(True) if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
+        if KERNEL_CASES[case][0] not in LOG_KERNELS:
+            kw.pop("softcap", None)
+        q, k, v = (randn(1, 2, n, 8, seed=s, requires_grad=True) for n, s in ((9, 33), (14, 34), (14, 35)))
+        mask = randn(9, 14, seed=36)
+        mask[3] = -math.inf
+        out = kernel_attention(q, k, v, attn_mask=mask, kernel=kernel, normalize=normalize, backend="torch", **kw)
+        expected, _ = reference_features(q, k, v, kernel, normalize, attn_mask=mask, **kw)
+        torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+        inputs = [q, k, v, *(t for t in kw.values() if isinstance(t, torch.Tensor))]
+        g = randn(*out.shape, seed=37)
+        for a, w in zip(torch.autograd.grad((out * g).sum(), inputs),
+                        torch.autograd.grad((expected * g).sum(), inputs)):
+            assert torch.isfinite(a).all()
+            torch.testing.assert_close(a, w, rtol=1e-8, atol=1e-9)
