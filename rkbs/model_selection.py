@@ -53,7 +53,7 @@ class PairwiseKFold(BaseCrossValidator):
     >>> groups = np.array([(a, b) for a in range(4) for b in range(3)])  # (row id, column id) per pair
     >>> cv = PairwiseKFold("both", n_splits=2, random_state=0)
     >>> [len(test) for _, test in cv.split(np.zeros((12, 1)), groups=groups)]
-    [2, 4, 2, 4]
+    [4, 2, 4, 2]
     """
 
     def __init__(self, setting="pairs", n_splits=3, *, shuffle=True, random_state=None, n_features_x=None):
