@@ -200,7 +200,7 @@ def run_accuracy(args, data_name):
         Xx, Xy, Z = kx, ky, data.Y  # similarity rows as features for the non-precomputed methods
         score, metric = roc_auc_score, "auc"
         results.set_summary(kronecker_check=_nr_kronecker_check(data))
-    methods = METHODS if not quick else ("mean", "kronecker", "two_sided", "learned", "learned_two_stage")
+    methods = METHODS
     for seed in args.seeds:
         folds = list(_synthetic_folds(Z.shape, seed) if data_name == "synthetic" else _nr_folds(data, seed))
         keys = [dict(setting=s, method=m, fold=f, seed=seed) for s, f, _, _ in folds for m in methods]

@@ -113,7 +113,7 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
     >>> rng = np.random.default_rng(0)
     >>> Xx, Xy = rng.normal(size=(30, 2)), rng.normal(size=(30, 2))
     >>> Z = np.exp(-0.5 * ((Xx[:, None, :] - Xy[None]) ** 2).sum(-1))
-    >>> model = BinaryKernelLearner(n_heads=2, head_dim=2, max_iter=400, learning_rate=0.05).fit_grid(Xx, Xy, Z)
+    >>> model = BinaryKernelLearner(n_heads=2, head_dim=2, max_iter=100, learning_rate=0.05).fit_grid(Xx, Xy, Z)
     >>> model.predict_grid(Xx, Xy).shape
     (30, 30)
     """
