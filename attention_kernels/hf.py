@@ -86,7 +86,7 @@ def _window_is_active(sliding_window: Any, attention_mask, kv_len: int) -> bool:
     return int(sliding_window) > 0 and kv_len > int(sliding_window)
 
 
-def _feature_arguments(module: torch.nn.Module, causal: bool, attention_mask, kv_len: int,
+def _feature_arguments(module: torch.nn.Module, causal: bool, attention_mask, q_len: int, kv_len: int,
                        features: dict[str, Any]) -> dict[str, Any]:
     """kernel_attention arguments for the model features in ``features`` (the one place that maps them)."""
     extra: dict[str, Any] = {}
@@ -101,6 +101,11 @@ def _feature_arguments(module: torch.nn.Module, causal: bool, attention_mask, kv
                 "attn_implementation='eager' for this model"
             )
         if hf_name == "sliding_window":
+            if q_len != kv_len:  # transformers builds the window mask for these; the alignment would be a guess
+                raise NotImplementedError(
+                    f"{type(module).__name__} passes sliding_window={value!r} without a mask for {q_len} queries "
+                    f"against {kv_len} keys; the kernel_* attention needs the sliding-window mask transformers builds"
+                )
             extra["window"] = _window(value, causal)
         elif hf_name == "softcap":
             extra["softcap"] = float(value)
@@ -186,7 +191,7 @@ def _hf_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tenso
         kv_len = q_len
     if attention_mask is not None:
         attention_mask = attention_mask[..., :kv_len]
-    extra = _feature_arguments(module, causal, attention_mask, kv_len,
+    extra = _feature_arguments(module, causal, attention_mask, q_len, kv_len,
                                {"sliding_window": sliding_window, "softcap": softcap, "s_aux": s_aux, "sinks": sinks})
     if position_bias is not None:
         attention_mask = _bias_as_mask(position_bias.to(query.dtype), attention_mask, causal, q_len, kv_len)
