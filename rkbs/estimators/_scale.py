@@ -18,12 +18,27 @@ from ..rows import RowSource, as_row_source
 from ..solvers import NystroemProblem, check_penalty, choose_solver, select_centers, solve_nystroem
 from ._common import check_scalar_param, resolve_device, resolve_kernel
 
-__all__ = ["is_streamed", "fit_streamed", "predict_streamed"]
+__all__ = ["is_streamed", "streams_fit", "streams_predict", "fit_streamed", "predict_streamed"]
 
 
 def is_streamed(X: Any) -> bool:
-    """Whether ``X`` is read block by block (a numpy memory map or a RowChunks) instead of copied to memory."""
+    """Whether ``X`` can be read block by block (a numpy memory map or a RowChunks) instead of copied to memory."""
     return isinstance(X, (np.memmap, RowSource))
+
+
+def streams_fit(est: Any, X: Any) -> bool:
+    """Whether ``est.fit`` reads ``X`` block by block: a RowChunks always; a memory map when the estimator has
+    Nystroem landmarks (``n_components`` set). Without them the exact solvers need the n x n Gram matrix anyway,
+    so a memory map is read like any array (scikit-learn's estimator checks pass read-only memory maps)."""
+    if isinstance(X, RowSource):
+        return True
+    return isinstance(X, np.memmap) and getattr(est, "n_components", None) is not None
+
+
+def streams_predict(est: Any, X: Any) -> bool:
+    """Whether ``est.predict`` reads ``X`` block by block (not for models fitted on sparse X, whose inputs go
+    through their embedding)."""
+    return is_streamed(X) and getattr(est, "_sparse_embedding", None) is None
 
 
 def _rows(X: Any, y: Any) -> RowSource:

@@ -8,7 +8,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._common import accepts_sparse, check_sample_weight, fit_representer, output_dtype, predict_expansion
 from ._precomputed import is_precomputed
-from ._scale import fit_streamed, is_streamed, predict_streamed
+from ._scale import fit_streamed, predict_streamed, streams_fit, streams_predict
 
 __all__ = ["RKBSRegressor"]
 
@@ -123,8 +123,9 @@ class RKBSRegressor(RegressorMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features), numpy.memmap or rkbs.rows.RowChunks
-            A memory map or a RowChunks is read block by block, never copied to memory (out of core; needs
-            ``n_components``); a RowChunks carries the targets and takes ``y=None``.
+            With ``n_components`` set, a memory map or a RowChunks is read block by block, never copied to
+            memory (out of core); without, a memory map is read like any array (a RowChunks needs
+            ``n_components``). A RowChunks carries the targets and takes ``y=None``.
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights of the squared errors. An integer weight k is the same as k copies of the
@@ -134,7 +135,7 @@ class RKBSRegressor(RegressorMixin, BaseEstimator):
         -------
         self : RKBSRegressor
         """
-        if is_streamed(X):
+        if streams_fit(self, X):
             beta = fit_streamed(self, X, y, sample_weight)
             single = beta.shape[1] == 1 and (y is None or np.ndim(y) == 1)
             self.dual_coef_ = beta[:, 0].copy() if single else beta
@@ -163,7 +164,7 @@ class RKBSRegressor(RegressorMixin, BaseEstimator):
         ndarray of shape (n_samples,) or (n_samples, n_targets)
         """
         check_is_fitted(self)
-        if is_streamed(X):
+        if streams_predict(self, X):
             out = predict_streamed(self, X, self.dual_coef_) + np.asarray(self.intercept_)
             return out[:, 0] if self.dual_coef_.ndim == 1 else out
         X = validate_data(self, X, dtype=[np.float64, np.float32], accept_sparse=("csr", "csc"), reset=False)
