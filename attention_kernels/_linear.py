@@ -72,6 +72,9 @@ def linear_attention(
     With ``return_lse`` (normalized only) also the log of the row sums, ``(*batch, n_queries)``.
     """
     chunk = DEFAULT_LINEAR_CHUNK if chunk is None else chunk
+    # Feature maps of permuted (e.g. head-split) inputs: under torch.compile the traced strides of some
+    # pointwise backward ops (elu) differ from eager's, and a view in the backward graph then fails at run time.
+    q, k = q.contiguous(), k.contiguous()
     phi_q = kernel.feature_map_x(q)
     phi_k = _key_features(k, kernel, mask)
     if not mask.causal:

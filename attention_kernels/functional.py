@@ -12,14 +12,13 @@ the same function; they are tested against one float64 reference.
 from __future__ import annotations
 
 import contextlib
-import math
-import os
 from dataclasses import replace
 from typing import Any
 
 import torch
+from triton_ops import interpreting
 
-from rkbs.kernels import KERNELS, Kernel, get_kernel
+from rkbs.kernels import Kernel, resolve_kernel
 
 from ._chunked import attention_weights, chunked_attention
 from ._linear import linear_attention
@@ -42,28 +41,6 @@ LINEAR_CROSSOVER_RATIO = 2.0
 LINEAR_CROSSOVER_RATIO_CAUSAL = 3.5
 
 
-def resolve_kernel(kernel: str | Kernel, scale: float | None = None, **kernel_params: Any) -> Kernel:
-    """Catalogue kernel for ``kernel`` (a name or a Kernel object), with SDPA's ``scale`` applied.
-
-    ``scale`` overrides the kernel's own ``scale`` parameter (edp, polynomial, linear, sigmoid, tanh,
-    exp_intersection, taylor_edp, positive_random_features); kernels without one (rbf, laplacian, cosine, elu,
-    relu, random_fourier_features) raise a TypeError rather than guess what a scale would mean for them.
-    """
-    k = get_kernel(kernel, **kernel_params)
-    if scale is None:
-        return k
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
-        raise ValueError(f"scale must be a finite positive number or None, got {scale!r}")
-    if "scale" not in k.get_params(deep=False):
-        raise TypeError(
-            f"scale: kernel {k.name!r} has no scale parameter; set its own parameters instead "
-            "(e.g. gamma=... for rbf and laplacian)"
-        )
-    if k.get_params(deep=False)["scale"] == scale:
-        return k
-    return get_kernel(k, scale=float(scale))
-
-
 def _triton_ops():
     """The fused primitive, or None when ``triton_ops`` or Triton itself is unavailable."""
     try:
@@ -76,17 +53,9 @@ def _triton_ops():
     return triton_ops
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
-def _is_fused(kernel: Kernel, ops) -> bool:
-    # exact catalogue classes only: a subclass may override evaluate(), which the fused epilogue cannot see
-    return (
-        ops is not None
-        and kernel.name in getattr(ops, "FUSED_KERNELS", ())
-        and type(kernel) is KERNELS.get(kernel.name)
-    )
+def _is_fused(kernel: Kernel, ops, head_dim: int) -> bool:
+    # the catalogue decides: fused_spec is None for feature-map kernels and for user subclasses
+    return ops is not None and kernel.fused_spec(head_dim) is not None
 
 
 def _validate(query, key, value, dropout_p, normalize, backend, enable_gqa, kernel: Kernel) -> None:
@@ -113,18 +82,11 @@ def _validate(query, key, value, dropout_p, normalize, backend, enable_gqa, kern
         )
     if isinstance(dropout_p, bool) or not isinstance(dropout_p, (int, float)) or not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"dropout_p must be a float in [0, 1), got {dropout_p!r}")
-    if not isinstance(normalize, bool):
-        raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}")
+    kernel.check_normalize(normalize)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if not isinstance(enable_gqa, bool):
         raise TypeError(f"enable_gqa must be a bool, got {type(enable_gqa).__name__}")
-    if normalize and not kernel.positive_valued:
-        raise ValueError(
-            f"normalize=True needs a non-negative kernel, but {kernel.name!r} can be negative (row sums can "
-            "vanish or change sign); use normalize=False, or a positive kernel (edp, rbf, sigmoid, "
-            "even-degree polynomial, elu, positive_random_features, ...)"
-        )
 
 
 def _expand_gqa(query, key, value, enable_gqa):
@@ -311,9 +273,9 @@ def _attention(query, key, value, attn_mask, dropout_p, is_causal, enable_gqa, k
     if chosen == "triton":
         ops = _triton_ops()
         out = ops.kernel_attention(
-            query, key if enable_gqa else key_g, value if enable_gqa else value_g,
-            kernel=k_obj.name, normalize=normalize, causal=is_causal, mask=attn_mask,
-            **k_obj.resolved_params(query.shape[-1]),
+            query, key if enable_gqa else key_g, value if enable_gqa else value_g, attn_mask,
+            spec=k_obj.fused_spec(query.shape[-1]), is_causal=is_causal, enable_gqa=enable_gqa,
+            normalize=normalize,
         )
         return out.to(out_dtype)
     dtype = _compute_dtype(query.dtype)
@@ -345,16 +307,16 @@ def _choose_backend(backend: str, query, key, mask: MaskSpec, dropout_p: float, 
         ops = _triton_ops()
         if ops is None:
             raise ValueError("backend='triton' needs triton_ops with a working Triton (not available here)")
-        if not query.is_cuda and not _interpreting():
+        if not query.is_cuda and not interpreting():
             raise ValueError(
                 "backend='triton' needs CUDA tensors (or Triton's interpreter, TRITON_INTERPRET=1, for CPU "
                 "tensors); use backend='torch' on the CPU"
             )
-        if not _is_fused(kernel, ops):
+        if not _is_fused(kernel, ops, query.shape[-1]):
             raise ValueError(
-                f"backend='triton' has no fused form of kernel {kernel.name!r}; fused kernels are "
-                f"{', '.join(getattr(ops, 'FUSED_KERNELS', ()))}. Use backend='torch' (or 'linear' for "
-                "feature-map kernels)"
+                f"backend='triton' has no fused form of kernel {kernel.name!r} (its fused_spec is None: a "
+                "feature-map kernel, an AttentionKernel or a user-defined subclass). Use backend='torch' (or "
+                "'linear' for feature-map kernels)"
             )
         if query.dtype not in _TRITON_DTYPES or query.ndim != 4:
             raise ValueError(
@@ -398,7 +360,7 @@ def _choose_backend(backend: str, query, key, mask: MaskSpec, dropout_p: float, 
         if (query.is_cuda and dropout_p == 0 and query.ndim == 4 and query.dtype in _TRITON_DTYPES
                 and not tiled_features and not extras.return_lse):
             ops = _triton_ops()
-            if _is_fused(kernel, ops):
+            if _is_fused(kernel, ops, query.shape[-1]):
                 return "triton"
         if kernel.has_features and mask.keys_only() and dropout_p == 0 and not tiled_features:
             m = kernel.feature_dim(query.shape[-1])

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ from torch import nn
 
 from rkbs.kernels import Kernel
 
+from ._masks import causal_keep
 from .functional import BACKENDS, kernel_attention, kernel_attention_weights, resolve_kernel
 
 __all__ = [
@@ -28,7 +30,58 @@ def _check_backend(backend: str) -> str:
     return backend
 
 
-class KernelAttention(nn.Module):
+_DRAWS = "kernel_draws."
+
+
+def _draw_cache(kernel: Kernel) -> dict | None:
+    """The feature draws of a random-feature kernel, ``{(d, n_features): arrays}``, or None for other kernels.
+
+    ``rkbs.kernels.feature_maps`` draws lazily, once per input dimension, into the kernel's ``_draws`` dict.
+    """
+    if not callable(getattr(kernel, "_draw", None)):
+        return None
+    return kernel.__dict__.setdefault("_draws", {})
+
+
+class _KernelDrawsInStateDict:
+    """Saves a random-feature kernel's draw in ``state_dict`` (``kernel_draws.<d>_<m>.<i>``) and restores it.
+
+    The entries are written on saving, not kept as buffers: the draw stays float64 and exact under
+    ``module.to(dtype)``, and the parameter names stay those of torch's modules. Loading installs the draw in
+    a copy of the kernel, so a kernel object shared with other modules is left alone.
+    """
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        for (d, m), arrays in sorted(dict(_draw_cache(self.kernel) or {}).items()):  # a snapshot
+            for i, a in enumerate(arrays):
+                destination[f"{prefix}{_DRAWS}{d}_{m}.{i}"] = torch.tensor(np.asarray(a))
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        draws: dict[tuple[int, int], dict[int, torch.Tensor]] = {}
+        for name in [k for k in state_dict if k.startswith(prefix + _DRAWS)]:
+            shape, index = name[len(prefix + _DRAWS):].split(".")
+            d, m = (int(x) for x in shape.split("_"))
+            draws.setdefault((d, m), {})[int(index)] = state_dict.pop(name)
+        if draws:
+            if _draw_cache(self.kernel) is None:
+                error_msgs.append(
+                    f"{prefix}{_DRAWS}*: the state dict holds a random-feature draw but this module's kernel "
+                    f"{self.kernel.name!r} draws no features"
+                )
+            else:
+                kernel = copy.copy(self.kernel)
+                kernel.__dict__["_draws"] = {
+                    **_draw_cache(self.kernel),
+                    **{key: tuple(arrays[i].cpu().numpy() for i in sorted(arrays)) for key, arrays in draws.items()},
+                }
+                self.kernel = kernel
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+
+class KernelAttention(_KernelDrawsInStateDict, nn.Module):
     """Kernel attention on (batch, heads, seq, dim) tensors: :func:`kernel_attention` as a module.
 
     Parameters
@@ -48,19 +101,18 @@ class KernelAttention(nn.Module):
     keys, values : torch.Tensor or None
         Stored keys and values (buffers) of a module built by :meth:`from_estimator`; ``forward(query)`` then
         attends to them.
+
+    Notes
+    -----
+    A random-feature kernel's draw (made at the first forward, per head dimension) is saved in ``state_dict``
+    and restored by ``load_state_dict``.
     """
 
     def __init__(self, kernel: str | Kernel = "edp", normalize: bool = True, backend: str = "auto",
                  dropout: float = 0.0, **kernel_params: Any):
         super().__init__()
         self.kernel = resolve_kernel(kernel, **kernel_params)
-        if not isinstance(normalize, bool):
-            raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}")
-        if normalize and not self.kernel.positive_valued:
-            raise ValueError(
-                f"normalize=True needs a non-negative kernel, but {self.kernel.name!r} can be negative; "
-                "use normalize=False"
-            )
+        self.kernel.check_normalize(normalize)
         self.normalize = normalize
         self.backend = _check_backend(backend)
         if not 0.0 <= dropout < 1.0:
@@ -123,7 +175,7 @@ def _no_op_pre_hook(module, args):
     return None
 
 
-class KernelMultiheadAttention(nn.MultiheadAttention):
+class KernelMultiheadAttention(_KernelDrawsInStateDict, nn.MultiheadAttention):
     """A drop-in for :class:`torch.nn.MultiheadAttention` whose attention kernel is swappable.
 
     Same constructor, parameters (``in_proj_weight`` or ``q_proj_weight``/``k_proj_weight``/``v_proj_weight``,
@@ -145,8 +197,15 @@ class KernelMultiheadAttention(nn.MultiheadAttention):
     Notes
     -----
     ``need_weights=True`` (torch's default) materializes the (L, S) weights per head to return them; pass
-    ``need_weights=False`` for the memory-efficient back ends. ``is_causal=True`` uses the causal mask
-    directly (``attn_mask`` may be omitted; if given, it must be the causal mask, as in torch).
+    ``need_weights=False`` for the memory-efficient back ends. ``is_causal=True`` is torch's hint that
+    ``attn_mask`` is the causal mask (here it may be omitted): as in torch, it is applied in structured form
+    (top-left, so the extra ``add_bias_kv`` / ``add_zero_attn`` keys at the end are hidden from earlier
+    queries) only when ``need_weights=False`` and there is no ``key_padding_mask``; otherwise the causal mask
+    is used as a mask, padded so that every query sees the extra keys.
+
+    The feature draw of a random-feature kernel (``positive_random_features``, ``random_fourier_features``)
+    is saved in ``state_dict`` (``kernel_draws.*`` entries) and restored by ``load_state_dict``, so a loaded
+    module computes what the saved one did.
     """
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
@@ -165,13 +224,10 @@ class KernelMultiheadAttention(nn.MultiheadAttention):
                    **kernel_params: Any) -> "KernelMultiheadAttention":
         """Change the kernel in place (weights untouched)."""
         k = resolve_kernel(kernel, **kernel_params)
-        if not isinstance(normalize, bool):
-            raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}")
-        if normalize and not k.positive_valued:
-            raise ValueError(
-                f"normalize=True needs a non-negative kernel, but {k.name!r} can be negative; use normalize=False"
-            )
+        k.check_normalize(normalize)
         self.kernel, self.normalize, self.backend = k, normalize, _check_backend(backend)
+        if _draw_cache(k) is not None:  # draw now, so that a state_dict saved before any forward holds it
+            k.feature_map_x(torch.zeros(1, self.head_dim, dtype=torch.float64))
         return self
 
     @classmethod
@@ -253,6 +309,15 @@ class KernelMultiheadAttention(nn.MultiheadAttention):
             query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
         # now (L, N, E), torch's internal layout
         length, n, _ = query.shape
+        # torch's rule: the is_causal hint replaces attn_mask only without a key padding mask and without
+        # weights; otherwise attn_mask (the causal mask) is used, padded below for bias_k/zero_attn keys that
+        # every query then sees. Without attn_mask we build the causal mask torch would require.
+        use_hint = is_causal and key_padding_mask is None and not need_weights
+        if is_causal and not use_hint and attn_mask is None:
+            attn_mask = ~causal_keep(length, 0, key.shape[0], query.device)  # torch's convention: True = masked
+        if use_hint:
+            attn_mask = None
+        is_causal = use_hint
         (wq, bq), (wk, bk), (wv, bv) = self._projections()
         q, k, v = F.linear(query, wq, bq), F.linear(key, wk, bk), F.linear(value, wv, bv)
         if self.bias_k is not None:
@@ -269,8 +334,6 @@ class KernelMultiheadAttention(nn.MultiheadAttention):
             v = torch.cat([v, v.new_zeros(n, h, 1, hd)], dim=2)
             attn_mask = None if attn_mask is None else F.pad(attn_mask, (0, 1))
             key_padding_mask = None if key_padding_mask is None else F.pad(key_padding_mask, (0, 1))
-        if is_causal:
-            attn_mask = None  # it is the causal mask (torch's contract); use the structured form
         mask = self._merged_mask(attn_mask, key_padding_mask, n, length, k.shape[2], q.dtype)
         dropout = self.dropout if self.training else 0.0
         weights = None

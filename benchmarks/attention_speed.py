@@ -9,26 +9,24 @@ causal) and 3.5x that for forward+backward; times are medians of ``triton.testin
     python benchmarks/attention_speed.py            # full sweep (about 8 minutes on an H100)
     python benchmarks/attention_speed.py --quick    # N=4096, d=128, a few kernels
 
-Writes benchmarks/results/attention_speed.{json,md,png}.
+Writes benchmarks/results/attention_speed[_quick].{json,csv,md,png} through the shared harness (``_harness.py``):
+one row per (provider, kernel, normalize, N, d, causal, mode), stored as it is measured; a rerun skips the rows
+already there (``--fresh`` measures everything again).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
-import platform
-import sys
 import time
+from pathlib import Path
 
+import _harness
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import triton_ops
+from rkbs.kernels import get_kernel
 
-import triton_ops  # noqa: E402
-
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 DOT_KERNELS = ("edp", "rbf", "laplacian", "polynomial", "linear", "cosine", "sigmoid", "tanh")
 NORMALIZABLE = {"edp", "rbf", "laplacian", "polynomial", "sigmoid"}
 GIB = 2.0**30
@@ -237,9 +235,17 @@ def write_plot(rows, meta, path):
     fig.savefig(path, dpi=120)
 
 
+_KEY = ("provider", "kernel", "normalize", "n", "d", "causal", "mode")
+
+
+def _meta(config, run):
+    """The fields the table and plot print: this config plus the GPU and versions of the run."""
+    return dict(config, gpu=run["machine"].get("gpu"), torch=run["versions"].get("torch"),
+                triton=run["versions"].get("triton"))
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="N=4096, d=128, edp/rbf/polynomial only")
+    p = _harness.make_parser(__doc__, name="attention_speed", device="cuda")
     p.add_argument("--n", type=int, nargs="*", default=None)
     p.add_argument("--d", type=int, nargs="*", default=None)
     p.add_argument("--kernels", nargs="*", default=None)
@@ -248,45 +254,57 @@ def main(argv=None):
     p.add_argument("--flex-min-n", type=int, default=4096, help="skip FlexAttention below this N (compile time)")
     p.add_argument("--no-peers", action="store_true")
     p.add_argument("--eager-max-n", type=int, default=4096, help="skip eager above this N (memory)")
-    p.add_argument("--out", default=os.path.join(RESULTS, "attention_speed"))
     p.add_argument("--from-json", action="store_true", help="only rewrite the .md and .png from the .json")
     args = p.parse_args(argv)
+    stem = Path(args.out) / (args.name + ("_quick" if args.quick else ""))
     if args.from_json:
-        with open(args.out + ".json") as f:
-            saved = json.load(f)
-        write_markdown(saved["results"], saved["meta"], args.out + ".md")
-        write_plot(saved["results"], saved["meta"], args.out + ".png")
+        saved = _harness.load_results(stem.with_suffix(".json"))
+        # files written before the harness kept these fields under "meta"
+        meta = saved["runs"][0]["meta"] if saved["layout"] == 0 else _meta(saved["config"], saved["runs"][-1])
+        write_markdown(saved["results"], meta, str(stem) + ".md")
+        write_plot(saved["results"], meta, str(stem) + ".png")
         return
     if not torch.cuda.is_available():
         raise SystemExit("attention_speed.py needs a CUDA device (speed is only measured on a GPU).")
-    import triton
+    device = _harness.setup(args)
+    if device.type != "cuda":
+        raise SystemExit(f"--device {args.device!r}: attention_speed.py measures CUDA devices only")
+    if device.index is not None:
+        torch.cuda.set_device(device)  # do_bench and the memory counters use the current device
 
     ns = args.n or ([4096] if args.quick else [4096, 16384, 1024])
     ds = args.d or ([128] if args.quick else [128, 64])
     kernels = args.kernels or (["edp", "rbf", "polynomial"] if args.quick else list(DOT_KERNELS))
     b, h, dtype = 2, 16, torch.bfloat16
+    config = dict(
+        batch=b, heads=h, dtype="bfloat16", rep_ms=args.rep, eager_max_n=args.eager_max_n,
+        flops="4*B*H*N^2*d forward (half when causal), 3.5x for forward+backward; median of do_bench",
+        triton_ops_autotune=os.environ.get("TRITON_OPS_AUTOTUNE", "1") not in ("0", "false", "False", ""),
+    )
+    results = _harness.Results.open(args, key=_KEY, config=config, device=device)
     torch._dynamo.config.cache_size_limit = 256
     if hasattr(torch._dynamo.config, "recompile_limit"):
         torch._dynamo.config.recompile_limit = 256
-    rows = []
     t0 = time.time()
 
     def record(provider, kernel, normalize, n, d, causal, mode, fn, q, k, v):
         entry = dict(provider=provider, kernel=kernel, normalize=normalize, n=n, d=d, causal=causal, mode=mode)
+        if results.done(**entry):
+            return
         try:
             ms, peak = measure(fn, q, k, v, mode, args.rep)
             entry.update(ms=ms, tflops=flops(b, h, n, d, causal, mode) / ms * 1e-9, peak_gib=peak)
         except torch.OutOfMemoryError:
             entry.update(ms=None, tflops=None, peak_gib=None, skipped="out of memory")
             torch.cuda.empty_cache()
-        rows.append(entry)
+        results.add(entry)
         tf = f"{entry['tflops']:.0f}" if entry.get("tflops") else entry.get("skipped")
-        print(f"[{time.time() - t0:6.0f}s] {provider:10s} {kernel:10s} norm={normalize!s:5s} N={n:5d} d={d:3d} "
-              f"causal={causal!s:5s} {mode:7s} {tf} TFLOP/s", flush=True)
+        _harness.log(f"[{time.time() - t0:6.0f}s] {provider:10s} {kernel:10s} norm={normalize!s:5s} N={n:5d} "
+                     f"d={d:3d} causal={causal!s:5s} {mode:7s} {tf} TFLOP/s")
 
-    for d in ds:
+    for d in _harness.progress(ds, desc="head dims", disable=args.no_progress):
         for n in ns:
-            q, k, v = (torch.randn(b, h, n, d, device="cuda", dtype=dtype, requires_grad=True) for _ in range(3))
+            q, k, v = (torch.randn(b, h, n, d, device=device, dtype=dtype, requires_grad=True) for _ in range(3))
             with torch.no_grad():
                 q.mul_(0.5), k.mul_(0.5)
             for causal in (False, True):
@@ -295,8 +313,9 @@ def main(argv=None):
                         for normalize in (True, False):
                             if normalize and kernel not in NORMALIZABLE:
                                 continue
-                            fn = (lambda kern, nz, c: lambda q, k, v: triton_ops.kernel_attention(
-                                q, k, v, kernel=kern, normalize=nz, causal=c))(kernel, normalize, causal)
+                            fn = (lambda spec, nz, c: lambda q, k, v: triton_ops.kernel_attention(
+                                q, k, v, spec=spec, normalize=nz, is_causal=c)
+                                )(get_kernel(kernel).fused_spec(d), normalize, causal)
                             record("triton_ops", kernel, normalize, n, d, causal, mode, fn, q, k, v)
                     if args.no_peers:
                         continue
@@ -310,7 +329,7 @@ def main(argv=None):
                                lambda q, k, v, r=run: r(q, k, v, causal), q, k, v)
                     for kernel, normalize in (("edp", True), ("rbf", False)):
                         if n > args.eager_max_n:
-                            rows.append(dict(provider="eager", kernel=kernel, normalize=normalize, n=n, d=d,
+                            results.add(dict(provider="eager", kernel=kernel, normalize=normalize, n=n, d=d,
                                              causal=causal, mode=mode, ms=None, tflops=None, peak_gib=None,
                                              skipped=f"N > {args.eager_max_n}: B*H*N^2 weights do not fit"))
                             continue
@@ -319,31 +338,18 @@ def main(argv=None):
                                q, k, v)
             del q, k, v
             torch.cuda.empty_cache()
-            _save(rows, args, t0)  # partial results survive a time limit
+            _write_reports(results, stem)  # partial reports survive a time limit
+    _write_reports(results, stem)
+    print(f"wrote {stem}.json/.csv/.md/.png in {time.time() - t0:.0f}s", flush=True)
 
-    _save(rows, args, t0, final=True)
 
-
-def _save(rows, args, t0, final=False):
-    import triton
-
-    b, h = 2, 16
-    meta = dict(
-        gpu=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
-        python=platform.python_version(), batch=b, heads=h, dtype="bfloat16", rep_ms=args.rep,
-        flops="4*B*H*N^2*d forward (half when causal), 3.5x for forward+backward; median of do_bench",
-        wall_s=time.time() - t0, complete=final,
-        triton_ops_autotune=os.environ.get("TRITON_OPS_AUTOTUNE", "1") not in ("0", "false", "False", ""),
-    )
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + ".json", "w") as f:
-        json.dump(dict(meta=meta, results=rows), f, indent=1)
-    write_markdown(rows, meta, args.out + ".md")
+def _write_reports(results, stem):
+    meta = _meta(results.config, results.runs[-1])
+    write_markdown(results.rows, meta, str(stem) + ".md")
     try:
-        write_plot(rows, meta, args.out + ".png")
+        write_plot(results.rows, meta, str(stem) + ".png")
     except ImportError:
         print("matplotlib is not installed: no plot (rerun with --from-json where it is)")
-    print(f"wrote {args.out}.json/.md/.png at {time.time() - t0:.0f}s", flush=True)
 
 
 if __name__ == "__main__":

@@ -24,12 +24,12 @@ case "${1:-}" in
   speed)
     kernels="edp rbf laplacian polynomial linear cosine sigmoid tanh"
     timeout 270 python benchmarks/attention_speed.py --no-peers --n 16384 --d 128 --kernels $kernels \
-      --out "$out/speed_autotuned"
+      --out "$out" --name speed_autotuned
     TRITON_OPS_AUTOTUNE=0 timeout 270 python benchmarks/attention_speed.py --no-peers --n 16384 --d 128 \
-      --kernels $kernels --out "$out/speed_defaults"
+      --kernels $kernels --out "$out" --name speed_defaults
     ;;
   peers)
-    timeout 580 python benchmarks/attention_speed.py --n 4096 16384 --d 64 128 --out "$out/attention_speed"
+    timeout 580 python benchmarks/attention_speed.py --n 4096 16384 --d 64 128 --out "$out"
     ;;
   rkbs)
     timeout 580 python benchmarks/rkbs_gpu.py --budget 400 --out "$out"

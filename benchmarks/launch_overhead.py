@@ -7,28 +7,27 @@ block selection. Triton's launcher itself (tens of microseconds on a GPU machine
 forward pass of ``edp`` is timed: the backward pass and the norm kernels run torch operations (Delta, row
 norms) that ``meta`` tensors emulate in Python, far slower than their CUDA launches.
 
-    python benchmarks/launch_overhead.py  # writes benchmarks/results/launch_overhead.json
+    python benchmarks/launch_overhead.py  # writes benchmarks/results/launch_overhead.{json,csv}
+
+Each of ``--seeds`` is one repetition of the measurement (the best of five rounds of 2,000 calls each);
+``--device`` must be ``cpu`` (the launch code runs on ``meta`` tensors, no device is touched).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import platform
-import sys
 import time
-from pathlib import Path
 
 os.environ.pop("TRITON_INTERPRET", None)
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import _harness  # noqa: E402
 import torch  # noqa: E402
 import triton  # noqa: E402
 from triton.runtime import driver  # noqa: E402
 from triton.runtime.jit import JITFunction  # noqa: E402
 
 from triton_ops import _launch  # noqa: E402
-from triton_ops._spec import resolve_kernel  # noqa: E402
+from rkbs.kernels import get_kernel  # noqa: E402
 from tools.compile_check import _CompileOnlyDriver  # noqa: E402
 
 
@@ -44,22 +43,25 @@ def _per_call_us(fn, n: int) -> float:
     return best
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    args = _harness.make_parser(__doc__, name="launch_overhead").parse_args(argv)
+    if args.device != "cpu":
+        raise SystemExit(f"--device {args.device!r}: this benchmark runs on meta tensors; use --device cpu")
+    _harness.setup(args)
+    n_calls = 200 if args.quick else 2000
+    config = dict(shape="B=2, H=16, N=4096, d=128, bf16, edp", calls=n_calls)
+    results = _harness.Results.open(args, key=("autotune", "seed"), config=config)
     driver.set_active(_CompileOnlyDriver(90))
     JITFunction.run = lambda self, *args, **kwargs: None  # time everything but Triton's launch
     _launch._bench = lambda fn, quantiles: [1.0] * len(quantiles)  # the autotuner picks without timing
-    spec = resolve_kernel("edp", 128, None, {})
+    spec = get_kernel("edp").fused_spec(128)
     q = torch.empty(2, 16, 4096, 128, dtype=torch.bfloat16, device="meta")
-    results = {}
-    for autotune in ("0", "1"):
-        os.environ["TRITON_OPS_AUTOTUNE"] = autotune
-        us = _per_call_us(lambda: _launch.forward(q, q, q, None, 0, spec, True, False, "tf32"), 2000)
-        results[f"forward, autotune={autotune}"] = us
-        print(f"forward autotune={autotune}: {us:6.1f} us of Python per call")
-    path = Path(__file__).resolve().parent / "results" / "launch_overhead.json"
-    meta = dict(python=platform.python_version(), torch=torch.__version__, triton=triton.__version__,
-                machine=platform.machine(), cpus=os.cpu_count(), shape="B=2, H=16, N=4096, d=128, bf16, edp")
-    path.write_text(json.dumps(dict(meta=meta, microseconds=results), indent=1) + "\n")
+    keys = [dict(autotune=autotune, seed=seed) for seed in args.seeds for autotune in (False, True)]
+    for key in results.pending(keys, desc="launch overhead"):
+        os.environ["TRITON_OPS_AUTOTUNE"] = str(int(key["autotune"]))
+        us = _per_call_us(lambda: _launch.forward(q, q, q, None, 0, spec, True, False, "tf32"), n_calls)
+        results.add(dict(key, microseconds=us, triton=triton.__version__))
+        _harness.log(f"forward autotune={int(key['autotune'])}: {us:6.1f} us of Python per call")
 
 
 if __name__ == "__main__":

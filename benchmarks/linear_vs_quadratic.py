@@ -4,33 +4,26 @@ For finite-feature kernels the two forms compute the same function; this measure
 faster (the crossover length N*, reported as N* / m for feature dimension m) and sets
 ``attention_kernels.functional.LINEAR_CROSSOVER_RATIO`` (non-causal) and ``LINEAR_CROSSOVER_RATIO_CAUSAL``.
 
-    .venv/bin/python benchmarks/linear_vs_quadratic.py [--quick] [--device cpu|cuda]
+    .venv/bin/python benchmarks/linear_vs_quadratic.py [--quick] [--device cpu|cuda] [--seeds 0 1]
 
-Writes benchmarks/results/linear_vs_quadratic.json and .png. Peak memory: CUDA's max_memory_allocated on GPU;
-on CPU the growth of the peak resident set size of a forked process that runs one forward pass.
+Writes benchmarks/results/linear_vs_quadratic[_cuda][_quick].{json,csv,png} through the shared harness
+(``_harness.py``; one row per (kernel, causal, n, seed), resumable; the seed draws q, k, v). Peak memory:
+CUDA's max_memory_allocated on GPU; on CPU the growth of the peak resident set size of a forked process that runs one forward pass.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
-import platform
 import resource
-import sys
-from pathlib import Path
 
+import _harness
 import torch
 from torch.utils import benchmark
-from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from attention_kernels.functional import kernel_attention
+from rkbs.kernels import get_kernel
 
-from attention_kernels.functional import kernel_attention  # noqa: E402
-from rkbs.kernels import get_kernel  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results"
 KERNELS = {
     "elu": {},
     "positive_random_features": {"n_features": 128, "random_state": 0},
@@ -81,66 +74,57 @@ def _crossover(lengths, t_quad, t_lin) -> float | None:
     return None
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--quick", action="store_true", help="fewer lengths (a smoke run)")
+def main(argv=None) -> None:
+    parser = _harness.make_parser(__doc__, name="linear_vs_quadratic", device="auto")
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--head-dim", type=int, default=32)
-    args = parser.parse_args()
-    device = torch.device(args.device)
+    args = parser.parse_args(argv)
+    device = _harness.setup(args)
+    if device.type != "cpu":
+        args.name += f"_{device.type}"
     lengths = [128, 256, 512] if args.quick else [128, 256, 512, 1024, 2048, 4096]
     d = args.head_dim
-    rows = []
+    config = {"batch": 1, "heads": args.heads, "head_dim": d, "dtype": "float32", "device": device.type,
+              "kernels": KERNELS, "lengths": lengths}
+    results = _harness.Results.open(args, key=("kernel", "causal", "n", "seed"), config=config, device=device)
     configs = [(name, causal) for name in KERNELS for causal in (False, True)]
-    for name, causal in tqdm(configs, desc="kernels"):
+    keys = [dict(kernel=name, causal=causal, n=n, seed=seed) for name, causal in configs for n in lengths
+            for seed in args.seeds]
+    for key in results.pending(keys, desc="kernel x length"):
+        name, causal, n = key["kernel"], key["causal"], key["n"]
         kernel = get_kernel(name, **KERNELS[name])
         m = kernel.feature_dim(d)
-        for n in lengths:
-            g = torch.Generator().manual_seed(n)
-            q, k, v = (torch.randn(1, args.heads, n, d, generator=g).to(device) for _ in range(3))
-            row = {"kernel": name, "causal": causal, "n": n, "feature_dim": m}
-            for backend, form in (("torch", "quadratic"), ("linear", "linear")):
-                timer = benchmark.Timer(
-                    "_run(q, k, v, kernel, backend, causal)",
-                    globals={"_run": _run, "q": q, "k": k, "v": v, "kernel": kernel, "backend": backend,
-                             "causal": causal},
-                )
-                row[f"{form}_ms"] = timer.blocked_autorange(min_run_time=0.2).median * 1e3
-                row[f"{form}_peak_mb"] = _peak_memory_mb(q, k, v, kernel, backend, causal)
-            rows.append(row)
+        g = torch.Generator().manual_seed(n + 100_003 * key["seed"])
+        q, k, v = (torch.randn(1, args.heads, n, d, generator=g).to(device) for _ in range(3))
+        row = dict(key, feature_dim=m)
+        for backend, form in (("torch", "quadratic"), ("linear", "linear")):
+            timer = benchmark.Timer(
+                "_run(q, k, v, kernel, backend, causal)",
+                globals={"_run": _run, "q": q, "k": k, "v": v, "kernel": kernel, "backend": backend,
+                         "causal": causal},
+            )
+            row[f"{form}_ms"] = timer.blocked_autorange(min_run_time=0.2).median * 1e3
+            row[f"{form}_peak_mb"] = _peak_memory_mb(q, k, v, kernel, backend, causal)
+        results.add(row)
+    rows = [r for r in results.rows if r["seed"] == args.seeds[0]]
     summary = []
     for name, causal in configs:
-        sel = [r for r in rows if r["kernel"] == name and r["causal"] == causal]
+        sel = sorted((r for r in rows if r["kernel"] == name and r["causal"] == causal), key=lambda r: r["n"])
         n_star = _crossover([r["n"] for r in sel], [r["quadratic_ms"] for r in sel], [r["linear_ms"] for r in sel])
         m = sel[0]["feature_dim"]
         summary.append({"kernel": name, "causal": causal, "feature_dim": m, "crossover_n": n_star,
                         "crossover_ratio": None if n_star is None else n_star / m})
-    out = {
-        "machine": {"device": str(device), "cpu": platform.processor() or platform.machine(),
-                    "threads": torch.get_num_threads(), "torch": torch.__version__,
-                    "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None},
-        "shape": {"batch": 1, "heads": args.heads, "head_dim": d, "dtype": "float32"},
-        "rows": rows,
-        "crossover": summary,
-    }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    suffix = "" if device.type == "cpu" else f"_{device.type}"
-    (RESULTS / f"linear_vs_quadratic{suffix}.json").write_text(json.dumps(out, indent=2))
-    _plot(rows, configs, RESULTS / f"linear_vs_quadratic{suffix}.png", device)
+    results.set_summary(crossover=summary)
+    _plot(rows, configs, results.path.with_suffix(".png"), device, _harness.provenance_caption(results))
     for s in summary:
         print(s)
 
 
-def _plot(rows, configs, path, device) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _plot(rows, configs, path, device, caption=None) -> None:
+    plt = _harness.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for i, (name, causal) in enumerate(configs):
-        sel = [r for r in rows if r["kernel"] == name and r["causal"] == causal]
+        sel = sorted((r for r in rows if r["kernel"] == name and r["causal"] == causal), key=lambda r: r["n"])
         ns = [r["n"] for r in sel]
         style = "--" if causal else "-"
         color = f"C{i // 2}"
@@ -157,8 +141,7 @@ def _plot(rows, configs, path, device) -> None:
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=6, ncol=2)
     fig.suptitle(f"linear (o: quadratic, x: linear) vs quadratic kernel attention, {device}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _harness.save_figure(fig, path, caption=caption)
 
 
 if __name__ == "__main__":

@@ -12,14 +12,16 @@ Three parts, all on the CPU with two threads:
    chosen by 3-fold GridSearchCV.
 3. BinaryKernelLearner: held-out error of H heads of exp(<W_q x, W_k y>/sqrt(d)) fitted to catalogue kernels on
    the unit sphere, for growing H and d.
+4. logistic loss: 5-fold cross-validation time of ``RKBSClassifier(loss="logistic")`` against
+   ``LogisticRegression`` and ``SVC`` on digits and breast cancer, measured side by side in this process,
+   interleaved over rounds (median per estimator), reported as ratios.
 
-Usage: ``python benchmarks/rkbs_scaling.py [--quick]``; writes benchmarks/results/rkbs_scaling.{json,png,md}.
+Usage: ``python benchmarks/rkbs_scaling.py [--quick] [--out DIR] [--fresh]`` (the shared harness, resumable per
+result); writes benchmarks/results/rkbs_scaling[_quick].{json,csv,md,png}.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import multiprocessing as mp
 import os
 import platform
@@ -34,8 +36,8 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _harness  # noqa: E402
 
 
 # --------------------------------------------------------------------------------------------- scaling part
@@ -118,9 +120,7 @@ def _run_isolated(method: str, n: int, m: int, timeout: float = 300.0) -> dict:
     return row
 
 
-def scaling(quick: bool) -> list[dict]:
-    from tqdm import tqdm
-
+def scaling(quick: bool, results) -> list[dict]:
     exact_ns = [500, 1000, 2000] if quick else [1000, 2000, 5000, 10000]
     large_ns = [10_000, 30_000] if quick else [10_000, 30_000, 100_000]
     m = 1000
@@ -130,9 +130,11 @@ def scaling(quick: bool) -> list[dict]:
     # the Krylov solvers pay one kernel pass (or two) per iteration: measured up to 30,000 to keep the run short
     jobs += [(meth, n) for n in large_ns if n <= 30_000 for meth in ("rkbs Nystroem rkhs cg",
                                                                      "rkbs Nystroem coef lsqr")]
-    rows = []
-    for meth, n in tqdm(jobs, desc="scaling fits"):
-        rows.append(_run_isolated(meth, n, m))
+    keys = [{"part": "scaling", "case": f"{meth} n={n}"} for meth, n in jobs]
+    for key, (meth, n) in zip(keys, jobs):
+        if not results.done(**key):
+            results.add({**key, **_run_isolated(meth, n, m)})
+    rows = [results.get(**key) for key in keys]
     # exactness: our RKHS predictions against KernelRidge's on the same data
     for n in exact_ns:
         kr = next(r for r in rows if r["method"] == "sklearn KernelRidge" and r["n"] == n)
@@ -141,13 +143,11 @@ def scaling(quick: bool) -> list[dict]:
             ours["max_abs_diff_vs_kernel_ridge"] = float(np.abs(np.subtract(kr["pred_head"],
                                                                             ours["pred_head"])).max())
             ours["speed_ratio_vs_kernel_ridge"] = kr["fit_s"] / ours["fit_s"]
-    for r in rows:
-        r.pop("pred_head", None)
     return rows
 
 
 # -------------------------------------------------------------------------------------------- accuracy part
-def accuracy(quick: bool) -> list[dict]:
+def accuracy(quick: bool, results) -> list[dict]:
     import warnings
 
     import torch
@@ -165,13 +165,15 @@ def accuracy(quick: bool) -> list[dict]:
     torch.set_num_threads(THREADS)
     data = {"digits": load_digits(return_X_y=True), "breast_cancer": load_breast_cancer(return_X_y=True),
             "diabetes": load_diabetes(return_X_y=True)}
-    rows = []
     configs = [
         ("rbf", "rkhs", {}), ("polynomial", "rkhs", {"degree": 3}), ("tanh", "coef", {}), ("tanh", "krein", {}),
         ("sigmoid", "coef", {}), ("sigmoid (normalized)", "coef", {}), ("attention edp W_q != W_k", "coef", {}),
     ]
     alphas = [1e-2, 1e-1] if quick else [1e-3, 1e-2, 1e-1, 1.0]
     for name, (X, y) in tqdm(data.items(), desc="data sets"):
+        if results.done(part="accuracy", case=name):
+            continue
+        rows = []
         Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, random_state=0)
         scaler = StandardScaler().fit(Xtr)
         Xtr, Xte = scaler.transform(Xtr), scaler.transform(Xte)
@@ -214,11 +216,12 @@ def accuracy(quick: bool) -> list[dict]:
         rows.append({"dataset": name, "model": "sklearn KernelRidge rbf" if regression else "sklearn SVC rbf",
                      "penalty": "-", "metric": "R2" if regression else "accuracy", "score": float(score),
                      "alpha": None, "seconds": time.perf_counter() - t0})
-    return rows
+        results.add({"part": "accuracy", "case": name, "rows": rows})
+    return [r for name in data for r in results.get(part="accuracy", case=name)["rows"]]
 
 
 # ------------------------------------------------------------------------------------------ kernel learning
-def kernel_learning(quick: bool) -> list[dict]:
+def kernel_learning(quick: bool, results) -> list[dict]:
     import torch
     from tqdm import tqdm
 
@@ -238,11 +241,59 @@ def kernel_learning(quick: bool) -> list[dict]:
     for name, k in tqdm(targets.items(), desc="kernel learning"):
         Z = k(Xx, Xy)
         for H, d in shapes:
+            key = {"part": "kernel_learning", "case": f"{name} H={H} d={d}"}
+            if results.done(**key):
+                rows.append(results.get(**key))
+                continue
             model = BinaryKernelLearner(n_heads=H, head_dim=d, max_iter=1000, learning_rate=0.03,
                                         random_state=0).fit_grid(Xx[:60], Xy[:60], Z[:60, :60])
             err = np.mean((model.predict_grid(Xx[60:], Xy[60:]) - Z[60:, 60:]) ** 2) / np.var(Z)
-            rows.append({"target": name, "n_heads": H, "head_dim": d, "n_iter": model.n_iter_,
+            rows.append({**key, "target": name, "n_heads": H, "head_dim": d, "n_iter": model.n_iter_,
                          "train_rel_mse": model.loss_curve_[-1] / float(np.var(Z)), "test_rel_mse": float(err)})
+            results.add(rows[-1])
+    return rows
+
+
+# ------------------------------------------------------------------------------------------- logistic loss
+def logistic(quick: bool, results) -> list[dict]:
+    """5-fold CV time of the logistic RKBSClassifier beside LogisticRegression and SVC, interleaved rounds."""
+    import warnings
+
+    import torch
+    from sklearn.datasets import load_breast_cancer, load_digits
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    from rkbs.estimators import RKBSClassifier
+
+    torch.set_num_threads(THREADS)
+    data = {"digits": load_digits(return_X_y=True), "breast_cancer": load_breast_cancer(return_X_y=True)}
+    models = {"rkbs logistic": lambda: RKBSClassifier(loss="logistic"),
+              "sklearn LogisticRegression": lambda: LogisticRegression(),
+              "sklearn SVC": lambda: SVC()}
+    rounds = 1 if quick else 3
+    rows = []
+    for name, (X, y) in data.items():
+        key = {"part": "logistic", "case": name}
+        if not results.done(**key):
+            times = {m: [] for m in models}
+            scores = {}
+            for _ in range(rounds):  # interleaved: a burst of load from other processes hits every model alike
+                for label, make in models.items():
+                    t0 = time.perf_counter()
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")  # LogisticRegression's max_iter=100 stop on raw digits
+                        scores[label] = float(cross_val_score(make_pipeline(StandardScaler(), make()), X, y,
+                                                              cv=5).mean())
+                    times[label].append(time.perf_counter() - t0)
+            med = {m: float(np.median(t)) for m, t in times.items()}
+            results.add({**key, "cv_seconds": med, "cv_accuracy": scores, "rounds": rounds,
+                         "ratio_vs_logistic_regression": med["rkbs logistic"] / med["sklearn LogisticRegression"],
+                         "ratio_vs_svc": med["rkbs logistic"] / med["sklearn SVC"]})
+        rows.append(results.get(**key))
     return rows
 
 
@@ -281,9 +332,11 @@ def _plot(scaling_rows, learning_rows, path):
 
 def _markdown(result) -> str:
     lines = [f"Machine: {result['machine']}; {THREADS} threads. Each fit runs in its own process after a small "
-             "warm-up fit; fits of n <= 5,000 are the median of 3 runs.", "",
-             "| method | n | fit (s) | peak RSS above baseline (MiB) | test R^2 | vs KernelRidge |",
-             "|---|---:|---:|---:|---:|---|"]
+             "warm-up fit; fits of n <= 5,000 are the median of 3 runs. The machine may have been shared: compare "
+             "ratios measured side by side.", ""]
+    if result["scaling"]:
+        lines += ["| method | n | fit (s) | peak RSS above baseline (MiB) | test R^2 | vs KernelRidge |",
+                  "|---|---:|---:|---:|---:|---|"]
     for r in result["scaling"]:
         if "fit_s" not in r:
             lines.append(f"| {r['method']} | {r['n']} | {r.get('error')} | | | |")
@@ -294,37 +347,47 @@ def _markdown(result) -> str:
         m = f" (m={r['n_components']})" if "Nystroem" in r["method"] else ""
         lines.append(f"| {r['method']}{m} | {r['n']:,} | {r['fit_s']:.2f} | {r['peak_over_baseline_mib']:.0f} | "
                      f"{r['test_r2']:.3f} | {vs} |")
-    lines += ["", "| data set | model | penalty | metric | score | alpha |", "|---|---|---|---|---:|---:|"]
+    if result["accuracy"]:
+        lines += ["", "| data set | model | penalty | metric | score | alpha |", "|---|---|---|---|---:|---:|"]
     for r in result["accuracy"]:
         lines.append(f"| {r['dataset']} | {r['model']} | {r['penalty']} | {r['metric']} | {r['score']:.3f} | "
                      f"{r['alpha'] if r['alpha'] is not None else '-'} |")
-    lines += ["", "| target kernel | H | d | held-out relative MSE | train relative MSE |", "|---|---:|---:|---:|---:|"]
+    if result["kernel_learning"]:
+        lines += ["", "| target kernel | H | d | held-out relative MSE | train relative MSE |",
+                  "|---|---:|---:|---:|---:|"]
     for r in result["kernel_learning"]:
         lines.append(f"| {r['target']} | {r['n_heads']} | {r['head_dim']} | {r['test_rel_mse']:.4f} | "
                      f"{r['train_rel_mse']:.4f} |")
+    if result["logistic"]:
+        lines += ["", "5-fold cross-validation (StandardScaler + model), median of interleaved rounds:", "",
+                  "| data set | rkbs logistic (s) | LogisticRegression (s) | SVC (s) | rkbs / LR | rkbs / SVC | "
+                  "accuracy rkbs / LR / SVC |", "|---|---:|---:|---:|---:|---:|---|"]
+    for r in result["logistic"]:
+        t, a = r["cv_seconds"], r["cv_accuracy"]
+        lines.append(f"| {r['case']} | {t['rkbs logistic']:.2f} | {t['sklearn LogisticRegression']:.2f} | "
+                     f"{t['sklearn SVC']:.2f} | {r['ratio_vs_logistic_regression']:.2f}x | {r['ratio_vs_svc']:.2f}x | "
+                     f"{a['rkbs logistic']:.3f} / {a['sklearn LogisticRegression']:.3f} / {a['sklearn SVC']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes (about a minute)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="output directory")
+    parser = _harness.make_parser(__doc__, name="rkbs_scaling")
+    parser.add_argument("--parts", nargs="+", default=["scaling", "accuracy", "kernel_learning", "logistic"],
+                        choices=["scaling", "accuracy", "kernel_learning", "logistic"], help="parts to run")
     args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    _harness.setup(args)
+    results = _harness.Results.open(args, key=("part", "case"), config={"threads": THREADS})
     t0 = time.perf_counter()
-    result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible",
-              "threads": THREADS, "quick": args.quick,
-              "note": "one process per fit, after a warm-up fit; n <= 5,000: median of 3 timed fits",
-              "scaling": scaling(args.quick)}
-    stem = "rkbs_scaling_quick" if args.quick else "rkbs_scaling"
-    (args.out / f"{stem}.partial.json").write_text(json.dumps(result, indent=1))
-    result["accuracy"] = accuracy(args.quick)
-    result["kernel_learning"] = kernel_learning(args.quick)
-    result["total_seconds"] = time.perf_counter() - t0
-    (args.out / f"{stem}.partial.json").unlink()
-    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=1))
-    (args.out / f"{stem}.md").write_text(_markdown(result))
-    _plot(result["scaling"], result["kernel_learning"], args.out / f"{stem}.png")
+    result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible"}
+    for part, run in (("scaling", scaling), ("accuracy", accuracy), ("kernel_learning", kernel_learning),
+                      ("logistic", logistic)):
+        result[part] = run(args.quick, results) if part in args.parts else []
+    results.set_summary(total_seconds=time.perf_counter() - t0, logistic=[
+        {k: r[k] for k in ("case", "ratio_vs_logistic_regression", "ratio_vs_svc")} for r in result["logistic"]])
+    stem = Path(args.out) / (args.name + ("_quick" if args.quick else ""))
+    stem.with_suffix(".md").write_text(_markdown(result))
+    if result["scaling"] and result["kernel_learning"]:
+        _plot(result["scaling"], result["kernel_learning"], stem.with_suffix(".png"))
     print(_markdown(result))
     return result
 

@@ -5,8 +5,10 @@
 2. In-context linear regression under a Gaussian and a tree prior, constrained linear-attention models of depth
    1..4, against the Bayes-optimal predictor and ridge.
 
-Training data are drawn fresh every step (online), test sets are fixed. Writes
-``benchmarks/results/seed_tasks.json`` and ``seed_tasks.png``.
+Training data are drawn fresh every step (online), test sets are fixed; the grammar and the priors come from
+``--grammar-seed``, each of ``--seeds`` sets the initialisation and the data order. Writes
+``benchmarks/results/seed_tasks[_quick].{json,csv,png}`` through the shared harness (``_harness.py``): each
+finished (task, setting, kernel, seed) result is stored at once, and a rerun resumes where the last one stopped.
 
     python benchmarks/seed_tasks.py --quick          # a few minutes on two CPU cores
     python benchmarks/seed_tasks.py                  # every filter level, longer training
@@ -14,15 +16,11 @@ Training data are drawn fresh every step (online), test sets are fixed. Writes
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
 import time
-from pathlib import Path
 
+import _harness
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from attention_kernels.testbeds.datasets import (
     bayes_optimal_prediction,
@@ -36,13 +34,11 @@ from attention_kernels.testbeds.datasets import (
 )
 from attention_kernels.testbeds.models import LinearAttentionRegressor, MaskedLanguageModel, SequenceClassifier
 
-RESULTS = Path(__file__).resolve().parent / "results"
 KERNELS = ("edp", "rbf", "polynomial", "elu", "linear")
 
 
 def _parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="filter levels 0 and depth only, shorter training")
+    parser = _harness.make_parser(__doc__, name="seed_tasks")
     parser.add_argument("--kernels", nargs="+", default=list(KERNELS), help="attention kernels to compare")
     parser.add_argument("--depth", type=int, default=3, help="tree depth (2**depth leaves)")
     parser.add_argument("--n-symbols", type=int, default=4)
@@ -52,9 +48,8 @@ def _parse_args(argv=None):
     parser.add_argument("--dim", type=int, default=48, help="encoder width")
     parser.add_argument("--layers", type=int, default=2, help="encoder layers")
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (the CI box has 2 shared cores)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=RESULTS / "seed_tasks")
+    parser.add_argument("--grammar-seed", type=int, default=0, help="seed of the grammar and the task priors")
+    parser.set_defaults(threads=1)  # the CI box has 2 shared cores
     return parser.parse_args(argv)
 
 
@@ -74,15 +69,15 @@ def _hierarchical_batch(task, n, depth, grammar, level, rng):
     return X_masked, X[mask], mask
 
 
-def run_hierarchical(task, kernel, level, grammar, args, steps, test):
-    """Train one kernel's model on one filter level; return its test accuracy."""
-    torch.manual_seed(args.seed)
-    rng = np.random.RandomState(args.seed + 1)
+def run_hierarchical(task, kernel, level, grammar, args, steps, test, seed):
+    """Train one kernel's model on one filter level; return its test accuracy and final training loss."""
+    torch.manual_seed(seed)
+    rng = np.random.RandomState(seed + 1)
     n_leaves = 2**args.depth
     model = _hierarchical_model(task, kernel, grammar.n_symbols, n_leaves, args)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=steps, pct_start=0.1)
-    bar = tqdm(range(steps), desc=f"{task} k={level} {kernel}", leave=False, mininterval=1.0)
+    bar = _harness.progress(range(steps), desc=f"{task} k={level} {kernel}", leave=False, disable=args.no_progress)
     for _ in bar:
         X, target, mask = _hierarchical_batch(task, 128, args.depth, grammar, level, rng)
         logits = model(torch.from_numpy(X))
@@ -103,49 +98,56 @@ def run_hierarchical(task, kernel, level, grammar, args, steps, test):
     return float(np.mean(logits.argmax(-1).numpy() == target)), float(loss.item())
 
 
-def hierarchical_suite(task, args, steps, levels):
-    grammar = make_hierarchical_grammar(args.n_symbols, sigma=1.0, random_state=args.seed)
-    rows = []
+def hierarchical_suite(task, args, steps, levels, results):
+    grammar = make_hierarchical_grammar(args.n_symbols, sigma=1.0, random_state=args.grammar_seed)
     for level in levels:
+        keys = [dict(task=task, filter_level=level, prior=None, depth=None, kernel=kernel, seed=seed)
+                for kernel in args.kernels for seed in args.seeds]
+        if all(results.done(**key) for key in keys):
+            continue
         test_rng = np.random.RandomState(10_000 + level)
         test = _hierarchical_batch(task, 2000, args.depth, grammar, level, test_rng)
-        root_post, leaf_post = hierarchical_bp(test[0], grammar, level)
+        root_post, leaf_post = hierarchical_bp(test[0], grammar, level, mask_token=grammar.n_symbols)
         if task == "root":
             oracle = float(np.mean(root_post.argmax(-1) == test[1]))
         else:
             oracle = float(np.mean(leaf_post[test[2]].argmax(-1) == test[1]))
-        for kernel in args.kernels:
+        for key in results.pending(keys, desc=f"{task} k={level}"):
+            kernel = key["kernel"]
             start = time.perf_counter()
-            accuracy, final_loss = run_hierarchical(task, kernel, level, grammar, args, steps, test)
-            rows.append(dict(task=task, filter_level=level, kernel=kernel, accuracy=accuracy, bp_accuracy=oracle,
-                             ratio_to_bp=accuracy / oracle, final_train_loss=final_loss, steps=steps,
-                             seconds=time.perf_counter() - start))
-            tqdm.write(f"{task:4s} k={level} {kernel:10s} acc={accuracy:.3f} BP={oracle:.3f} "
-                       f"ratio={accuracy / oracle:.3f}")
-    return rows
+            accuracy, final_loss = run_hierarchical(task, kernel, level, grammar, args, steps, test, key["seed"])
+            results.add(dict(key, accuracy=accuracy, bp_accuracy=oracle, ratio_to_bp=accuracy / oracle,
+                             final_train_loss=final_loss, steps=steps, seconds=time.perf_counter() - start))
+            _harness.log(f"{task:4s} k={level} {kernel:10s} seed={key['seed']} acc={accuracy:.3f} BP={oracle:.3f} "
+                         f"ratio={accuracy / oracle:.3f}")
 
 
-def icl_suite(args, steps, depths):
+def icl_suite(args, steps, depths, results):
     dim, n_context, noise = 4, 12, 0.25
-    rows = []
     for prior_name in ("gaussian", "tree"):
-        prior = (make_tree_task_prior(dim, tree_depth=2, branching=3, jitter=0.1, random_state=args.seed)
+        keys = [dict(task="icl", filter_level=None, prior=prior_name, depth=depth, kernel="linear", seed=seed)
+                for depth in depths for seed in args.seeds]
+        if all(results.done(**key) for key in keys):
+            continue
+        prior = (make_tree_task_prior(dim, tree_depth=2, branching=3, jitter=0.1, random_state=args.grammar_seed)
                  if prior_name == "tree" else "gaussian")
         X, y, _, prior = make_incontext_regression(4000, n_context, dim, prior=prior, noise=noise,
-                                                   random_state=args.seed + 7)
+                                                   random_state=args.grammar_seed + 7)
         bayes = bayes_optimal_prediction(X[:, :-1], y[:, :-1], X[:, -1], prior, noise)
         ridge = ridge_prediction(X[:, :-1], y[:, :-1], X[:, -1], alpha=noise**2 / prior.variance)
         bayes_mse = float(np.mean((bayes - y[:, -1]) ** 2))
         ridge_mse = float(np.mean((ridge - y[:, -1]) ** 2))
         test = [torch.from_numpy(a).float() for a in (X[:, :-1], y[:, :-1], X[:, -1], y[:, -1])]
-        for depth in depths:
-            torch.manual_seed(args.seed)
-            rng = np.random.RandomState(args.seed + depth)
+        for key in results.pending(keys, desc=f"icl {prior_name}"):
+            depth, seed = key["depth"], key["seed"]
+            torch.manual_seed(seed)
+            rng = np.random.RandomState(seed + depth)
             model = LinearAttentionRegressor(dim, n_layers=depth)
             optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
             schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1e-2, total_steps=steps, pct_start=0.1)
             start = time.perf_counter()
-            bar = tqdm(range(steps), desc=f"icl {prior_name} L={depth}", leave=False, mininterval=1.0)
+            bar = _harness.progress(range(steps), desc=f"icl {prior_name} L={depth}", leave=False,
+                                    disable=args.no_progress)
             for _ in bar:
                 Xb, yb, _, _ = make_incontext_regression(256, n_context, dim, prior=prior, noise=noise, random_state=rng)
                 Xb, yb = torch.from_numpy(Xb).float(), torch.from_numpy(yb).float()
@@ -158,18 +160,23 @@ def icl_suite(args, steps, depths):
                 bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
             with torch.no_grad():
                 mse = float(torch.mean((model(*test[:3]) - test[3]) ** 2))
-            rows.append(dict(task="icl", prior=prior_name, depth=depth, mse=mse, bayes_mse=bayes_mse,
-                             ridge_mse=ridge_mse, steps=steps, seconds=time.perf_counter() - start))
-            tqdm.write(f"icl  {prior_name:8s} L={depth} mse={mse:.4f} bayes={bayes_mse:.4f} ridge={ridge_mse:.4f}")
-    return rows
+            results.add(dict(key, mse=mse, bayes_mse=bayes_mse, ridge_mse=ridge_mse, steps=steps,
+                             seconds=time.perf_counter() - start))
+            _harness.log(f"icl  {prior_name:8s} L={depth} seed={seed} mse={mse:.4f} bayes={bayes_mse:.4f} "
+                         f"ridge={ridge_mse:.4f}")
 
 
-def plot(results, path):
-    import matplotlib
+def _mean(rows, field, **match):
+    values = [r[field] for r in rows if all(r.get(k) == v for k, v in match.items())]
+    return float(np.mean(values)) if values else float("nan")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def plot(results, path, caption=None):
+    """Accuracy against filter level per kernel (mean over seeds) and ICL error against depth.
+
+    ``results`` are rows of this script's layout, or of the single-seed file it wrote before the harness.
+    """
+    plt = _harness.pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for ax, task, title in ((axes[0], "root", "root classification"), (axes[1], "mlm", "masked token")):
         rows = [r for r in results if r["task"] == task]
@@ -177,10 +184,10 @@ def plot(results, path):
             ax.set_visible(False)
             continue
         levels = sorted({r["filter_level"] for r in rows})
-        bp = [next(r["bp_accuracy"] for r in rows if r["filter_level"] == k) for k in levels]
+        bp = [_mean(rows, "bp_accuracy", filter_level=k) for k in levels]
         ax.plot(levels, bp, "k--", marker="s", label="BP (optimal)")
         for kernel in dict.fromkeys(r["kernel"] for r in rows):
-            acc = [next(r["accuracy"] for r in rows if r["filter_level"] == k and r["kernel"] == kernel) for k in levels]
+            acc = [_mean(rows, "accuracy", filter_level=k, kernel=kernel) for k in levels]
             ax.plot(levels, acc, marker="o", label=kernel)
         ax.set(xlabel="filter level k", ylabel="test accuracy", title=title, xticks=levels)
         ax.legend(fontsize=8)
@@ -191,37 +198,37 @@ def plot(results, path):
         sub = [r for r in rows if r["prior"] == prior]
         if not sub:
             continue
-        depths = [r["depth"] for r in sub]
-        ax.plot(depths, [r["mse"] for r in sub], marker="o", color=color, label=f"linear attention, {prior}")
+        depths = sorted({r["depth"] for r in sub})
+        ax.plot(depths, [_mean(sub, "mse", depth=t) for t in depths], marker="o", color=color,
+                label=f"linear attention, {prior}")
         ax.axhline(sub[0]["bayes_mse"], color=color, ls="--", label=f"Bayes, {prior}")
         ax.axhline(sub[0]["ridge_mse"], color=color, ls=":", label=f"ridge, {prior}")
         ax.set_xticks(depths)
     ax.set(xlabel="depth (layers)", ylabel="query MSE", title="in-context regression", yscale="log")
     if rows:
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _harness.save_figure(fig, path, caption=caption)
 
 
 def main(argv=None):
     args = _parse_args(argv)
-    torch.set_num_threads(args.threads)
+    _harness.setup(args)
     levels = [0, args.depth] if args.quick else list(range(args.depth + 1))
     steps = args.steps or (1500 if args.quick else 3000)
     icl_steps = args.icl_steps or (2000 if args.quick else 5000)
-    results, start = [], time.perf_counter()
+    config = dict(depth=args.depth, n_symbols=args.n_symbols, dim=args.dim, layers=args.layers, lr=args.lr,
+                  steps=steps, icl_steps=icl_steps, grammar_seed=args.grammar_seed)
+    results = _harness.Results.open(args, key=("task", "filter_level", "prior", "depth", "kernel", "seed"),
+                                    config=config)
+    start = time.perf_counter()
     for task in ("root", "mlm"):
         if task in args.tasks:
-            results += hierarchical_suite(task, args, steps, levels)
+            hierarchical_suite(task, args, steps, levels, results)
     if "icl" in args.tasks:
-        results += icl_suite(args, icl_steps, [1, 2, 3, 4])
-    meta = dict(quick=args.quick, depth=args.depth, dim=args.dim, layers=args.layers, lr=args.lr, n_symbols=args.n_symbols, kernels=args.kernels,
-                seed=args.seed, threads=args.threads, torch=torch.__version__, machine=platform.processor()
-                or platform.machine(), total_seconds=time.perf_counter() - start)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(dict(meta=meta, results=results), indent=1))
-    plot(results, args.out.with_suffix(".png"))
-    print(f"wrote {args.out.with_suffix('.json')} and .png in {meta['total_seconds']:.0f} s")
+        icl_suite(args, icl_steps, [1, 2, 3, 4], results)
+    png = results.path.with_suffix(".png")
+    plot(results.rows, png, caption=_harness.provenance_caption(results))
+    print(f"wrote {results.path}, .csv and .png ({time.perf_counter() - start:.0f} s this run)")
 
 
 if __name__ == "__main__":

@@ -41,12 +41,7 @@ def _rows_per_block(m: int, block_size: int | None) -> int:
 
 def check_normalizable(kernel: Kernel) -> None:
     """Refuse row normalization for kernels that can be negative (a row sum near zero is meaningless)."""
-    if not kernel.positive_valued:
-        raise ValueError(
-            f"normalize=True divides by the kernel's row sums, but kernel {kernel.name!r} can be negative "
-            "(positive_valued is False); use normalize=False or a positive kernel (edp, rbf, laplacian, "
-            "sigmoid, exp_intersection, even-degree polynomial, elu)"
-        )
+    kernel.check_normalize(True)
 
 
 def kernel_block(
@@ -127,16 +122,16 @@ def _fused_matmul(kernel: Kernel, X: torch.Tensor, C: torch.Tensor, B: torch.Ten
         import triton_ops
     except ImportError:
         return None
-    if not triton_ops.is_available() or base.name not in triton_ops.FUSED_KERNELS:
+    spec = base.fused_spec(Xm.shape[-1])
+    if spec is None or not triton_ops.is_available():
         return None
     out = triton_ops.kernel_attention(
         Xm[None, None].contiguous(),
         Cm[None, None].contiguous(),
         B.to(X.dtype)[None, None].contiguous(),
-        kernel=base.name,
+        spec=spec,
         normalize=False,
         precision="ieee",
-        **base.resolved_params(Xm.shape[-1]),
     )[0, 0]
     return _checked_product(out, kernel)
 
@@ -185,10 +180,11 @@ def kernel_matmul(
     if transpose:
         out = torch.zeros((m,) + tuple(B.shape[1:]), dtype=B.dtype, device=B.device)
         for i in range(0, n, rows):
-            out += kernel_block(kernel, X[i : i + rows], C, normalize, check=False).T @ B[i : i + rows]
+            out += kernel_block(kernel, X[i : i + rows], C, normalize, check=False).to(B.dtype).T @ B[i : i + rows]
     else:
         out = torch.cat(
-            [kernel_block(kernel, X[i : i + rows], C, normalize, check=False) @ B for i in range(0, n, rows)]
+            [kernel_block(kernel, X[i : i + rows], C, normalize, check=False).to(B.dtype) @ B
+             for i in range(0, n, rows)]
         )
     return _checked_product(out, kernel)
 
@@ -221,8 +217,11 @@ def kernel_normal_equations(
     *,
     normalize: bool = False,
     block_size: int | None = None,
+    row_weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(A^T A, A^T Z)`` for ``A = K(X, C)``, accumulated block by block (memory O(m^2 + block * m)).
+
+    With ``row_weights`` w of shape (n,), the weighted ``(A^T W A, A^T W Z)``.
 
     Returns
     -------
@@ -233,10 +232,12 @@ def kernel_normal_equations(
     AtA = torch.zeros((m, m), dtype=torch.float64, device=X.device)
     AtZ = torch.zeros((m, Z.shape[1]), dtype=torch.float64, device=X.device)
     rows = _rows_per_block(m, block_size)
+    w = None if row_weights is None else torch.as_tensor(row_weights, dtype=torch.float64, device=X.device)
     for i in range(0, X.shape[0], rows):
         A = kernel_block(kernel, X[i : i + rows], C, normalize).double()
-        AtA += A.T @ A
-        AtZ += A.T @ Z[i : i + rows].double()
+        Aw = A if w is None else A * w[i : i + rows, None]
+        AtA += Aw.T @ A
+        AtZ += Aw.T @ Z[i : i + rows].double()
     return AtA.cpu().numpy(), AtZ.cpu().numpy()
 
 
@@ -267,7 +268,7 @@ def kernel_normal_matmul(
     rows = _rows_per_block(C.shape[0], block_size)
     out = torch.zeros_like(V)
     for i in range(0, X.shape[0], rows):
-        A = kernel_block(kernel, X[i : i + rows], C, normalize)
+        A = kernel_block(kernel, X[i : i + rows], C, normalize).to(V.dtype)
         out += A.T @ (A @ V)
     return out
 
@@ -318,7 +319,7 @@ class KernelOperator(LinearOperator):
         super().__init__(dtype=np.float64, shape=(X.shape[0], self.C.shape[0]))
 
     def _apply(self, v: np.ndarray, transpose: bool) -> np.ndarray:
-        V = torch.tensor(np.asarray(v), dtype=self.X.dtype, device=self.X.device)  # a copy: v may be read-only
+        V = torch.tensor(np.asarray(v), dtype=self._vector_dtype, device=self.X.device)  # a copy: v may be read-only
         one_d = V.ndim == 1
         out = kernel_matmul(
             self.kernel,
@@ -331,6 +332,12 @@ class KernelOperator(LinearOperator):
         )
         out = out.double().cpu().numpy()
         return out[:, 0] if one_d else out
+
+    @property
+    def _vector_dtype(self) -> torch.dtype:
+        # float32 points on the CPU: the kernel blocks are float32, but the vectors they multiply stay float64,
+        # so a Krylov solve on the (fixed) float32 kernel is not stalled by rounding its iterates to float32
+        return torch.float64 if self.X.device.type == "cpu" else self.X.dtype
 
     def _matvec(self, v: Any) -> np.ndarray:
         return self._apply(np.ravel(v), False)
@@ -352,7 +359,7 @@ class KernelOperator(LinearOperator):
 
     def normal_matvec(self, v: np.ndarray) -> np.ndarray:
         """``K^T (K v)`` with one kernel evaluation per block (the CG normal-equations operator)."""
-        V = torch.as_tensor(np.ascontiguousarray(np.ravel(v)), dtype=self.X.dtype, device=self.X.device)
+        V = torch.as_tensor(np.ascontiguousarray(np.ravel(v)), dtype=self._vector_dtype, device=self.X.device)
         out = kernel_normal_matmul(self.kernel, self.X, self.C, V[:, None], normalize=self.normalize,
                                    block_size=self.block_size)
         return out[:, 0].double().cpu().numpy()

@@ -22,7 +22,14 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+# Docstring examples that fit a model on a real data set: seconds alone, a minute on two busy cores.
+_SLOW_DOCTESTS = {"rkbs.estimators.classifier.RKBSClassifier"}
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.name in _SLOW_DOCTESTS:
+            item.add_marker(pytest.mark.slow)
     if torch.cuda.is_available():
         return
     skip_gpu = pytest.mark.skip(reason="needs a CUDA device")

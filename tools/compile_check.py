@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from triton_ops import interpreting
+
 __all__ = ["Case", "compile_case", "default_cases", "main"]
 
 # Largest dynamic shared memory per block (bytes) by compute capability.
@@ -151,12 +153,12 @@ def compile_case(case: Case, arch: int = 90, candidates: bool = True) -> list[Co
     every autotuning candidate, or only the default one when ``candidates`` is False. A compilation error
     is recorded (``ok=False``, ``error``), not raised; so is a configuration over the shared-memory limit.
     """
-    if os.environ.get("TRITON_INTERPRET", "0") == "1":
+    if interpreting():
         raise RuntimeError("compile_check needs the Triton compiler: run it without TRITON_INTERPRET=1.")
     from triton.runtime import driver
 
+    from rkbs.kernels import get_kernel
     from triton_ops import _launch
-    from triton_ops._spec import resolve_kernel
     from triton_ops.attention import _prepare_mask, _resolve_precision
 
     driver.set_active(_CompileOnlyDriver(arch))
@@ -187,7 +189,7 @@ def compile_case(case: Case, arch: int = 90, candidates: bool = True) -> list[Co
     dtype = _DTYPES[case.dtype]
     shape = (2, 4, case.seq, case.head_dim)
     q = torch.empty(shape, dtype=dtype, device="meta")
-    spec = resolve_kernel(case.kernel, case.head_dim, None, dict(case.params))
+    spec = get_kernel(case.kernel, **dict(case.params)).fused_spec(case.head_dim)
     precision = _resolve_precision("default", dtype)
     mask = _mask(case, (shape[0], shape[1], case.seq, case.seq))
     mask_view, mask_kind = _prepare_mask(mask, (shape[0], shape[1], case.seq, case.seq), q.device)

@@ -51,14 +51,15 @@ def _tile_grads(
             lw = lw + bias * LOG2E
         lw = tl.where(valid, lw, float("-inf"))
         if NORMALIZE:
-            # fully masked rows have lse = -inf: make P = 0 there instead of exp(-inf + inf)
+            # lse (natural log) includes rbf's row constant, which log2_weight leaves out: remove it, go to base 2.
+            # Fully masked rows have lse = -inf: make P = 0 there instead of exp(-inf + inf).
             lse2 = (lse - row_constant(qn, c0, KERNEL, NORMALIZE)) * LOG2E
             lse2 = tl.where(lse == float("-inf"), float("inf"), lse2)
             p = tl.exp2(lw - lse2[:, None])
         else:
             p = tl.exp2(lw)
-        t = p * dp  # dLoss/dlog(w) = G * w
-        u = t
+        t = p * dp  # dLoss/dlog(w) = G * w, which is also the bias gradient
+        u = t  # the derivatives of exponential kernels are of log(w), so they multiply G * w
     else:
         w = weight(s, qn, kn, c0, c1, KERNEL, DEGREE, APPROX)
         if MASK_KIND == 2:
@@ -134,9 +135,9 @@ def _dkdv_kernel(
             if NORMALIZE:
                 lse = tl.load(LSE + bh * NQ + rows, mask=rmask, other=0.0)
                 delta = tl.load(DELTA + bh * NQ + rows, mask=rmask, other=0.0)
-            else:
-                lse = qn
-                delta = qn
+            else:  # un-normalized weights need neither; any (BLOCK_M,) float32 tensor fills the unused arguments
+                lse = tl.zeros([BLOCK_M], dtype=tl.float32)
+                delta = lse
             p, dsc, dqn, dkn, t = _tile_grads(
                 q, k, v, do, qn, kn, lse, delta, M, b, h, rows, cols, smb, smh, smm, smn, NQ, NK, c0, c1,
                 Q + b * sqb + h * sqh, sqm, k_base, skn, D,
@@ -202,9 +203,9 @@ def _dq_kernel(
     if NORMALIZE:
         lse = tl.load(LSE + pid_bh.to(tl.int64) * NQ + rows, mask=rmask, other=0.0)
         delta = tl.load(DELTA + pid_bh.to(tl.int64) * NQ + rows, mask=rmask, other=0.0)
-    else:
-        lse = qn
-        delta = qn
+    else:  # un-normalized weights need neither; any (BLOCK_M,) float32 tensor fills the unused arguments
+        lse = tl.zeros([BLOCK_M], dtype=tl.float32)
+        delta = lse
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
     rq = tl.zeros([BLOCK_M], dtype=tl.float32)
     hi = NK

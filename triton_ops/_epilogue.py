@@ -7,12 +7,11 @@ The derivative helpers give d(log-weight)/d(input) (exponential kernels) or d(we
 with respect to ``s``, ``qn`` and ``kn``; the callers multiply them by the upstream gradient.
 """
 
-import os
-
 import triton
 import triton.language as tl
 
 from ._coordinate import coordinate_score
+from ._interpreter import interpreting
 from ._spec import COSINE, EDP, EXP_INTERSECTION, LAPLACIAN, LINEAR, POLYNOMIAL, RBF, SIGMOID, TANH
 
 LOG2E = tl.constexpr(1.4426950408889634)
@@ -28,7 +27,7 @@ _SIGMOID = tl.constexpr(SIGMOID)
 _TANH = tl.constexpr(TANH)
 _EXP_INTERSECTION = tl.constexpr(EXP_INTERSECTION)
 # Read when the kernels are defined, as triton itself does: the interpreter has no inline PTX.
-_INTERPRET = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") == "1")
+_INTERPRET = tl.constexpr(interpreting())
 
 
 @triton.jit

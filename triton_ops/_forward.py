@@ -130,41 +130,29 @@ def _fwd_kernel(
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_DV], dtype=tl.float32)
 
+    # Two stages over the key blocks, as in the Triton fused-attention tutorial: [0, split) holds whole blocks
+    # that every row of this program sees, so they skip the bounds check and the causal select; [split, end)
+    # holds what is left: the blocks the causal diagonal crosses, or the last partial block of the sequence.
     if CAUSAL:  # top-left aligned: key j is visible to query i when j <= i
-        hi = tl.minimum(NK, (pid_m + 1) * BLOCK_M)
-        # blocks before `diag` are whole and fully visible: no per-element select there
-        diag = tl.minimum(((pid_m * BLOCK_M) // BLOCK_N) * BLOCK_N, (NK // BLOCK_N) * BLOCK_N)
-        acc, l_i, m_i = _fwd_inner(
-            acc, l_i, m_i, q, qn, q_base, sqm, k_base, v_base, kn_base, M, b, h, rows, 0, diag,
-            skn, svn, smb, smh, smm, smn, NQ, NK, D, DV, c0, c1,
-            KERNEL, DEGREE, EXP, NORMS, NORMALIZE, MASK_KIND, PRECISION, COORD_CHUNK, False, False, EVEN_D, APPROX,
-            BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV,
-        )
-        acc, l_i, m_i = _fwd_inner(
-            acc, l_i, m_i, q, qn, q_base, sqm, k_base, v_base, kn_base, M, b, h, rows, diag, hi,
-            skn, svn, smb, smh, smm, smn, NQ, NK, D, DV, c0, c1,
-            KERNEL, DEGREE, EXP, NORMS, NORMALIZE, MASK_KIND, PRECISION, COORD_CHUNK, True, True, EVEN_D, APPROX,
-            BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV,
-        )
+        end = tl.minimum(NK, (pid_m + 1) * BLOCK_M)
+        split = tl.minimum(((pid_m * BLOCK_M) // BLOCK_N) * BLOCK_N, (NK // BLOCK_N) * BLOCK_N)
     elif EVEN_N:
-        acc, l_i, m_i = _fwd_inner(
-            acc, l_i, m_i, q, qn, q_base, sqm, k_base, v_base, kn_base, M, b, h, rows, 0, NK,
-            skn, svn, smb, smh, smm, smn, NQ, NK, D, DV, c0, c1,
-            KERNEL, DEGREE, EXP, NORMS, NORMALIZE, MASK_KIND, PRECISION, COORD_CHUNK, False, False, EVEN_D, APPROX,
-            BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV,
-        )
+        end = NK
+        split = NK
     else:
-        last = (NK // BLOCK_N) * BLOCK_N
+        end = NK
+        split = (NK // BLOCK_N) * BLOCK_N
+    acc, l_i, m_i = _fwd_inner(
+        acc, l_i, m_i, q, qn, q_base, sqm, k_base, v_base, kn_base, M, b, h, rows, 0, split,
+        skn, svn, smb, smh, smm, smn, NQ, NK, D, DV, c0, c1,
+        KERNEL, DEGREE, EXP, NORMS, NORMALIZE, MASK_KIND, PRECISION, COORD_CHUNK, False, False, EVEN_D, APPROX,
+        BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV,
+    )
+    if CAUSAL or not EVEN_N:  # compile the checked stage only where it can run
         acc, l_i, m_i = _fwd_inner(
-            acc, l_i, m_i, q, qn, q_base, sqm, k_base, v_base, kn_base, M, b, h, rows, 0, last,
+            acc, l_i, m_i, q, qn, q_base, sqm, k_base, v_base, kn_base, M, b, h, rows, split, end,
             skn, svn, smb, smh, smm, smn, NQ, NK, D, DV, c0, c1,
-            KERNEL, DEGREE, EXP, NORMS, NORMALIZE, MASK_KIND, PRECISION, COORD_CHUNK, False, False, EVEN_D, APPROX,
-            BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV,
-        )
-        acc, l_i, m_i = _fwd_inner(
-            acc, l_i, m_i, q, qn, q_base, sqm, k_base, v_base, kn_base, M, b, h, rows, last, NK,
-            skn, svn, smb, smh, smm, smn, NQ, NK, D, DV, c0, c1,
-            KERNEL, DEGREE, EXP, NORMS, NORMALIZE, MASK_KIND, PRECISION, COORD_CHUNK, True, False, EVEN_D, APPROX,
+            KERNEL, DEGREE, EXP, NORMS, NORMALIZE, MASK_KIND, PRECISION, COORD_CHUNK, True, CAUSAL, EVEN_D, APPROX,
             BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV,
         )
 

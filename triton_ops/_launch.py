@@ -15,13 +15,10 @@ from ._configs import (
     DKDV_SPACE, DQ_SPACE, FWD_SPACE, INTERPRETER, Block, dkdv_candidates, dq_candidates, fwd_candidates,
 )
 from ._forward import _fwd_kernel
+from ._interpreter import interpreting
 from ._spec import COSINE, EXP_INTERSECTION, LAPLACIAN, RBF, KernelSpec
 
 _NORM_KERNELS = (RBF, LAPLACIAN, COSINE)
-
-
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 # Plain-Python integer helpers: triton.cdiv / next_power_of_2 are constexpr functions, several times slower
@@ -43,12 +40,12 @@ def autotune_enabled() -> bool:
     env = os.environ.get("TRITON_OPS_AUTOTUNE")
     if env is not None:
         return env.lower() not in ("0", "false", "")
-    return not _interpreting()
+    return not interpreting()
 
 
 def _bench(fn, quantiles):
     """Timer of the autotuner: CUDA events on a GPU, the wall clock of one call in the interpreter."""
-    if _interpreting():
+    if interpreting():
         t0 = time.perf_counter()
         fn()
         return [(time.perf_counter() - t0) * 1e3] * len(quantiles)
@@ -58,7 +55,7 @@ def _bench(fn, quantiles):
 def _candidates(kind: str, kernel_id: int, block_d: int, dtype: torch.dtype, causal: bool) -> list[Block]:
     if kind in CONFIG_OVERRIDE:
         return [CONFIG_OVERRIDE[kind]]
-    if _interpreting():
+    if interpreting():
         return list(INTERPRETER)
     return _CANDIDATES[kind](kernel_id, block_d, dtype, causal)
 
@@ -172,7 +169,7 @@ def _mask_args(mask_view, ref):
 
 def _interpreter_bf16(*tensors):
     """Triton's interpreter (numpy) mis-multiplies bfloat16 dots: compute in float32 there (exact inputs)."""
-    if _interpreting() and tensors[0].dtype == torch.bfloat16:
+    if interpreting() and tensors[0].dtype == torch.bfloat16:
         return tuple(t.float() for t in tensors), True
     return tensors, False
 
@@ -196,13 +193,13 @@ def forward(q, k, v, mask_view, mask_kind, spec: KernelSpec, normalize, causal, 
         hq, hk, hq // hk, nq, nk, d, dv, spec.c0, spec.c1, _tune_n(nq, nk),
     )
     flags = dict(
-        KERNEL=spec.kernel_id, DEGREE=spec.degree, EXP=spec.exponential, NORMS=spec.kernel_id in _NORM_KERNELS,
+        KERNEL=int(spec.kernel_id), DEGREE=spec.degree, EXP=spec.exponential, NORMS=spec.kernel_id in _NORM_KERNELS,
         NORMALIZE=normalize, CAUSAL=causal, MASK_KIND=mask_kind, PRECISION=precision,
         EVEN_D=(d == block_d and dv == block_dv), COORD_CHUNK=_coord_chunk(spec, block_d),
         APPROX=q.dtype != torch.float32, BLOCK_D=block_d, BLOCK_DV=block_dv,
     )
     with torch.cuda.device(q.device) if q.is_cuda else nullcontext():
-        _run(_fwd_tuned, "fwd", spec.kernel_id, max(block_d, block_dv), q.dtype, causal,
+        _run(_fwd_tuned, "fwd", int(spec.kernel_id), max(block_d, block_dv), q.dtype, causal,
              lambda meta: (_cdiv(nq, meta["BLOCK_M"]), b * hq), args, flags, _case(q, m, nq, nk))
     return out, lse
 
@@ -218,10 +215,11 @@ def backward(q, k, v, out, lse, dout, mask_view, mask_kind, spec: KernelSpec, no
     if normalize:
         delta = (dout.float() * out.float()).sum(-1).contiguous()  # Delta_i = dO_i . O_i
     else:
-        delta = lse
+        delta = lse  # never read without normalization (NORMALIZE is a compile-time flag); any tensor fills it
     dq = torch.empty_like(q, memory_format=torch.contiguous_format)
     dk = torch.empty_like(k, memory_format=torch.contiguous_format)
     dvv = torch.empty_like(v, memory_format=torch.contiguous_format)
+    # the unused pointer arguments (no bias gradient, no coordinate chunks) get ``lse``: never read, any tensor
     db = torch.zeros((b, hq, nq, nk), device=q.device, dtype=torch.float32) if bias_grad else lse
     block_d, block_dv = _pow2(d), _pow2(dv)
     m, ms = _mask_args(mask_view, q)
@@ -230,7 +228,7 @@ def backward(q, k, v, out, lse, dout, mask_view, mask_kind, spec: KernelSpec, no
     dq_acc = torch.zeros((b, hq, nq, d), device=q.device, dtype=torch.float32) if chunk else lse
     dk_acc = torch.zeros((b, hk, nk, d), device=q.device, dtype=torch.float32) if chunk else lse
     flags = dict(
-        COORD_CHUNK=chunk, KERNEL=spec.kernel_id, DEGREE=spec.degree, EXP=spec.exponential,
+        COORD_CHUNK=chunk, KERNEL=int(spec.kernel_id), DEGREE=spec.degree, EXP=spec.exponential,
         NORMS=spec.kernel_id in _NORM_KERNELS, NORMALIZE=normalize, CAUSAL=causal, MASK_KIND=mask_kind,
         PRECISION=precision, APPROX=q.dtype != torch.float32, BLOCK_D=block_d, BLOCK_DV=block_dv,
     )
@@ -243,7 +241,7 @@ def backward(q, k, v, out, lse, dout, mask_view, mask_kind, spec: KernelSpec, no
                  dk.stride(0), dk.stride(1), dk.stride(2), dvv.stride(0), dvv.stride(1), dvv.stride(2), *sizes)
     dq_args = (q, k, v, m, dout, lse, delta, dq, qn, kn, dq_acc, *common,
                dq.stride(0), dq.stride(1), dq.stride(2), *sizes)
-    tune = (spec.kernel_id, max(block_d, block_dv), q.dtype, causal)
+    tune = (int(spec.kernel_id), max(block_d, block_dv), q.dtype, causal)
     with torch.cuda.device(q.device) if q.is_cuda else nullcontext():
         case = _case(q, m, nq, nk)
         _run(_dkdv_tuned, "dkdv", *tune, lambda meta: (_cdiv(nk, meta["BLOCK_N"]), b * hk), dkdv_args,

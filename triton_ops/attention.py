@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
 
-from ._spec import FUSED_KERNELS, KernelSpec, resolve_kernel
+from ._interpreter import interpreting
+from ._spec import KernelSpec, check_normalize
 
-__all__ = ["kernel_attention", "is_available", "FUSED_KERNELS"]
+__all__ = ["kernel_attention", "is_available"]
 
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 _PRECISIONS = ("default", "ieee", "tf32")
 _MAX_HEAD_DIM = 256
-
-
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 def is_available() -> bool:
@@ -25,11 +20,11 @@ def is_available() -> bool:
         import triton  # noqa: F401
     except ImportError:
         return False
-    return _interpreting() or torch.cuda.is_available()
+    return interpreting() or torch.cuda.is_available()
 
 
-def _check_inputs(q, k, v) -> None:
-    for name, t in (("q", q), ("k", k), ("v", v)):
+def _check_inputs(q, k, v, enable_gqa: bool) -> None:
+    for name, t in (("query", q), ("key", k), ("value", v)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"`{name}` must be a torch.Tensor, got {type(t).__name__}.")
         if t.dim() != 4:
@@ -39,25 +34,35 @@ def _check_inputs(q, k, v) -> None:
         if t.numel() == 0:
             raise ValueError(f"`{name}` is empty (shape {tuple(t.shape)}); every dimension must be positive.")
     if not (q.dtype == k.dtype == v.dtype):
-        raise TypeError(f"`q`, `k`, `v` must share one dtype, got {q.dtype}, {k.dtype}, {v.dtype}.")
+        raise TypeError(f"`query`, `key`, `value` must share one dtype, got {q.dtype}, {k.dtype}, {v.dtype}.")
     if not (q.device == k.device == v.device):
-        raise ValueError(f"`q`, `k`, `v` must be on one device, got {q.device}, {k.device}, {v.device}.")
+        raise ValueError(f"`query`, `key`, `value` must be on one device, got {q.device}, {k.device}, {v.device}.")
     (b, hq, _, d), (bk, hk, nk, dk), (bv, hv, nv, _) = q.shape, k.shape, v.shape
     if not (b == bk == bv):
-        raise ValueError(f"`q`, `k`, `v` batch sizes differ: {b}, {bk}, {bv}.")
+        raise ValueError(f"`query`, `key`, `value` batch sizes differ: {b}, {bk}, {bv}.")
     if hk != hv or nk != nv:
-        raise ValueError(f"`k` {tuple(k.shape)} and `v` {tuple(v.shape)} must agree in heads and sequence length.")
+        raise ValueError(
+            f"`key` {tuple(k.shape)} and `value` {tuple(v.shape)} must agree in heads and sequence length."
+        )
+    if hq != hk and not enable_gqa:
+        raise ValueError(
+            f"`query` has {hq} heads but `key`/`value` {hk}; pass enable_gqa=True for grouped-query attention."
+        )
     if hq % hk != 0:
-        raise ValueError(f"`q` heads ({hq}) must be a multiple of `k`/`v` heads ({hk}) (grouped-query attention).")
+        raise ValueError(
+            f"`query` heads ({hq}) must be a multiple of `key`/`value` heads ({hk}) (grouped-query attention)."
+        )
     if d != dk:
-        raise ValueError(f"`q` and `k` head dims differ: {d} vs {dk}.")
+        raise ValueError(f"`query` and `key` head dims differ: {d} vs {dk}.")
     if b * hq > 65535:  # one grid axis of the launch
         raise ValueError(f"batch * heads must be at most 65535, got {b} * {hq}; split the batch.")
     if d > _MAX_HEAD_DIM or v.shape[-1] > _MAX_HEAD_DIM:
-        raise ValueError(f"head dims up to {_MAX_HEAD_DIM} are supported, got q/k {d} and v {v.shape[-1]}.")
+        raise ValueError(
+            f"head dims up to {_MAX_HEAD_DIM} are supported, got query/key {d} and value {v.shape[-1]}."
+        )
     if q.device.type == "cuda":
         return
-    if not _interpreting():
+    if not interpreting():
         raise ValueError(
             f"triton_ops runs on CUDA tensors, got tensors on {q.device}; use "
             'attention_kernels.kernel_attention(..., backend="torch") on the CPU, or set TRITON_INTERPRET=1 '
@@ -72,21 +77,21 @@ def _prepare_mask(mask, shape, device):
     if mask is None:
         return None, 0
     if not isinstance(mask, torch.Tensor):
-        raise TypeError(f"`mask` must be a torch.Tensor or None, got {type(mask).__name__}.")
+        raise TypeError(f"`attn_mask` must be a torch.Tensor or None, got {type(mask).__name__}.")
     if mask.device != device:
-        raise ValueError(f"`mask` is on {mask.device} but `q` is on {device}.")
+        raise ValueError(f"`attn_mask` is on {mask.device} but `query` is on {device}.")
     try:
         torch.broadcast_shapes(mask.shape, shape)
         if mask.dim() > 4:
             raise RuntimeError
     except RuntimeError:
         raise ValueError(
-            f"`mask` of shape {tuple(mask.shape)} is not broadcastable to (batch, heads, Nq, Nk) = {tuple(shape)}."
+            f"`attn_mask` of shape {tuple(mask.shape)} is not broadcastable to (batch, heads, Nq, Nk) = {tuple(shape)}."
         ) from None
     if mask.dtype == torch.bool:
         return mask.broadcast_to(shape).view(torch.uint8), 1
     if not mask.is_floating_point():
-        raise TypeError(f"`mask` must be boolean (True = attend) or floating (additive), got {mask.dtype}.")
+        raise TypeError(f"`attn_mask` must be boolean (True = attend) or floating (additive), got {mask.dtype}.")
     return mask.broadcast_to(shape), 2
 
 
@@ -147,54 +152,52 @@ class _KernelAttention(torch.autograd.Function):
 
 
 def kernel_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
     *,
-    kernel: str,
+    spec: KernelSpec,
+    is_causal: bool = False,
+    enable_gqa: bool = False,
     normalize: bool = True,
-    causal: bool = False,
-    scale: float | None = None,
-    mask: torch.Tensor | None = None,
     return_lse: bool = False,
     precision: str = "default",
-    **kernel_params,
 ):
     r"""Fused kernel attention ``out_i = sum_j w_ij v_j`` (``/ sum_j w_ij`` when ``normalize``).
 
-    ``w_ij = kappa(q_i, k_j) * exp(bias_ij)`` for an additive float ``mask`` (``bias``), ``w_ij = 0`` where a
-    boolean ``mask`` is False or, with ``causal``, where ``j > i`` (top-left aligned, like
-    ``torch.nn.functional.scaled_dot_product_attention``'s ``is_causal``). Memory is linear in the sequence
+    ``w_ij = kappa(q_i, k_j) * exp(bias_ij)`` for an additive float ``attn_mask`` (``bias``), ``w_ij = 0``
+    where a boolean ``attn_mask`` is False or, with ``is_causal``, where ``j > i`` (top-left aligned, like
+    ``torch.nn.functional.scaled_dot_product_attention``). The argument names are SDPA's; the kernel and all
+    its constants (SDPA's ``scale`` included) come resolved in ``spec``. Memory is linear in the sequence
     lengths (no N x N buffer, except the bias gradient when a learnable bias is given).
 
     Parameters
     ----------
-    q : Tensor of shape (B, Hq, Nq, D)
-    k : Tensor of shape (B, Hkv, Nk, D)
-        ``Hq`` must be a multiple of ``Hkv``: query head ``h`` uses key/value head ``h // (Hq // Hkv)``.
-    v : Tensor of shape (B, Hkv, Nk, Dv)
+    query : Tensor of shape (B, Hq, Nq, D)
+    key : Tensor of shape (B, Hkv, Nk, D)
+        ``Hkv`` differs from ``Hq`` only with ``enable_gqa``.
+    value : Tensor of shape (B, Hkv, Nk, Dv)
         float16, bfloat16 or float32 (all three the same); head dims 1..256 (padded internally to a power of
         two >= 16). Any strides; tensors whose last dim is not contiguous are copied.
-    kernel : str
-        One of :data:`FUSED_KERNELS`: ``edp``, ``rbf``, ``laplacian``, ``polynomial``, ``linear``, ``cosine``,
-        ``sigmoid``, ``tanh``, ``exp_intersection``.
-    normalize : bool, default=True
-        Divide by the row sum of weights. Exponential kernels use a running maximum (log-sum-exp), so EDP is
-        exactly softmax attention. Raises ``ValueError`` for kernels that can be negative (``linear``,
-        ``cosine``, ``tanh``, odd-degree ``polynomial``). Rows whose weights are all zero (every key masked)
-        give zeros, never NaN.
-    causal : bool, default=False
-        Query ``i`` attends keys ``j <= i``.
-    scale : float, optional
-        Multiplier of ``q.k`` for ``edp``, ``polynomial``, ``linear``, ``sigmoid``, ``tanh`` and
-        ``exp_intersection`` (of ``sum_l min(q_l, k_l)``); default ``1 / sqrt(D)``. Passing it to ``rbf``,
-        ``laplacian`` or ``cosine`` is a ``TypeError``.
-    mask : Tensor, optional
+    attn_mask : Tensor, optional
         Boolean (True = attend) or additive float, broadcastable to (B, Hq, Nq, Nk), e.g. (B, 1, 1, Nk) key
         padding or (Nq, Nk). Broadcast axes are read with stride 0 (never copied). For every kernel the weight
         becomes ``kappa * exp(bias)``; for ``edp`` this is SDPA's additive mask. If the float mask requires
         grad, its gradient is returned (a learnable bias; this materializes one float32 (B, Hq, Nq, Nk) buffer
         in the backward pass, reduced to the mask's shape).
+    spec : KernelSpec
+        The kernel, from ``rkbs.kernels.get_kernel(name, **params).fused_spec(D)`` (``None`` there means the
+        kernel has no fused form).
+    is_causal : bool, default=False
+        Query ``i`` attends keys ``j <= i``; may be combined with ``attn_mask``.
+    enable_gqa : bool, default=False
+        Grouped-query attention: ``Hq`` a multiple of ``Hkv``; query head ``h`` uses key/value head
+        ``h // (Hq // Hkv)`` (never copied).
+    normalize : bool, default=True
+        Divide by the row sum of weights. Exponential kernels use a running maximum (log-sum-exp), so EDP is
+        exactly softmax attention. A ``ValueError`` when ``spec.nonnegative`` is False. Rows whose weights are
+        all zero (every key masked) give zeros, never NaN.
     return_lse : bool, default=False
         Also return ``lse`` (B, Hq, Nq) float32, the log of the row sum of weights (``-inf`` for rows with no
         weight), not differentiable. Only in normalized mode (``ValueError`` otherwise).
@@ -202,49 +205,53 @@ def kernel_attention(
         For float32 inputs: ``"ieee"`` computes the matmuls in full fp32 (no tf32); ``"tf32"`` allows tf32;
         ``"default"`` follows ``torch.get_float32_matmul_precision()`` (``"highest"`` means ieee).
         Ignored for float16/bfloat16 (fp32 accumulation always).
-    **kernel_params
-        ``gamma`` (rbf, laplacian; default ``1 / (2 sqrt(D))``), ``degree`` (polynomial, default 2),
-        ``coef0`` (polynomial 1.0, sigmoid 0.0, tanh 0.0).
 
     Returns
     -------
-    out : Tensor of shape (B, Hq, Nq, Dv), dtype of ``q``
+    out : Tensor of shape (B, Hq, Nq, Dv), dtype of ``query``
     lse : Tensor of shape (B, Hq, Nq), float32
         Only when ``return_lse``.
 
     Notes
     -----
-    Differentiable in ``q``, ``k``, ``v`` (and a float ``mask``) through a backward pass by recomputation.
-    ``laplacian`` takes the subgradient 0 of the distance at ``q = k``; ``exp_intersection`` splits the
-    gradient of ``min`` at ties in halves (like ``torch.minimum``). Non-finite inputs propagate (not checked,
-    to avoid a device synchronization). In float16 the weights of un-normalized exponential kernels overflow
-    above 65504 (they are cast to the value dtype for the tensor-core matmul). For float16/bfloat16 inputs
-    ``sigmoid`` and ``tanh`` use the GPU's ``tanh.approx.f32`` (relative error 2^-11).
+    Differentiable in ``query``, ``key``, ``value`` (and a float ``attn_mask``) through a backward pass by
+    recomputation. ``laplacian`` takes the subgradient 0 of the distance at ``q = k``; ``exp_intersection``
+    splits the gradient of ``min`` at ties in halves (like ``torch.minimum``). Non-finite inputs propagate (not
+    checked, to avoid a device synchronization). In float16 the weights of un-normalized exponential kernels
+    overflow above 65504 (they are cast to the value dtype for the tensor-core matmul). For float16/bfloat16
+    inputs ``sigmoid`` and ``tanh`` use the GPU's ``tanh.approx.f32`` (relative error 2^-11).
 
     On a GPU the first call of each case (kernel, mode, mask kind, head dims, dtypes, sequence lengths rounded
     up to a power of two) times a few block-size candidates and keeps the fastest; set the environment
     variable ``TRITON_OPS_AUTOTUNE=0`` to use the measured defaults without timing.
+
+    Examples
+    --------
+    >>> import torch, triton_ops
+    >>> from rkbs.kernels import get_kernel
+    >>> q = k = v = torch.randn(1, 2, 5, 16)
+    >>> spec = get_kernel("rbf", gamma=0.1).fused_spec(16)
+    >>> out = triton_ops.kernel_attention(q, k, v, spec=spec, is_causal=True)  # doctest: +SKIP
     """
-    _check_inputs(q, k, v)
-    spec = resolve_kernel(kernel, q.shape[-1], scale, kernel_params)
-    if not isinstance(normalize, bool):
-        raise TypeError(f"`normalize` must be a bool, got {type(normalize).__name__}.")
-    if normalize and not spec.nonnegative:
-        raise ValueError(
-            f"kernel {spec.name!r}"
-            + (f" (degree {spec.degree})" if spec.name == "polynomial" else "")
-            + " can take negative values, so `normalize=True` could divide by a row sum near zero; "
-            "use normalize=False."
+    if not isinstance(spec, KernelSpec):
+        raise TypeError(
+            f"`spec` must be a triton_ops.KernelSpec (from rkbs.kernels.get_kernel(...).fused_spec(head_dim)), "
+            f"got {type(spec).__name__}."
         )
+    for name, flag in (("is_causal", is_causal), ("enable_gqa", enable_gqa), ("return_lse", return_lse)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"`{name}` must be a bool, got {type(flag).__name__}.")
+    _check_inputs(query, key, value, enable_gqa)
+    check_normalize(normalize, spec.nonnegative, spec.describe())
     if return_lse and not normalize:
         raise ValueError("`return_lse=True` needs `normalize=True` (the log-sum-exp is the log of the row sum).")
-    precision = _resolve_precision(precision, q.dtype)
+    precision = _resolve_precision(precision, query.dtype)
     try:
         import triton  # noqa: F401
     except ImportError:
         raise RuntimeError(
             "triton is not installed; use attention_kernels.kernel_attention(..., backend=\"torch\")."
         ) from None
-    q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
-    out, lse = _KernelAttention.apply(q, k, v, mask, spec, normalize, bool(causal), precision)
+    q, k, v = (_last_dim_contiguous(t) for t in (query, key, value))
+    out, lse = _KernelAttention.apply(q, k, v, attn_mask, spec, normalize, is_causal, precision)
     return (out, lse) if return_lse else out

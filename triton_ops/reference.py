@@ -1,14 +1,18 @@
 """Naive float64 reference of the fused primitive (materializes the full weight matrix).
 
 It is the ground truth of the tests (forward and, through autograd, every gradient) and documents the exact
-semantics: masks, grouped-query heads, causal alignment, fully masked rows.
+semantics: masks, grouped-query heads, causal alignment, fully masked rows. It writes each epilogue's formula
+once more, in plain float64 torch, on purpose: a reference that shared code with the epilogues could not catch
+their mistakes (``tests/rkbs/test_kernels_backends.py`` ties it to the catalogue in ``rkbs.kernels``).
 """
 
 from __future__ import annotations
 
 import torch
 
-from ._spec import resolve_kernel
+from ._spec import (
+    COSINE, EDP, EXP_INTERSECTION, LAPLACIAN, LINEAR, POLYNOMIAL, RBF, SIGMOID, TANH, KernelSpec, check_normalize,
+)
 
 __all__ = ["reference_attention"]
 
@@ -19,65 +23,80 @@ def _sq_dist(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     return (qn + kn - 2.0 * q @ k.transpose(-1, -2)).clamp_min(0.0)
 
 
-def _log_or_weight(name, c0, c1, degree, q, k):
+def _log_or_weight(kid, c0, c1, degree, q, k):
     """Return (value, is_log): the log-weight for exponential kernels, else the weight."""
-    if name == "edp":
+    if kid == EDP:
         return c0 * (q @ k.transpose(-1, -2)), True
-    if name == "rbf":
+    if kid == RBF:
         return -c0 * _sq_dist(q, k), True
-    if name == "laplacian":
+    if kid == LAPLACIAN:
         sq = _sq_dist(q, k)
         # subgradient 0 at distance 0, like the fused kernel
         dist = torch.where(sq > 0, sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt(), torch.zeros_like(sq))
         return -c0 * dist, True
-    if name == "exp_intersection":
+    if kid == EXP_INTERSECTION:
         return c0 * torch.minimum(q.unsqueeze(-2), k.unsqueeze(-3)).sum(-1), True
     x = c0 * (q @ k.transpose(-1, -2)) + c1
-    if name == "polynomial":
+    if kid == POLYNOMIAL:
         return x**degree if degree > 0 else torch.ones_like(x), False
-    if name == "linear":
+    if kid == LINEAR:
         return c0 * (q @ k.transpose(-1, -2)), False
-    if name == "cosine":
+    if kid == COSINE:
         qn = (q * q).sum(-1, keepdim=True)
         kn = (k * k).sum(-1).unsqueeze(-2)
         inv = torch.where(qn > 0, qn.clamp_min(1e-300).rsqrt(), 0.0) * torch.where(kn > 0, kn.clamp_min(1e-300).rsqrt(), 0.0)
         return (q @ k.transpose(-1, -2)) * inv, False
-    if name == "sigmoid":
+    if kid == SIGMOID:
         return torch.sigmoid(x), False
-    if name == "tanh":
+    if kid == TANH:
         return torch.tanh(x), False
-    raise ValueError(name)
+    raise ValueError(f"unknown epilogue {kid!r}")
 
 
 def reference_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
     *,
-    kernel: str,
+    spec: KernelSpec,
+    is_causal: bool = False,
+    enable_gqa: bool = False,
     normalize: bool = True,
-    causal: bool = False,
-    scale: float | None = None,
-    mask: torch.Tensor | None = None,
     return_lse: bool = False,
     compute_dtype: torch.dtype = torch.float64,
-    **kernel_params,
 ):
     """Float64 reference of :func:`triton_ops.kernel_attention` (same arguments, O(N^2) memory).
 
     Computed in ``compute_dtype`` (float64 by default; the inputs' own dtype gives "eager PyTorch", the error
     yardstick of the GPU tests) on the inputs' device; differentiable with autograd.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from rkbs.kernels import get_kernel
+    >>> q = k = v = torch.randn(1, 1, 4, 8)
+    >>> reference_attention(q, k, v, spec=get_kernel("edp").fused_spec(8), is_causal=True).shape
+    torch.Size([1, 1, 4, 8])
     """
-    spec = resolve_kernel(kernel, q.shape[-1], scale, kernel_params)
+    if not isinstance(spec, KernelSpec):
+        raise TypeError(f"`spec` must be a triton_ops.KernelSpec, got {type(spec).__name__}.")
+    check_normalize(normalize, spec.nonnegative, spec.describe())
+    q, k, v, mask = query, key, value, attn_mask
+    if q.shape[1] != k.shape[1] and not enable_gqa:
+        raise ValueError(
+            f"`query` has {q.shape[1]} heads but `key`/`value` {k.shape[1]}; pass enable_gqa=True for "
+            "grouped-query attention."
+        )
     q, k, v = q.to(compute_dtype), k.to(compute_dtype), v.to(compute_dtype)
     group = q.shape[1] // k.shape[1]
     if group > 1:
         k = k.repeat_interleave(group, dim=1)
         v = v.repeat_interleave(group, dim=1)
     nq, nk = q.shape[-2], k.shape[-2]
-    val, is_log = _log_or_weight(spec.name, spec.c0, spec.c1, spec.degree, q, k)
+    val, is_log = _log_or_weight(spec.kernel_id, spec.c0, spec.c1, spec.degree, q, k)
     keep = torch.ones(nq, nk, dtype=torch.bool, device=q.device)
-    if causal:
+    if is_causal:
         keep = torch.tril(keep)  # top-left aligned, like torch SDPA's is_causal
     bias = None
     if mask is not None:

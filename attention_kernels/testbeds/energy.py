@@ -91,7 +91,10 @@ def rbf_attention_step(Y: torch.Tensor, W: torch.Tensor | None = None, *, regula
     Y : Tensor of shape (..., n_tokens, dim)
     W : Tensor of shape (dim, m), optional
     regularization : float, default=1.0
-        The energy's norm weight ``lam``; 0 gives plain normalized RBF-kernel attention.
+        The energy's norm weight ``lam``; the default 1 is the paper's energy. It shrinks each output token by
+        ``D_i / (lam + D_i)`` with ``D_i = sum_j beta_ij >= 1`` (``beta_ii = 1``): by at least half for an isolated
+        token, hardly at all for a token with many near neighbours. Pass 0 for plain normalized RBF-kernel
+        attention (no shrinkage).
 
     Returns
     -------

@@ -40,14 +40,33 @@ def index_domain(P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return uniq, inverse.ravel()
 
 
-def check_grid(X_x, X_y, Z=None):
-    """Validate the two domains' points (and a full response matrix Z of shape (n_x, n_y))."""
+def check_grid(X_x, X_y, Z=None, observed=None, *, precomputed: bool = False):
+    """Validate the two domains' points and a response matrix Z of shape (n_x, n_y).
+
+    NaN in ``Z`` marks a pair as not observed, as does False in the boolean mask ``observed``. With
+    ``precomputed`` the two arrays are kernel matrices, and only their number of rows is checked against ``Z``.
+    Returns ``X_x, X_y`` or ``X_x, X_y, Z, observed`` (observed as a boolean (n_x, n_y) array).
+    """
     X_x = check_array(X_x, dtype=np.float64, input_name="X_x")
     X_y = check_array(X_y, dtype=np.float64, input_name="X_y")
     if Z is None:
+        if observed is not None:
+            raise ValueError("observed needs Z")
         return X_x, X_y
-    Z = check_array(Z, dtype=np.float64, input_name="Z")
+    Z = check_array(Z, dtype=np.float64, input_name="Z", ensure_all_finite="allow-nan")
     if Z.shape != (X_x.shape[0], X_y.shape[0]):
         raise ValueError(f"Z must have shape (len(X_x), len(X_y)) = {(X_x.shape[0], X_y.shape[0])}, got "
                          f"{Z.shape}")
-    return X_x, X_y, Z
+    mask = ~np.isnan(Z)
+    if observed is not None:
+        observed = np.asarray(observed)
+        if observed.dtype != np.bool_:
+            raise TypeError(f"observed must be a boolean array (True = observed), got dtype {observed.dtype}")
+        if observed.shape != Z.shape:
+            raise ValueError(f"observed must have the shape of Z {Z.shape}, got {observed.shape}")
+        if np.any(observed & ~mask):
+            raise ValueError("Z is NaN at pairs that observed marks as observed")
+        mask = observed
+    if not mask.any():
+        raise ValueError("Z has no observed pair (every entry is NaN or masked out)")
+    return X_x, X_y, Z, mask

@@ -1,33 +1,54 @@
 """BinaryKernelLearner: the Transformer as a kernel learner.
 
-It fits h(x, y) = sum_h w_h exp(<x W_q^h, y W_k^h> / sqrt(d)) -- H heads of the attention kernel, each an
-``AttentionKernel(EDP(), W_q^h, W_k^h)``, mixed by output weights -- to pairwise responses by gradient descent
-(Adam, full batch) in torch.
+It fits h(x, y) = sum_h w_h exp(<x W_q^h + b_q^h, y W_k^h + b_k^h> / sqrt(d)) -- H heads of the attention
+kernel mixed by output weights -- to pairwise responses by gradient descent (Adam, full batch) in torch, with
+weight decay, a validation split, early stopping with best-parameter restore and a learning-rate schedule.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..kernels import EDP, AttentionKernel
 from ._common import as_device_tensor, check_scalar_param, resolve_device
-from ._pairs import check_grid, resolve_split, split_pairs
+from ._learned_kernel import LearnedAttentionKernel
+from ._pairs import check_grid, index_domain, resolve_split, split_pairs
 
 __all__ = ["BinaryKernelLearner"]
+
+_SCHEDULES = ("constant", "cosine", "plateau")
+_VALIDATION_SPLITS = ("pairs", "rows", "columns", "both")
+_INIT_STD = 0.5
+_EXPLODED = 10.0  # a monitored loss this many times the initial one is divergence, not noise
+_RISING = 2.0  # stopping with the loss this many times its best means training was unstable
 
 
 class BinaryKernelLearner(RegressorMixin, BaseEstimator):
     """Learn an attention-form binary kernel from responses on pairs ``(x, y)``.
 
-    The model is ``h(x, y) = sum_{h=1}^H w_h exp(<x W_q^h, y W_k^h> / sqrt(d))`` with ``W_q^h`` of shape
-    (n_features_x, d) and ``W_k^h`` of shape (n_features_y, d). The parameters minimize the mean squared error
-    plus ``alpha`` times their squared norm, by full-batch Adam from a seeded initialization.
+    The model is ``h(x, y) = sum_{h=1}^H w_h exp(<x W_q^h + b_q^h, y W_k^h + b_k^h> / sqrt(d))`` with ``W_q^h``
+    of shape (n_features_x, d) and ``W_k^h`` of shape (n_features_y, d); the biases (``bias=True``) let heads
+    carry per-row and per-column effects. The parameters minimize the mean squared error on the observed pairs
+    plus ``alpha`` times their squared norm (weight decay), by full-batch Adam from a seeded initialization.
+
+    With ``early_stopping`` a random ``validation_fraction`` of the observed pairs is held out; training stops
+    when its loss has not improved by ``tol`` (relative) for ``n_iter_no_change`` steps, and the parameters with
+    the best validation loss are restored (the initialization included, so the model returned is never worse
+    on the validation pairs than the initial one). Without it, the training objective is monitored the same
+    way. A ``ConvergenceWarning`` is raised when training stops at ``max_iter``, when the loss diverges
+    (non-finite, or ten times its initial value), when it was rising (twice its best) at the stop, and when no
+    step improved on the initialization.
+
+    The learned kernel (``kernel_``) can be handed to :class:`BinaryKernelRidge` (learn the kernel, then solve
+    the two-sided expansion in closed form), and ``KernelAttention.from_estimator`` builds the attention layer
+    whose output for a query x is ``h(x, Y_train)`` (keys: the distinct training y points, values: identity).
 
     Parameters
     ----------
@@ -38,24 +59,49 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
     alpha : float, default=0.0
         Weight decay (l2 on all parameters).
     learning_rate : float, default=0.01
-        Adam's step size.
+        Adam's initial step size.
+    learning_rate_schedule : {"constant", "cosine", "plateau"}, default="plateau"
+        ``"cosine"`` anneals to 0 over ``max_iter`` steps; ``"plateau"`` halves the step size when the
+        monitored loss has not improved for ``max(1, n_iter_no_change // 4)`` steps.
     max_iter : int, default=500
         Number of Adam steps at most.
     tol : float, default=1e-6
-        Stop when the loss has improved by less than ``tol`` (relative) over the last 20 steps.
+        Relative improvement of the monitored loss that counts as progress.
+    early_stopping : bool, default=True
+        Hold out ``validation_fraction`` of the pairs and monitor their loss (when there are at least 2 pairs
+        on both sides of the split; else the training objective is monitored).
+    validation_fraction : float, default=0.1
+    validation_split : {"pairs", "rows", "columns", "both"}, default="pairs"
+        What the held-out pairs have in common, as in :class:`rkbs.model_selection.PairwiseKFold`: random pairs,
+        every pair of a random ``validation_fraction`` of the rows (to stop where new rows are predicted best),
+        of the columns, or of both (pairs sharing a row or a column with them are left out of training).
+    n_iter_no_change : int, default=50
+    bias : bool, default=True
+        Biases of the query and key maps.
     n_features_x : int, default=None
         Number of query-side columns of ``X``; ``None`` splits the columns in half.
     random_state : int, RandomState instance or None, default=0
-        Seeds the initialization.
+        Seeds the initialization and the validation split.
     device : str or torch.device, default="cpu"
 
     Attributes
     ----------
     query_maps_ : ndarray of shape (n_heads, n_features_x, head_dim)
     key_maps_ : ndarray of shape (n_heads, n_features_y, head_dim)
+    query_bias_, key_bias_ : ndarray of shape (n_heads, head_dim)
     head_weights_ : ndarray of shape (n_heads,)
+    kernel_ : LearnedAttentionKernel
+        The learned kernel: ``predict_grid(X_x, X_y) == kernel_(X_x, X_y)``.
+    centers_ : ndarray of shape (n_y, n_features_y)
+        The distinct training y points (keys of ``KernelAttention.from_estimator``).
+    dual_coef_ : ndarray of shape (n_y, n_y)
+        The identity (values of ``KernelAttention.from_estimator``).
     loss_curve_ : list of float
-        Training loss (mean squared error + penalty) per step.
+        Training objective (mean squared error + penalty) per step.
+    validation_scores_ : list of float
+        Monitored loss per step, starting with the initialization's (validation MSE with early stopping).
+    best_iter_ : int
+        The step whose parameters were restored (0: the initialization).
     n_iter_ : int
     n_features_in_ : int
     n_features_x_ : int
@@ -67,29 +113,48 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
     >>> rng = np.random.default_rng(0)
     >>> Xx, Xy = rng.normal(size=(30, 2)), rng.normal(size=(30, 2))
     >>> Z = np.exp(-0.5 * ((Xx[:, None, :] - Xy[None]) ** 2).sum(-1))
-    >>> model = BinaryKernelLearner(n_heads=2, head_dim=2, max_iter=50).fit_grid(Xx, Xy, Z)
+    >>> model = BinaryKernelLearner(n_heads=2, head_dim=2, max_iter=100, learning_rate=0.05).fit_grid(Xx, Xy, Z)
     >>> model.predict_grid(Xx, Xy).shape
     (30, 30)
     """
 
-    def __init__(self, n_heads=4, head_dim=8, *, alpha=0.0, learning_rate=0.01, max_iter=500, tol=1e-6,
-                 n_features_x=None, random_state=0, device="cpu"):
+    def __init__(self, n_heads=4, head_dim=8, *, alpha=0.0, learning_rate=0.01, learning_rate_schedule="plateau",
+                 max_iter=500, tol=1e-6, early_stopping=True, validation_fraction=0.1, validation_split="pairs",
+                 n_iter_no_change=50, bias=True, n_features_x=None, random_state=0, device="cpu"):
         self.n_heads = n_heads
         self.head_dim = head_dim
         self.alpha = alpha
         self.learning_rate = learning_rate
+        self.learning_rate_schedule = learning_rate_schedule
         self.max_iter = max_iter
         self.tol = tol
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.validation_split = validation_split
+        self.n_iter_no_change = n_iter_no_change
+        self.bias = bias
         self.n_features_x = n_features_x
         self.random_state = random_state
         self.device = device
 
     @property
-    def kernels_(self) -> list[AttentionKernel]:
-        """The learned heads as catalogue kernels ``AttentionKernel(EDP(1/sqrt(d)), W_q^h, W_k^h)``."""
+    def kernel_(self) -> LearnedAttentionKernel:
+        """The learned kernel (all heads, weighted)."""
         check_is_fitted(self)
-        scale = 1.0 / math.sqrt(self.query_maps_.shape[2])
-        return [AttentionKernel(EDP(scale=scale), Wq, Wk) for Wq, Wk in zip(self.query_maps_, self.key_maps_)]
+        return LearnedAttentionKernel(self.query_maps_, self.key_maps_, self.head_weights_, self.query_bias_,
+                                      self.key_bias_)
+
+    @property
+    def kernels_(self) -> list[LearnedAttentionKernel]:
+        """The learned heads, each with unit weight (``kernel_`` is their sum weighted by ``head_weights_``)."""
+        check_is_fitted(self)
+        return [LearnedAttentionKernel(Wq[None], Wk[None], np.ones(1), bq[None], bk[None])
+                for Wq, Wk, bq, bk in zip(self.query_maps_, self.key_maps_, self.query_bias_, self.key_bias_)]
+
+    @property
+    def dual_coef_(self) -> np.ndarray:
+        check_is_fitted(self)
+        return np.eye(self.centers_.shape[0])
 
     def fit(self, X, y):
         """Fit on pairs given as rows of ``X`` and their responses ``y``.
@@ -106,72 +171,155 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
         self.n_features_x_ = resolve_split(X.shape[1], self.n_features_x)
         Xx, Xy = split_pairs(X, self.n_features_x_)
-        return self._fit(Xx, Xy, np.asarray(y, dtype=np.float64))
+        Xu, a = index_domain(Xx)
+        Yu, b = index_domain(Xy)
+        return self._fit(Xu, Yu, a, b, np.asarray(y, dtype=np.float64))
 
-    def fit_grid(self, X_x, X_y, Z):
-        """Fit on the full response matrix ``Z[a, b]`` of the pairs ``(X_x[a], X_y[b])``.
+    def fit_grid(self, X_x, X_y, Z, observed=None):
+        """Fit on the response matrix ``Z[a, b]`` of the pairs ``(X_x[a], X_y[b])``; NaN = not observed.
 
         Parameters
         ----------
         X_x : array-like of shape (n_x, n_features_x)
         X_y : array-like of shape (n_y, n_features_y)
         Z : array-like of shape (n_x, n_y)
+            Responses; NaN marks a pair that was not observed.
+        observed : array-like of bool of shape (n_x, n_y), default=None
+            Which pairs are observed.
 
         Returns
         -------
         self : BinaryKernelLearner
         """
-        X_x, X_y, Z = check_grid(X_x, X_y, Z)
+        X_x, X_y, Z, mask = check_grid(X_x, X_y, Z, observed)
         self.n_features_x_ = X_x.shape[1]
         self.n_features_in_ = X_x.shape[1] + X_y.shape[1]
-        a, b = np.meshgrid(np.arange(X_x.shape[0]), np.arange(X_y.shape[0]), indexing="ij")
-        return self._fit(X_x[a.ravel()], X_y[b.ravel()], Z.ravel())
+        a, b = np.nonzero(mask)
+        return self._fit(X_x, X_y, a, b, Z[a, b])
 
-    def _fit(self, Xx, Xy, z):
-        H = check_scalar_param("n_heads", self.n_heads, minimum=1, integer=True)
-        d = check_scalar_param("head_dim", self.head_dim, minimum=1, integer=True)
-        alpha = check_scalar_param("alpha", self.alpha, minimum=0.0)
-        lr = check_scalar_param("learning_rate", self.learning_rate, minimum=0.0, strict=True)
-        max_iter = check_scalar_param("max_iter", self.max_iter, minimum=1, integer=True)
-        tol = check_scalar_param("tol", self.tol, minimum=0.0)
+    def _check_params(self):
+        p = {
+            "H": check_scalar_param("n_heads", self.n_heads, minimum=1, integer=True),
+            "d": check_scalar_param("head_dim", self.head_dim, minimum=1, integer=True),
+            "alpha": check_scalar_param("alpha", self.alpha, minimum=0.0),
+            "lr": check_scalar_param("learning_rate", self.learning_rate, minimum=0.0, strict=True),
+            "max_iter": check_scalar_param("max_iter", self.max_iter, minimum=1, integer=True),
+            "tol": check_scalar_param("tol", self.tol, minimum=0.0),
+            "frac": check_scalar_param("validation_fraction", self.validation_fraction, minimum=0.0, strict=True),
+            "patience": check_scalar_param("n_iter_no_change", self.n_iter_no_change, minimum=1, integer=True),
+        }
+        if p["frac"] >= 1:
+            raise ValueError(f"validation_fraction must be < 1, got {self.validation_fraction!r}")
+        if self.validation_split not in _VALIDATION_SPLITS:
+            raise ValueError(f"validation_split must be one of {_VALIDATION_SPLITS}, got {self.validation_split!r}")
+        if self.learning_rate_schedule not in _SCHEDULES:
+            raise ValueError(f"learning_rate_schedule must be one of {_SCHEDULES}, got "
+                             f"{self.learning_rate_schedule!r}")
+        for name in ("early_stopping", "bias"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        return p
+
+    def _validation_split(self, a, b, n_x, n_y, frac, rng):
+        """Validation and training masks over the pairs; pairs in neither are dropped (``"both"``)."""
+        n = a.shape[0]
+        val, train = np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
+        if not self.early_stopping:
+            return val, train
+        if self.validation_split == "pairs":
+            val[rng.permutation(n)[: int(round(frac * n))]] = True
+        else:
+            # "both": a fraction sqrt(frac) of the rows and of the columns, so frac of the grid is held out
+            side = np.sqrt(frac) if self.validation_split == "both" else frac
+            rows = np.isin(a, rng.permutation(n_x)[: int(round(side * n_x))]) if self.validation_split in (
+                "rows", "both") else np.ones(n, dtype=bool)
+            cols = np.isin(b, rng.permutation(n_y)[: int(round(side * n_y))]) if self.validation_split in (
+                "columns", "both") else np.ones(n, dtype=bool)
+            val = rows & cols
+            if self.validation_split == "both":
+                train = ~rows & ~cols
+        train = train | val
+        if val.sum() < 2 or (train & ~val).sum() < 2:  # too few pairs to hold any out: monitor training
+            return np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
+        return val, train
+
+    def _fit(self, Xu, Yu, a, b, z):
+        p = self._check_params()
+        H, d = p["H"], p["d"]
         device, dtype = resolve_device(self.device)
-        gen = torch.Generator(device="cpu").manual_seed(int(check_random_state(self.random_state).randint(2**31)))
-        dx, dy = Xx.shape[1], Xy.shape[1]
-        # unit-variance logits at initialization: <x Wq, y Wk> / sqrt(d) has variance ~1 whatever the input scale
-        rms_x = max(float(np.sqrt(np.mean(Xx**2))), 1e-12)
-        rms_y = max(float(np.sqrt(np.mean(Xy**2))), 1e-12)
-        Wq = (torch.randn(H, dx, d, generator=gen, dtype=torch.float64) / (math.sqrt(dx) * rms_x)).to(device, dtype)
-        Wk = (torch.randn(H, dy, d, generator=gen, dtype=torch.float64) / (math.sqrt(dy) * rms_y)).to(device, dtype)
-        w = torch.full((H,), float(np.mean(z)) / (H * math.e ** 0.5), dtype=dtype, device=device)
-        params = [p.requires_grad_() for p in (Wq, Wk, w)]
-        xs, ys, zs = (as_device_tensor(v, device, dtype) for v in (Xx, Xy, z))
-        opt = torch.optim.Adam(params, lr=lr)
-        self.loss_curve_ = []
-        for it in range(max_iter):
+        rng = check_random_state(self.random_state)
+        gen = torch.Generator(device="cpu").manual_seed(int(rng.randint(2**31)))
+        val, train = self._validation_split(a, b, Xu.shape[0], Yu.shape[0], p["frac"], rng)
+        a, b, z, val = a[train], b[train], z[train], val[train]
+        dx, dy = Xu.shape[1], Yu.shape[1]
+        # logits <x Wq, y Wk> / sqrt(d) of standard deviation _INIT_STD whatever the input scale: the initial
+        # model is nearly the constant mean, and no exp() outlier dominates the first steps
+        rms_x = max(float(np.sqrt(np.mean(Xu**2))), 1e-12)
+        rms_y = max(float(np.sqrt(np.mean(Yu**2))), 1e-12)
+        side = math.sqrt(_INIT_STD)
+        Wq = side * torch.randn(H, dx, d, generator=gen, dtype=torch.float64) / (math.sqrt(dx) * rms_x)
+        Wk = side * torch.randn(H, dy, d, generator=gen, dtype=torch.float64) / (math.sqrt(dy) * rms_y)
+        w = torch.full((H,), float(np.mean(z[~val])) / (H * math.exp(_INIT_STD**2 / 2)), dtype=torch.float64)
+        params = [t.to(device, dtype).requires_grad_() for t in (Wq, Wk, w)]
+        if self.bias:
+            params += [torch.zeros(H, d, dtype=dtype, device=device, requires_grad=True) for _ in range(2)]
+        xs, ys = as_device_tensor(Xu, device, dtype), as_device_tensor(Yu, device, dtype)
+        idx = [(torch.as_tensor(a[m], device=device), torch.as_tensor(b[m], device=device),
+                as_device_tensor(z[m], device, dtype)) for m in (~val, val)]
+        monitor = idx[1] if val.any() else None
+
+        def mse(part, ps):
+            ia, ib, zt = part
+            return torch.mean((_pair_response(xs, ys, ia, ib, *ps) - zt) ** 2)
+
+        def objective(ps):
+            loss = mse(idx[0], ps)
+            return loss + p["alpha"] * sum((t**2).sum() for t in ps) if p["alpha"] > 0 else loss
+
+        def score(ps):
+            with torch.no_grad():
+                return float(mse(monitor, ps) if monitor is not None else objective(ps))
+
+        opt = torch.optim.Adam(params, lr=p["lr"])
+        sched = _scheduler(self.learning_rate_schedule, opt, p["max_iter"], p["patience"])
+        self.loss_curve_, self.validation_scores_ = [], [score(params)]
+        best, best_iter, best_params, stall, reason = self.validation_scores_[0], 0, _snapshot(params), 0, "max_iter"
+        for it in range(1, p["max_iter"] + 1):
             opt.zero_grad()
-            loss = torch.mean((_pair_response(xs, ys, Wq, Wk, w) - zs) ** 2)
-            if alpha > 0:
-                loss = loss + alpha * sum((p**2).sum() for p in params)
+            loss = objective(params)
             if not torch.isfinite(loss):
-                raise ValueError("the training loss became non-finite (exp overflow); lower learning_rate or "
-                                 "standardize the inputs")
+                reason = "diverged"
+                break
             loss.backward()
             opt.step()
             self.loss_curve_.append(float(loss.detach()))
-            window = 20
-            if it >= window and self.loss_curve_[-window - 1] - self.loss_curve_[-1] <= tol * abs(
-                    self.loss_curve_[-window - 1]):
+            current = score(params)
+            self.validation_scores_.append(current)
+            if not np.isfinite(current) or current > _EXPLODED * self.validation_scores_[0] + 1e-12:
+                reason = "diverged"
                 break
-        self.n_iter_ = it + 1
-        self.query_maps_ = Wq.detach().double().cpu().numpy()
-        self.key_maps_ = Wk.detach().double().cpu().numpy()
-        self.head_weights_ = w.detach().double().cpu().numpy()
+            if current < best - p["tol"] * abs(best):
+                best, best_iter, best_params, stall = current, it, _snapshot(params), 0
+            else:
+                stall += 1
+            if sched is not None:
+                sched.step(current) if self.learning_rate_schedule == "plateau" else sched.step()
+            if stall >= p["patience"]:
+                reason = "converged"
+                break
+        self.n_iter_, self.best_iter_ = it, best_iter
+        _warn_training(reason, it, best_iter, self.validation_scores_, monitor is not None)
+        Wq, Wk, w, *biases = best_params
+        self.query_maps_, self.key_maps_, self.head_weights_ = Wq, Wk, w
+        self.query_bias_, self.key_bias_ = biases if biases else (np.zeros((H, d)), np.zeros((H, d)))
+        self.centers_ = np.array(Yu, dtype=np.float64)
         return self
 
     def _tensors(self):
         device, dtype = resolve_device(self.device)
         return tuple(as_device_tensor(v, device, dtype) for v in (self.query_maps_, self.key_maps_,
-                                                                   self.head_weights_))
+                                                                   self.head_weights_, self.query_bias_,
+                                                                   self.key_bias_))
 
     def predict(self, X):
         """Responses for pairs given as rows of ``X``.
@@ -188,13 +336,14 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
         X = validate_data(self, X, dtype=np.float64, reset=False)
         Xx, Xy = split_pairs(X, self.n_features_x_)
         device, dtype = resolve_device(self.device)
+        rows = torch.arange(X.shape[0], device=device)
         with torch.no_grad():
-            out = _pair_response(as_device_tensor(Xx, device, dtype), as_device_tensor(Xy, device, dtype),
-                                 *self._tensors())
+            out = _pair_response(as_device_tensor(Xx, device, dtype), as_device_tensor(Xy, device, dtype), rows,
+                                 rows, *self._tensors())
         return _finite(out)
 
     def predict_grid(self, X_x, X_y):
-        """The full response matrix for every pair of ``X_x`` and ``X_y``.
+        """The full response matrix for every pair of ``X_x`` and ``X_y``: ``kernel_(X_x, X_y)``.
 
         Parameters
         ----------
@@ -211,11 +360,8 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
             raise ValueError(f"X_x and X_y must have {self.query_maps_.shape[1]} and {self.key_maps_.shape[1]} "
                              f"features, got {X_x.shape[1]} and {X_y.shape[1]}")
         device, dtype = resolve_device(self.device)
-        Wq, Wk, w = self._tensors()
         with torch.no_grad():
-            Q = as_device_tensor(X_x, device, dtype) @ Wq  # (H, n_x, d)
-            K = as_device_tensor(X_y, device, dtype) @ Wk  # (H, n_y, d)
-            out = torch.einsum("h,hab->ab", w, torch.exp(Q @ K.transpose(1, 2) / math.sqrt(Wq.shape[2])))
+            out = self.kernel_.evaluate(as_device_tensor(X_x, device, dtype), as_device_tensor(X_y, device, dtype))
         return _finite(out)
 
     def __sklearn_tags__(self):
@@ -226,10 +372,47 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
         return tags
 
 
-def _pair_response(x, y, Wq, Wk, w):
-    """h(x_i, y_i) for paired rows: (n,)."""
-    logits = ((x @ Wq) * (y @ Wk)).sum(-1) / math.sqrt(Wq.shape[2])  # (H, n)
+def _pair_response(xs, ys, ia, ib, Wq, Wk, w, bq=None, bk=None):
+    """h(xs[ia_i], ys[ib_i]) for pairs indexed into the distinct points: (n,)."""
+    Q = xs @ Wq  # (H, n_x, d)
+    K = ys @ Wk
+    if bq is not None:
+        Q = Q + bq[:, None]
+        K = K + bk[:, None]
+    logits = (Q[:, ia] * K[:, ib]).sum(-1) / math.sqrt(Wq.shape[2])  # (H, n)
     return w @ torch.exp(logits)
+
+
+def _snapshot(params) -> list[np.ndarray]:
+    return [t.detach().double().cpu().numpy().copy() for t in params]
+
+
+def _scheduler(schedule: str, opt, max_iter: int, patience: int):
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max_iter)
+    if schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(1, patience // 4))
+    return None
+
+
+def _warn_training(reason: str, n_iter: int, best_iter: int, scores: list, validation: bool) -> None:
+    what = "validation loss" if validation else "training objective"
+    restored = (f"the parameters of step {best_iter} ({what} {scores[best_iter]:.4g}, initial {scores[0]:.4g}) "
+                "were restored")
+    if reason == "diverged":
+        warnings.warn(ConvergenceWarning(f"training diverged at step {n_iter} (the {what} became non-finite or "
+                                         f"grew {_EXPLODED:g}-fold); {restored}. Lower learning_rate or raise "
+                                         "alpha"), stacklevel=4)
+    elif reason == "max_iter":
+        warnings.warn(ConvergenceWarning(f"training stopped at max_iter={n_iter} while the {what} was still "
+                                         f"improving; {restored}. Increase max_iter or learning_rate"),
+                      stacklevel=4)
+    elif best_iter == 0:
+        warnings.warn(ConvergenceWarning(f"no step improved the {what} on the initialization's ({scores[0]:.4g}); "
+                                         "the initial parameters were kept. Lower learning_rate"), stacklevel=4)
+    elif scores[-1] > _RISING * scores[best_iter]:
+        warnings.warn(ConvergenceWarning(f"the {what} was rising when training stopped at step {n_iter} "
+                                         f"({scores[-1]:.4g}); {restored}. Lower learning_rate"), stacklevel=4)
 
 
 def _finite(out: torch.Tensor) -> np.ndarray:

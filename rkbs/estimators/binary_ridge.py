@@ -12,21 +12,20 @@ with the vec trick, never the n_x n_y x n_x n_y matrix.
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
-import scipy.sparse
-from scipy.sparse.linalg import LinearOperator, cg, lsqr
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..operators import kernel_gram
-from ..solvers._linalg import warn_not_converged
+from ._binary_solvers import kronecker_cg, kronecker_path, two_sided_lsqr, two_sided_path
 from ._common import as_device_tensor, check_scalar_param, resolve_device, resolve_kernel
 from ._pairs import check_grid, index_domain, resolve_split, split_pairs
 
 __all__ = ["BinaryKernelRidge"]
 
 _SOLVERS = {"two_sided": ("svd", "lsqr"), "kronecker": ("eigh", "cg")}
+_MODES = ("auto", "two_sided", "kronecker")
 _ROWS = 4096  # pairs per prediction block
+_PSD_TOL = 1e-6  # relative size of a negative eigenvalue that is more than round-off
 
 
 class BinaryKernelRidge(RegressorMixin, BaseEstimator):
@@ -34,20 +33,28 @@ class BinaryKernelRidge(RegressorMixin, BaseEstimator):
 
     Pairs are rows of ``X``: the first ``n_features_x`` columns are the query-side point x, the rest the
     key-side point y, so the estimator works in ``Pipeline``, ``GridSearchCV`` and ``cross_val_score``.
-    :meth:`fit_grid` and :meth:`predict_grid` take the two point sets and a full response matrix instead.
+    :meth:`fit_grid` and :meth:`predict_grid` take the two point sets and a response matrix instead, in which
+    NaN (or ``False`` in ``observed``) marks a pair that was not observed.
 
     Parameters
     ----------
     kernel : str or Kernel, default="rbf"
         Two-sided mode: the cross-domain kernel kappa(x, y) (an ``AttentionKernel`` when the domains have
-        different dimensions). Kronecker mode: the Mercer kernel of the x domain.
+        different dimensions). Kronecker mode: the Mercer kernel of the x domain. ``"precomputed"``:
+        :meth:`fit_grid` and :meth:`predict_grid` take kernel matrices instead of points (see there).
     kernel_params : dict, default=None
     kernel_y : str or Kernel, default=None
         Kronecker mode: the Mercer kernel of the y domain (``None``: the same as ``kernel``).
     kernel_y_params : dict, default=None
     alpha : float, default=1.0
         Regularization: ``alpha |C|^2`` (two-sided) or the tensor-product RKHS norm (Kronecker).
-    mode : {"two_sided", "kronecker"}, default="two_sided"
+    alphas : array-like of float, default=None
+        A regularisation path (values > 0): with responses on the full grid, one decomposition gives every
+        alpha's coefficients and exact leave-one-pair-out errors; the alpha with the smallest one is chosen
+        (``alpha_``), as in scikit-learn's ``RidgeCV``. ``alpha`` is then ignored.
+    mode : {"auto", "two_sided", "kronecker"}, default="auto"
+        ``"auto"``: Kronecker when the kernels are Mercer (symmetric positive definite) or precomputed,
+        two-sided otherwise (asymmetric or indefinite kernels such as ``AttentionKernel``).
     solver : {"auto", "svd", "lsqr", "eigh", "cg"}, default="auto"
         ``"svd"`` / ``"lsqr"`` for two-sided, ``"eigh"`` / ``"cg"`` for Kronecker; ``"auto"`` takes the
         closed form when the observed pairs fill the grid of distinct x and y points, else the iterative one.
@@ -61,16 +68,24 @@ class BinaryKernelRidge(RegressorMixin, BaseEstimator):
 
     Attributes
     ----------
-    kernel_ : Kernel
-        The cross-domain kernel (two-sided) or the x-domain kernel (Kronecker).
+    mode_ : str
+        The resolved mode.
+    kernel_ : Kernel or None
+        The cross-domain kernel (two-sided) or the x-domain kernel (Kronecker); None when precomputed.
     kernel_y_ : Kernel or None
         The y-domain kernel (Kronecker mode).
-    x_centers_ : ndarray of shape (n_x, n_features_x)
-        Distinct query-side training points.
-    y_centers_ : ndarray of shape (n_y, n_features_y)
-        Distinct key-side training points.
+    x_centers_ : ndarray of shape (n_x, n_features_x) or None
+        Distinct query-side training points (None when precomputed).
+    y_centers_ : ndarray of shape (n_y, n_features_y) or None
+        Distinct key-side training points (None when precomputed).
     dual_coef_ : ndarray
         ``C`` of shape (n_y, n_x) (two-sided) or ``A`` of shape (n_x, n_y) (Kronecker).
+    alpha_ : float
+        The regularization used (chosen from ``alphas`` when given).
+    dual_coef_path_ : ndarray of shape (n_alphas, *dual_coef_.shape)
+        With ``alphas``: the coefficients of every alpha.
+    loo_mse_ : ndarray of shape (n_alphas,)
+        With ``alphas``: the leave-one-pair-out mean squared error of every alpha.
     solver_ : str
     n_iter_ : int or None
     n_features_in_ : int
@@ -88,21 +103,29 @@ class BinaryKernelRidge(RegressorMixin, BaseEstimator):
     >>> model = BinaryKernelRidge(kernel=kappa, alpha=1e-3).fit_grid(Xx, Xy, Z)
     >>> model.predict_grid(Xx, Xy).shape
     (20, 15)
+    >>> Z[0, 0] = np.nan  # not observed: solved over the other pairs
+    >>> BinaryKernelRidge(kernel="rbf", kernel_y="rbf", mode="kronecker").fit_grid(Xx, Xy, Z).solver_
+    'cg'
     """
 
     def __init__(self, kernel="rbf", *, kernel_params=None, kernel_y=None, kernel_y_params=None, alpha=1.0,
-                 mode="two_sided", solver="auto", n_features_x=None, tol=1e-8, max_iter=None, device="cpu"):
+                 alphas=None, mode="auto", solver="auto", n_features_x=None, tol=1e-8, max_iter=None,
+                 device="cpu"):
         self.kernel = kernel
         self.kernel_params = kernel_params
         self.kernel_y = kernel_y
         self.kernel_y_params = kernel_y_params
         self.alpha = alpha
+        self.alphas = alphas
         self.mode = mode
         self.solver = solver
         self.n_features_x = n_features_x
         self.tol = tol
         self.max_iter = max_iter
         self.device = device
+
+    def _precomputed(self) -> bool:
+        return isinstance(self.kernel, str) and self.kernel == "precomputed"
 
     # ------------------------------------------------------------------------------------------- fitting
     def fit(self, X, y):
@@ -117,6 +140,7 @@ class BinaryKernelRidge(RegressorMixin, BaseEstimator):
         -------
         self : BinaryKernelRidge
         """
+        self._check_rows_allowed()
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
         self.n_features_x_ = resolve_split(X.shape[1], self.n_features_x)
         Xx, Xy = split_pairs(X, self.n_features_x_)
@@ -124,30 +148,60 @@ class BinaryKernelRidge(RegressorMixin, BaseEstimator):
         Yu, b = index_domain(Xy)
         return self._fit(Xu, Yu, a, b, np.asarray(y, dtype=np.float64))
 
-    def fit_grid(self, X_x, X_y, Z):
-        """Fit on the full response matrix ``Z[a, b]`` for the pairs ``(X_x[a], X_y[b])``.
+    def fit_grid(self, X_x, X_y, Z, observed=None):
+        """Fit on the response matrix ``Z[a, b]`` of the pairs ``(X_x[a], X_y[b])``; NaN = not observed.
 
         Parameters
         ----------
         X_x : array-like of shape (n_x, n_features_x)
+            The x points. With ``kernel="precomputed"``: Kronecker mode, the x-domain Gram matrix (n_x, n_x);
+            two-sided mode, the cross-domain matrix ``kappa(X_train, Y_train)`` of shape (n_x, n_y).
         X_y : array-like of shape (n_y, n_features_y)
+            The y points. With ``kernel="precomputed"``: Kronecker mode, the y-domain Gram matrix (n_y, n_y);
+            two-sided mode, ``kappa(X_train, Y_train).T`` of shape (n_y, n_x) (or ``None`` for it).
         Z : array-like of shape (n_x, n_y)
+            Responses; NaN marks a pair that was not observed.
+        observed : array-like of bool of shape (n_x, n_y), default=None
+            Which pairs are observed (``Z`` may hold anything where it is False).
 
         Returns
         -------
         self : BinaryKernelRidge
         """
-        X_x, X_y, Z = check_grid(X_x, X_y, Z)
+        if self._precomputed() and X_y is None:
+            X_y = np.asarray(X_x, dtype=np.float64).T
+        X_x, X_y, Z, mask = check_grid(X_x, X_y, Z, observed)
         self.n_features_x_ = X_x.shape[1]
         self.n_features_in_ = X_x.shape[1] + X_y.shape[1]
-        a, b = np.meshgrid(np.arange(X_x.shape[0]), np.arange(X_y.shape[0]), indexing="ij")
-        return self._fit(X_x, X_y, a.ravel(), b.ravel(), Z.ravel())
+        if mask.all():  # the whole grid: no pair indices (a 2,000 x 3,000 grid has 6 million)
+            return self._fit(X_x, X_y, None, None, None, Z)
+        a, b = np.nonzero(mask)
+        return self._fit(X_x, X_y, a, b, Z[a, b])
 
-    def _kernels(self):
-        if self.mode not in _SOLVERS:
-            raise ValueError(f"mode must be 'two_sided' or 'kronecker', got {self.mode!r}")
+    def _check_rows_allowed(self):
+        if self._precomputed():
+            raise ValueError("kernel='precomputed' takes kernel matrices through fit_grid / predict_grid; pair "
+                             "rows (fit / predict) need kernels evaluated on points")
+
+    def _resolve_mode(self) -> str:
+        if not isinstance(self.mode, str) or self.mode not in _MODES:
+            raise ValueError(f"mode must be 'auto', 'two_sided' or 'kronecker', got {self.mode!r}")
+        if self.mode != "auto":
+            return self.mode
+        if self._precomputed():
+            return "kronecker"
+        kernels = [resolve_kernel(self.kernel, self.kernel_params)]
+        if self.kernel_y is not None:
+            kernels.append(resolve_kernel(self.kernel_y, self.kernel_y_params, "kernel_y"))
+        return "kronecker" if all(k.positive_definite and k.symmetric for k in kernels) else "two_sided"
+
+    def _kernels(self, mode):
+        if self._precomputed():
+            if self.kernel_params is not None or self.kernel_y is not None or self.kernel_y_params is not None:
+                raise ValueError("kernel='precomputed' takes no kernel_params, kernel_y or kernel_y_params")
+            return None, None
         kx = resolve_kernel(self.kernel, self.kernel_params)
-        if self.mode == "two_sided":
+        if mode == "two_sided":
             if self.kernel_y is not None or self.kernel_y_params is not None:
                 raise ValueError("kernel_y / kernel_y_params apply to mode='kronecker'; two-sided mode uses "
                                  "one cross-domain kernel")
@@ -166,49 +220,104 @@ class BinaryKernelRidge(RegressorMixin, BaseEstimator):
         kernel(A[:2], B[:2])  # the catalogue's dimension checks
         return kernel_gram(kernel, as_device_tensor(A, device, dtype), as_device_tensor(B, device, dtype))
 
-    def _fit(self, Xu, Yu, a, b, z):
-        kx, ky = self._kernels()
+    def _alphas(self):
+        if self.alphas is None:
+            return None
+        alphas = np.asarray(self.alphas, dtype=np.float64)
+        if alphas.ndim != 1 or alphas.size == 0 or not np.all(np.isfinite(alphas)) or np.any(alphas <= 0):
+            raise ValueError(f"alphas must be a non-empty 1-d array of finite values > 0, got {self.alphas!r}")
+        return alphas
+
+    def _training_grams(self, mode, kx, ky, Xu, Yu):
+        """The Gram matrices the solvers need: (K,) two-sided, (K_x, K_y) Kronecker."""
+        if not self._precomputed():
+            if mode == "two_sided":
+                return (self._gram(kx, Xu, Yu),)
+            return self._gram(kx, Xu, Xu), self._gram(ky, Yu, Yu)
+        nx, ny = Xu.shape[0], Yu.shape[0]
+        if mode == "two_sided":
+            if Xu.shape != (nx, ny) or Yu.shape != (ny, nx) or not np.allclose(Xu, Yu.T, rtol=1e-12, atol=0):
+                raise ValueError(f"kernel='precomputed' in mode='two_sided' takes X_x = kappa(X_train, Y_train) "
+                                 f"of shape (n_x, n_y) and X_y = its transpose (or None); got {Xu.shape} and "
+                                 f"{Yu.shape}")
+            return (Xu,)
+        for name, K in (("X_x", Xu), ("X_y", Yu)):
+            if K.shape[0] != K.shape[1]:
+                raise ValueError(f"kernel='precomputed' in mode='kronecker' takes square Gram matrices; {name} "
+                                 f"has shape {K.shape}")
+            scale = max(float(np.abs(K).max()), 1e-300)
+            if not np.allclose(K, K.T, rtol=0, atol=1e-10 * scale):
+                raise ValueError(f"{name} is not symmetric (max |K - K.T| = {np.abs(K - K.T).max():.3g}); "
+                                 "mode='kronecker' needs Mercer kernels: symmetrize it, (K + K.T) / 2, or use "
+                                 "mode='two_sided'")
+        return Xu, Yu
+
+    def _fit(self, Xu, Yu, a, b, z, Z_full=None):
+        """Fit on the observed pairs (a_i, b_i, z_i), or on the full grid ``Z_full`` (then a, b, z are None)."""
+        mode = self._resolve_mode()
+        kx, ky = self._kernels(mode)
         alpha = check_scalar_param("alpha", self.alpha, minimum=0.0)
+        alphas = self._alphas()
         tol = check_scalar_param("tol", self.tol, minimum=0.0, strict=True)
         max_iter = check_scalar_param("max_iter", self.max_iter, minimum=1, integer=True, allow_none=True)
         nx, ny = Xu.shape[0], Yu.shape[0]
-        complete = z.shape[0] == nx * ny and np.unique(a * ny + b).shape[0] == nx * ny
-        closed, iterative = _SOLVERS[self.mode]
+        n_obs = nx * ny if Z_full is not None else z.shape[0]
+        complete = Z_full is not None or (n_obs == nx * ny and np.unique(a * ny + b).shape[0] == nx * ny)
+        closed, iterative = _SOLVERS[mode]
         solver = (closed if complete else iterative) if self.solver == "auto" else self.solver
-        if solver not in _SOLVERS[self.mode]:
-            raise ValueError(f"solver={self.solver!r} does not apply to mode={self.mode!r}; choose 'auto' or "
-                             f"one of {_SOLVERS[self.mode]}")
+        if solver not in _SOLVERS[mode]:
+            raise ValueError(f"solver={self.solver!r} does not apply to mode={mode!r}; choose 'auto' or "
+                             f"one of {_SOLVERS[mode]}")
         if solver == closed and not complete:
             raise ValueError(f"solver={solver!r} needs responses for the full grid of distinct x and y points "
-                             f"({nx} x {ny} pairs, each once); got {z.shape[0]} observations. Use "
+                             f"({nx} x {ny} pairs, each once); got {n_obs} observations. Use "
                              f"solver={iterative!r} or 'auto'")
-        if self.mode == "kronecker" and solver == "eigh" and alpha == 0:
+        if alphas is not None and solver != closed:
+            raise ValueError(f"alphas (a regularisation path) needs the closed form solver={closed!r}, i.e. "
+                             f"responses for the full grid; got {n_obs} of {nx * ny} pairs. Search alpha "
+                             "with rkbs.model_selection splitters and GridSearchCV instead")
+        if mode == "kronecker" and solver == "eigh" and alpha == 0 and alphas is None:
             raise ValueError("alpha must be > 0 for mode='kronecker'")
-        self.kernel_, self.kernel_y_ = kx, ky
-        self.x_centers_, self.y_centers_ = Xu, Yu
-        self.solver_, self.n_iter_ = solver, None
-        if self.mode == "two_sided":
-            K = self._gram(kx, Xu, Yu)
-            if solver == "svd":
+        grams = self._training_grams(mode, kx, ky, Xu, Yu)
+        self.mode_, self.kernel_, self.kernel_y_ = mode, kx, ky
+        self.x_centers_, self.y_centers_ = (None, None) if self._precomputed() else (Xu, Yu)
+        self.solver_, self.n_iter_, self.alpha_ = solver, None, alpha
+        if solver == closed:
+            if Z_full is None:
                 Z = np.empty((nx, ny))
                 Z[a, b] = z
-                self.dual_coef_ = _two_sided_closed_form(K, Z, alpha)
             else:
-                self.dual_coef_, self.n_iter_ = _two_sided_lsqr(K, a, b, z, alpha, tol, max_iter)
+                Z = Z_full
+            path = two_sided_path if mode == "two_sided" else kronecker_path
+            if mode == "kronecker":
+                _check_psd(grams, self._precomputed())
+            coefs, residuals = path(*grams, Z, [alpha] if alphas is None else alphas, loo=alphas is not None)
+            if alphas is not None:
+                self.loo_mse_ = np.array([np.mean(r**2) for r in residuals])
+                best = int(np.nanargmin(np.where(np.isfinite(self.loo_mse_), self.loo_mse_, np.nan)))
+                self.alpha_ = float(alphas[best])
+                self.dual_coef_path_ = np.stack(coefs)
+                coefs = [coefs[best]]
+            self.dual_coef_ = coefs[0]
         else:
-            Kx, Ky = self._gram(kx, Xu, Xu), self._gram(ky, Yu, Yu)
-            if solver == "eigh":
-                Z = np.empty((nx, ny))
-                Z[a, b] = z
-                self.dual_coef_ = _kronecker_closed_form(Kx, Ky, Z, alpha)
-            else:
-                self.dual_coef_, self.n_iter_ = _kronecker_cg(Kx, Ky, a, b, z, alpha, tol, max_iter)
+            if Z_full is not None:  # an iterative solver asked for on the full grid
+                a, b = (ix.ravel() for ix in np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij"))
+                z = Z_full.ravel()
+            self._fit_iterative(mode, grams, a, b, z, alpha, tol, max_iter)
         return self
+
+    def _fit_iterative(self, mode, grams, a, b, z, alpha, tol, max_iter):
+        if mode == "two_sided":
+            self.dual_coef_, self.n_iter_ = two_sided_lsqr(*grams, a, b, z, alpha, tol, max_iter)
+        else:
+            self.dual_coef_, self.n_iter_ = kronecker_cg(*grams, a, b, z, alpha, tol, max_iter)
 
     # ---------------------------------------------------------------------------------------- prediction
     def _sides(self, Xx, Xy):
         """Left (n, .) and right (., n) factors of h = left @ dual_coef_ @ right."""
-        if self.mode == "two_sided":
+        if self._precomputed():
+            return Xx, Xy.T
+        if self.mode_ == "two_sided":
             return self._gram(self.kernel_, Xx, self.y_centers_), self._gram(self.kernel_, self.x_centers_, Xy)
         return self._gram(self.kernel_, Xx, self.x_centers_), self._gram(self.kernel_y_, self.y_centers_, Xy)
 
@@ -224,6 +333,7 @@ class BinaryKernelRidge(RegressorMixin, BaseEstimator):
         ndarray of shape (n_pairs,)
         """
         check_is_fitted(self)
+        self._check_rows_allowed()
         X = validate_data(self, X, dtype=np.float64, reset=False)
         Xx, Xy = split_pairs(X, self.n_features_x_)
         out = np.empty(X.shape[0])
@@ -233,12 +343,16 @@ class BinaryKernelRidge(RegressorMixin, BaseEstimator):
         return out
 
     def predict_grid(self, X_x, X_y):
-        """The full response matrix for every pair of ``X_x`` and ``X_y``.
+        """The full response matrix for every pair of ``X_x`` and ``X_y`` (new rows and columns allowed).
 
         Parameters
         ----------
         X_x : array-like of shape (n_x, n_features_x)
+            x points. With ``kernel="precomputed"``: the kernel between them and the training x points
+            (Kronecker, (n_x, n_x_train)) or the training y points (two-sided, (n_x, n_y_train)).
         X_y : array-like of shape (n_y, n_features_y)
+            y points. With ``kernel="precomputed"``: the kernel between the training y points and them,
+            transposed (Kronecker, (n_y, n_y_train)), or ``kappa(X_train, y).T`` (two-sided, (n_y, n_x_train)).
 
         Returns
         -------
@@ -248,61 +362,52 @@ class BinaryKernelRidge(RegressorMixin, BaseEstimator):
         X_x, X_y = check_grid(X_x, X_y)
         if X_x.shape[1] != self.n_features_x_ or X_y.shape[1] != self.n_features_in_ - self.n_features_x_:
             raise ValueError(f"X_x and X_y must have {self.n_features_x_} and "
-                             f"{self.n_features_in_ - self.n_features_x_} features, got {X_x.shape[1]} and "
-                             f"{X_y.shape[1]}")
+                             f"{self.n_features_in_ - self.n_features_x_} features (columns), got {X_x.shape[1]} "
+                             f"and {X_y.shape[1]}")
         L, R = self._sides(X_x, X_y)
         return L @ self.dual_coef_ @ R
 
+    def loo_predict_grid(self, Z):
+        """Exact leave-one-pair-out predictions of the fitted alpha on the training grid (full grids only).
 
-def _two_sided_closed_form(K: np.ndarray, Z: np.ndarray, alpha: float) -> np.ndarray:
-    """argmin_C |K C K - Z|^2 + alpha |C|^2 (minimum norm when alpha = 0), C of shape (n_y, n_x)."""
-    U, s, Vt = scipy.linalg.svd(K, full_matrices=False, check_finite=False)
-    ss = np.outer(s, s)
-    denom = ss**2 + alpha
-    gain = np.divide(ss, denom, out=np.zeros_like(ss), where=denom > (s[0] ** 4) * np.finfo(float).eps)
-    return Vt.T @ (gain * (U.T @ Z @ Vt.T)) @ U.T
+        Parameters
+        ----------
+        Z : array-like of shape (n_x, n_y)
+            The training responses.
 
+        Returns
+        -------
+        ndarray of shape (n_x, n_y)
+            Entry (a, b) is the prediction for pair (a, b) of the model fitted on every other pair.
+        """
+        check_is_fitted(self)
+        if self.solver_ not in ("svd", "eigh"):
+            raise ValueError("loo_predict_grid needs a closed-form fit (a full grid of responses)")
+        Z = np.asarray(Z, dtype=np.float64)
+        grams = self._stored_grams()
+        if Z.shape != (grams[0].shape[0], grams[-1].shape[-1]):
+            raise ValueError(f"Z must have the training grid's shape, got {Z.shape}")
+        path = two_sided_path if self.mode_ == "two_sided" else kronecker_path
+        _, residuals = path(*grams, Z, [self.alpha_], loo=True)
+        return Z - residuals[0]
 
-def _two_sided_lsqr(K, a, b, z, alpha, tol, max_iter):
-    nx, ny = K.shape
-    R_index = scipy.sparse.coo_matrix((np.ones_like(z), (a, b)), shape=(nx, ny))
-
-    def matvec(c):  # (K C K)[a_i, b_i]
-        T = K @ c.reshape(ny, nx)
-        return np.einsum("ij,ji->i", T[a], K[:, b])
-
-    def rmatvec(r):  # K^T R K^T with R the scatter of r
-        R = scipy.sparse.coo_matrix((r, (R_index.row, R_index.col)), shape=(nx, ny)).tocsr()
-        return (K.T @ (R @ K.T)).ravel()
-
-    op = LinearOperator((z.shape[0], nx * ny), matvec=matvec, rmatvec=rmatvec, dtype=np.float64)
-    out = lsqr(op, z, damp=np.sqrt(alpha), atol=tol, btol=tol, iter_lim=max_iter)
-    if out[1] == 7:
-        warn_not_converged("lsqr", out[2], out[3] / max(np.linalg.norm(z), 1e-300))
-    return out[0].reshape(ny, nx), int(out[2])
-
-
-def _kronecker_closed_form(Kx, Ky, Z, alpha):
-    """(K_y (x) K_x + alpha I)^{-1} vec(Z) by the eigendecompositions of K_x and K_y, as an (n_x, n_y) matrix."""
-    lx, Qx = scipy.linalg.eigh(Kx, check_finite=False)
-    ly, Qy = scipy.linalg.eigh(Ky, check_finite=False)
-    # Mercer Gram matrices: eigenvalues below 0 are round-off
-    denom = np.outer(np.maximum(lx, 0.0), np.maximum(ly, 0.0)) + alpha
-    return Qx @ ((Qx.T @ Z @ Qy) / denom) @ Qy.T
+    def _stored_grams(self):
+        if self._precomputed():
+            raise ValueError("loo_predict_grid is not available with kernel='precomputed' (the training "
+                             "matrices are not stored)")
+        if self.mode_ == "two_sided":
+            return (self._gram(self.kernel_, self.x_centers_, self.y_centers_),)
+        return (self._gram(self.kernel_, self.x_centers_, self.x_centers_),
+                self._gram(self.kernel_y_, self.y_centers_, self.y_centers_))
 
 
-def _kronecker_cg(Kx, Ky, a, b, z, alpha, tol, max_iter):
-    nx, ny = Kx.shape[0], Ky.shape[0]
-
-    def scatter(v):
-        return scipy.sparse.coo_matrix((v, (a, b)), shape=(nx, ny)).tocsr()
-
-    def matvec(v):  # the pairwise Gram matrix of the observed pairs, by the generalized vec trick
-        return (Kx @ (scatter(v) @ Ky))[a, b] + alpha * v
-
-    op = LinearOperator((z.shape[0], z.shape[0]), matvec=matvec, dtype=np.float64)
-    count = [0]
-    coef, info = cg(op, z, rtol=tol, maxiter=max_iter, callback=lambda _x: count.__setitem__(0, count[0] + 1))
-    if info > 0:
-        warn_not_converged("cg", count[0], np.linalg.norm(op.matvec(coef) - z) / max(np.linalg.norm(z), 1e-300))
-    return scatter(coef).toarray(), count[0]
+def _check_psd(grams, precomputed: bool) -> None:
+    """Kronecker mode: a precomputed Gram matrix with clearly negative eigenvalues is no Mercer kernel."""
+    if not precomputed:
+        return
+    for name, K in zip(("X_x", "X_y"), grams):
+        lam = np.linalg.eigvalsh(K)
+        if lam[0] < -_PSD_TOL * max(lam[-1], 1e-300):
+            raise ValueError(f"{name} is not positive semi-definite (smallest eigenvalue {lam[0]:.3g}, largest "
+                             f"{lam[-1]:.3g}); mode='kronecker' needs Mercer kernels: clip its spectrum or use "
+                             "mode='two_sided'")

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
-import scipy.linalg
-import scipy.optimize
 from scipy.special import log_softmax, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._common import fit_representer, predict_expansion, prepare_representer
+from ._common import (accepts_sparse, check_sample_weight, check_scalar_param, fit_representer, output_dtype,
+                      predict_expansion, prepare_representer)
+from ._logistic import fit_logistic
+from ._precomputed import is_precomputed
 
 __all__ = ["RKBSClassifier"]
 
@@ -30,29 +28,36 @@ class RKBSClassifier(ClassifierMixin, BaseEstimator):
     ``loss="squared"`` fits one-vs-rest least squares on {-1, +1} targets with the penalties and solvers of
     :class:`RKBSRegressor` (kernel ridge classification). ``loss="logistic"`` minimizes the multinomial
     cross-entropy ``sum_i -log softmax(f(x_i))_{y_i}`` plus ``alpha |B|^2`` (``penalty="coef"``) or
-    ``alpha tr(B^T K B)`` (``penalty="rkhs"``) by L-BFGS, and provides ``predict_proba``.
+    ``alpha tr(B^T K B)`` (``penalty="rkhs"``) by a trust-region Newton-CG method on whitened features, and
+    provides ``predict_proba``.
 
     Parameters
     ----------
     kernel : str or Kernel, default="rbf"
+        A catalogue name, a kernel object, or ``"precomputed"`` (kernel matrices as in ``SVC``).
     kernel_params : dict, default=None
     alpha : float, default=1.0
     loss : {"squared", "logistic"}, default="squared"
     penalty : {"auto", "coef", "rkhs", "krein"}, default="auto"
         As in :class:`RKBSRegressor`; the logistic loss takes ``"coef"`` or ``"rkhs"`` (a convex problem).
     solver : str, default="auto"
-        Least-squares solver (``loss="squared"``), see :class:`RKBSRegressor`. The logistic loss uses L-BFGS.
+        Least-squares solver (``loss="squared"``), see :class:`RKBSRegressor`. The logistic loss uses
+        trust-region Newton-CG (``solver_ == "newton-cg"``).
     normalize : bool, default=False
     n_components : int, default=None
     spectrum : {"clip", "flip", "shift"}, default=None
     tol : float, default=1e-6
-        Iterative solvers' relative tolerance; L-BFGS stops when the largest gradient entry is below
-        ``tol * n_samples``.
+        Iterative solvers' relative tolerance; the logistic Newton solver stops when the gradient's 2-norm is
+        below ``tol * sum(sample_weight)`` (``tol * n_samples`` without weights).
     max_iter : int, default=None
-        Iteration cap (``None``: scipy's default, 1000 for L-BFGS).
+        Iteration cap (``None``: scipy's default for the Krylov solvers, 100 Newton iterations).
     block_size : int, default=None
     random_state : int, RandomState instance or None, default=None
+    landmarks : {"uniform", "leverage"}, default="uniform"
+        How the Nystroem landmarks are drawn (see :class:`RKBSRegressor`).
     device : str or torch.device, default="cpu"
+    fit_intercept : bool, default=False
+        Fit unpenalized per-output intercepts.
 
     Attributes
     ----------
@@ -61,8 +66,11 @@ class RKBSClassifier(ClassifierMixin, BaseEstimator):
     centers_ : ndarray of shape (n_centers, n_features)
     dual_coef_ : ndarray of shape (n_centers, n_outputs)
         One column for a binary squared-loss problem, else one per class.
+    intercept_ : ndarray of shape (n_outputs,)
+        Zeros unless ``fit_intercept=True``.
     penalty_, solver_ : str
-    n_iter_ : int or None
+    n_iter_ : int
+        Iterations of the iterative solver (Krylov or Newton); 1 for a direct factorization.
     n_features_in_ : int
 
     Examples
@@ -79,7 +87,8 @@ class RKBSClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(self, kernel="rbf", *, kernel_params=None, alpha=1.0, loss="squared", penalty="auto",
                  solver="auto", normalize=False, n_components=None, spectrum=None, tol=1e-6, max_iter=None,
-                 block_size=None, random_state=None, device="cpu"):
+                 block_size=None, random_state=None, device="cpu", fit_intercept=False,
+                 landmarks="uniform"):
         self.kernel = kernel
         self.kernel_params = kernel_params
         self.alpha = alpha
@@ -94,8 +103,10 @@ class RKBSClassifier(ClassifierMixin, BaseEstimator):
         self.block_size = block_size
         self.random_state = random_state
         self.device = device
+        self.fit_intercept = fit_intercept
+        self.landmarks = landmarks
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Fit the classifier.
 
         Parameters
@@ -103,13 +114,18 @@ class RKBSClassifier(ClassifierMixin, BaseEstimator):
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
             Class labels (at least two classes).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights of the per-sample losses (an integer weight k is k copies of the sample).
 
         Returns
         -------
         self : RKBSClassifier
         """
-        X, y = validate_data(self, X, y, dtype=np.float64)
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], accept_sparse=("csr", "csc"))
         check_classification_targets(y)
+        sw = check_sample_weight(sample_weight, X)
+        if not isinstance(self.fit_intercept, (bool, np.bool_)):
+            raise TypeError(f"fit_intercept must be a bool, got {self.fit_intercept!r}")
         if self.loss not in ("squared", "logistic"):
             raise ValueError(f"loss must be 'squared' or 'logistic', got {self.loss!r}")
         self.classes_, y_idx = np.unique(y, return_inverse=True)
@@ -118,51 +134,30 @@ class RKBSClassifier(ClassifierMixin, BaseEstimator):
                              "classes")
         if self.loss == "squared":
             Z = LabelBinarizer(neg_label=-1, pos_label=1).fit_transform(y_idx).astype(np.float64)
-            self.dual_coef_ = fit_representer(self, X, Z)
+            check_scalar_param("alpha", self.alpha, minimum=0.0)  # one alpha for every class
+            beta, b = fit_representer(self, X, Z, sw, self.fit_intercept)
+            self.dual_coef_, self.intercept_ = beta.astype(X.dtype, copy=False), b.astype(X.dtype, copy=False)
             return self
         if self.spectrum is not None:
             raise ValueError("spectrum applies to loss='squared' only")
         if self.penalty not in ("auto", "coef", "rkhs"):
             raise ValueError(f"loss='logistic' takes penalty 'auto', 'coef' or 'rkhs' (a convex problem), got "
                              f"{self.penalty!r}")
+        check_scalar_param("alpha", self.alpha, minimum=0.0)
         Y = np.eye(self.classes_.shape[0])[y_idx]
-        problem = prepare_representer(self, X, Y)
-        self.dual_coef_ = self._fit_logistic(problem)
-        self.solver_ = "lbfgs"
+        problem = prepare_representer(self, X, Y, sw)
+        B, b, self.n_iter_ = fit_logistic(problem, self.penalty_, Y, fit_intercept=bool(self.fit_intercept),
+                                          max_iter=problem.max_iter, tol=problem.tol)
+        self.dual_coef_, self.intercept_ = B.astype(X.dtype, copy=False), b.astype(X.dtype, copy=False)
+        self.solver_ = "newton-cg"
         return self
 
-    def _fit_logistic(self, problem):
-        A = problem.design()
-        if A.shape[0] * A.shape[1] <= 1 << 24:
-            A = A.to_dense()  # small problems: one Gram matrix instead of two kernel passes per iteration
-        # alpha tr(B^T K B) whitened: B = T W with T = U diag(lam^-1/2) over K's numerically positive
-        # eigenvalues turns the penalty into alpha |W|^2, which L-BFGS solves in far fewer steps
-        T = None
-        if self.penalty_ == "rkhs":
-            lam, U = scipy.linalg.eigh(problem.center_gram_operator().to_dense())
-            keep = lam > lam.max() * lam.shape[0] * np.finfo(float).eps
-            T = U[:, keep] / np.sqrt(lam[keep])
-        Y = problem.Z
-        shape, alpha = (problem.m if T is None else T.shape[1], Y.shape[1]), float(self.alpha)
-
-        def objective(wflat):
-            W = wflat.reshape(shape)
-            B = W if T is None else T @ W
-            logp = log_softmax(A @ B, axis=1)
-            G = A.T @ (np.exp(logp) - Y)
-            grad = (G if T is None else T.T @ G) + 2.0 * alpha * W
-            return -(Y * logp).sum() + alpha * (W * W).sum(), grad.ravel()
-
-        res = scipy.optimize.minimize(
-            objective, np.zeros(shape[0] * shape[1]), jac=True, method="L-BFGS-B",
-            options={"maxiter": self.max_iter or 1000, "gtol": self.tol * problem.n, "ftol": 1e-15},
-        )
-        if not res.success and res.nit >= (self.max_iter or 1000):
-            warnings.warn(ConvergenceWarning(f"L-BFGS did not converge in {res.nit} iterations: {res.message}; "
-                                             "increase max_iter or alpha"), stacklevel=3)
-        self.n_iter_ = int(res.nit)
-        W = res.x.reshape(shape)
-        return W if T is None else T @ W
+    def _scores(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], accept_sparse=("csr", "csc"), reset=False)
+        F = predict_expansion(self, X, self.dual_coef_)
+        F += np.asarray(self.intercept_, dtype=F.dtype)
+        return F.astype(output_dtype(X, self), copy=False)
 
     def decision_function(self, X):
         """Class scores ``kernel_(X, centers_) @ dual_coef_``; shape (n_samples,) for two classes.
@@ -175,9 +170,7 @@ class RKBSClassifier(ClassifierMixin, BaseEstimator):
         -------
         ndarray of shape (n_samples,) or (n_samples, n_classes)
         """
-        check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float64, reset=False)
-        F = predict_expansion(self, X, self.dual_coef_)
+        F = self._scores(X)
         if F.shape[1] == 2:  # logistic binary: the log-odds of the second class
             return F[:, 1] - F[:, 0]
         return F[:, 0] if F.shape[1] == 1 else F
@@ -209,13 +202,15 @@ class RKBSClassifier(ClassifierMixin, BaseEstimator):
         -------
         ndarray of shape (n_samples, n_classes)
         """
-        check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float64, reset=False)
-        return softmax(predict_expansion(self, X, self.dual_coef_), axis=1)
+        return softmax(self._scores(X), axis=1)
 
     @available_if(_is_logistic)
     def predict_log_proba(self, X):
         """Log of :meth:`predict_proba`, computed stably."""
-        check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float64, reset=False)
-        return log_softmax(predict_expansion(self, X, self.dual_coef_), axis=1)
+        return log_softmax(self._scores(X), axis=1)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.pairwise = is_precomputed(self.kernel)  # cross-validation slices rows and columns
+        tags.input_tags.sparse = accepts_sparse(self)
+        return tags

@@ -13,6 +13,7 @@ from typing import Any
 from sklearn.base import clone
 
 from ._base import Kernel
+from ._validation import check_positive
 from .composition import AttentionKernel
 from .coordinate import ExpIntersection
 from .dot_product import EDP, RBF, Cosine, Laplacian, Linear, Polynomial, Sigmoid, Tanh
@@ -42,6 +43,7 @@ __all__ = [
     "PositiveRandomFeatures",
     "RandomFourierFeatures",
     "get_kernel",
+    "resolve_kernel",
     "list_kernels",
     "KERNELS",
     # lower-case constructors, as the kernels are named in the catalogue
@@ -119,6 +121,23 @@ def get_kernel(kernel: str | Kernel, **params: Any) -> Kernel:
     Returns
     -------
     Kernel
+
+    Raises
+    ------
+    TypeError
+        ``kernel`` is neither a string nor a Kernel, or a parameter the kernel does not take (the message lists
+        the valid ones).
+    ValueError
+        An unknown name.
+
+    Examples
+    --------
+    >>> get_kernel("gaussian", gamma=0.5)
+    RBF(gamma=0.5)
+    >>> get_kernel("rbf", gama=1)
+    Traceback (most recent call last):
+    ...
+    TypeError: kernel 'rbf' got an unexpected parameter 'gama'; valid parameters: gamma
     """
     if isinstance(kernel, Kernel):
         return clone(kernel).set_params(**params) if params else kernel
@@ -129,9 +148,62 @@ def get_kernel(kernel: str | Kernel, **params: Any) -> Kernel:
     if key not in KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
     cls = KERNELS[key]
-    try:
-        return cls(**params)
-    except TypeError as exc:
-        if "unexpected keyword" in str(exc):
-            raise TypeError(f"kernel {key!r} does not take {exc}".replace("__init__() got ", "")) from None
-        raise
+    valid = cls._get_param_names()
+    unknown = [p for p in params if p not in valid]
+    if unknown:
+        raise TypeError(
+            f"kernel {key!r} got an unexpected parameter {unknown[0]!r}; valid parameters: "
+            f"{', '.join(valid) or 'none'}"
+        )
+    return cls(**params)
+
+
+def resolve_kernel(kernel: str | Kernel, scale: float | None = None, *, name: str = "kernel",
+                   **params: Any) -> Kernel:
+    """The library's one kernel resolution: a name or Kernel object, its parameters, and SDPA's ``scale``.
+
+    Estimators, attention functions, modules and the seed models all resolve their ``kernel`` argument here.
+
+    Parameters
+    ----------
+    kernel : str or Kernel
+        As in :func:`get_kernel`.
+    scale : float, optional
+        Overrides the kernel's own ``scale`` parameter (edp, polynomial, linear, sigmoid, tanh,
+        exp_intersection, taylor_edp, positive_random_features); kernels without one (rbf, laplacian, cosine,
+        elu, relu, random_fourier_features) raise a TypeError rather than guess what a scale would mean.
+    name : str, default="kernel"
+        The caller's name for the argument, used in messages (e.g. "kernel_y").
+    **params
+        Kernel parameters (see :func:`get_kernel`).
+
+    Returns
+    -------
+    Kernel
+        ``kernel`` itself when it is an object and nothing is overridden, else a new kernel.
+
+    Examples
+    --------
+    >>> resolve_kernel("edp", scale=0.5)
+    EDP(scale=0.5)
+    >>> resolve_kernel("rbf", scale=0.5)
+    Traceback (most recent call last):
+    ...
+    TypeError: scale: kernel 'rbf' has no scale parameter; set its own parameters instead (e.g. gamma=... for rbf and laplacian)
+    """
+    if not isinstance(kernel, (str, Kernel)):
+        raise TypeError(
+            f"{name} must be a catalogue name (str) or a rkbs.kernels.Kernel object, got {type(kernel).__name__}"
+        )
+    k = get_kernel(kernel, **params)
+    scale = check_positive("scale", scale)
+    if scale is None:
+        return k
+    if "scale" not in k.get_params(deep=False):
+        raise TypeError(
+            f"scale: kernel {k.name!r} has no scale parameter; set its own parameters instead "
+            "(e.g. gamma=... for rbf and laplacian)"
+        )
+    if k.get_params(deep=False)["scale"] == scale:
+        return k
+    return get_kernel(k, scale=scale)

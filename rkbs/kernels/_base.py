@@ -7,8 +7,9 @@ from typing import Any, ClassVar
 
 import torch
 from sklearn.base import BaseEstimator
+from triton_ops import KernelSpec, check_normalize
 
-from ._validation import as_tensor, as_tensor_pair
+from ._validation import as_tensor, as_tensor_pair, check_int
 
 __all__ = ["Kernel", "Family"]
 
@@ -36,6 +37,9 @@ class Kernel(BaseEstimator):
     family: ClassVar[Family] = ""
     formula: ClassVar[str] = ""
     has_log_kernel: ClassVar[bool] = False
+    # What kappa(q, k) depends on: "dot" (q.k only), "dot_and_norms" (q.k, |q| and |k|) or "points" (anything).
+    # AttentionKernel reads it to decide when two different maps still give a symmetric kernel.
+    depends_on: ClassVar[str] = "points"
 
     # ----------------------------------------------------------------------------------------- metadata
     @property
@@ -70,6 +74,32 @@ class Kernel(BaseEstimator):
     def resolved_params(self, d: int) -> dict[str, Any]:
         """The numeric constants of the kernel for input dimension ``d`` (``None`` defaults resolved)."""
         return {}
+
+    def fused_spec(self, d: int) -> KernelSpec | None:
+        """The kernel's fused form for inputs of dimension ``d``: a ``triton_ops.KernelSpec``, or None.
+
+        None when the kernel has no fused epilogue (feature-map kernels, ``AttentionKernel``) and for every
+        subclass that does not define ``_fused_spec`` itself: a subclass may override ``evaluate``, which the
+        fused epilogue cannot see, so it takes the chunked path unless it opts in.
+
+        Examples
+        --------
+        >>> from rkbs.kernels import RBF
+        >>> RBF().fused_spec(64)
+        KernelSpec(kernel_id=<Epilogue.RBF: 1>, c0=0.0625, c1=0.0, degree=0, nonnegative=True)
+        """
+        if "_fused_spec" not in type(self).__dict__:
+            return None
+        return self._fused_spec(check_int("d", d, 1))
+
+    def _spec(self, epilogue: int, c0: float, c1: float = 0.0, degree: int = 0) -> KernelSpec:
+        """The ``KernelSpec`` of a fused epilogue for this kernel (for ``_fused_spec`` implementations)."""
+        return KernelSpec(epilogue, c0=c0, c1=c1, degree=degree, nonnegative=self.positive_valued)
+
+    def check_normalize(self, normalize: Any) -> None:
+        """Apply the positivity rule (``triton_ops.check_normalize``): ``normalize=True`` needs
+        ``positive_valued``; a ``ValueError`` otherwise, a ``TypeError`` if ``normalize`` is not a bool."""
+        check_normalize(normalize, self.positive_valued, repr(self.name))
 
     # ------------------------------------------------------------------------------------- tensor level
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

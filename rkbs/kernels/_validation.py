@@ -20,6 +20,8 @@ __all__ = [
     "check_positive",
     "check_real",
     "check_int",
+    "default_scale",
+    "default_gamma",
 ]
 
 
@@ -129,3 +131,17 @@ def check_int(name: str, value: Any, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def default_scale(scale: float | None, d: int) -> float:
+    """The catalogue's one default scale: ``1 / sqrt(d)`` (SDPA's) when ``scale`` is None."""
+    return 1.0 / math.sqrt(d) if scale is None else float(scale)
+
+
+def default_gamma(gamma: float | None, d: int) -> float:
+    """The catalogue's one default bandwidth of rbf-type kernels: ``1 / (2 sqrt(d))`` when ``gamma`` is None.
+
+    With it ``-gamma |q - k|^2`` shares its ``q.k`` term with EDP's ``q.k / sqrt(d)``, so normalized RBF attention
+    and softmax attention differ only by the key norms.
+    """
+    return 1.0 / (2.0 * math.sqrt(d)) if gamma is None else float(gamma)

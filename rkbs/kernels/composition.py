@@ -28,8 +28,10 @@ def _as_map(W: Any, name: str) -> np.ndarray | torch.Tensor | None:
 class AttentionKernel(Kernel):
     """``kappa(x, y) = base(x @ query_map, y @ key_map)``: a binary kernel between two domains.
 
-    With different maps on the two sides the kernel is asymmetric and, in general, indefinite even when the base
-    kernel is Mercer: the standard Transformer's kernel is ``AttentionKernel(EDP(), W_q, W_k)``. The two domains
+    With different maps on the two sides the kernel is in general asymmetric and indefinite even when the base
+    kernel is Mercer: the standard Transformer's kernel is ``AttentionKernel(EDP(), W_q, W_k)``. For a base of
+    ``q.k`` only (edp, linear, polynomial, sigmoid, tanh) it is symmetric exactly when ``W_q W_k^T`` is, and
+    Mercer when ``W_q W_k^T`` is moreover positive semi-definite (``symmetric``, ``positive_definite``). The two domains
     may have different dimensions; only the maps' output dimension ``d`` must agree.
 
     Parameters
@@ -40,6 +42,15 @@ class AttentionKernel(Kernel):
         Applied on the right of query-side inputs; ``None`` is the identity.
     key_map : array-like or torch.Tensor of shape (d_y, d), default=None
         Applied on the right of key-side inputs; ``None`` is the identity.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rkbs.kernels import EDP
+    >>> AttentionKernel(EDP(), np.eye(2), 2 * np.eye(2)).positive_definite   # W_q W_k^T = 2 I
+    True
+    >>> AttentionKernel(EDP(), np.eye(2), np.array([[1.0, 1.0], [0.0, 1.0]])).symmetric
+    False
     """
 
     name = "attention"
@@ -78,13 +89,57 @@ class AttentionKernel(Kernel):
             return False
         return bool((Wq == Wk).all())
 
+    def _products(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """``(W_q W_k^T, W_q W_q^T, W_k W_k^T)`` in float64 (None when the two domains differ in dimension)."""
+        Wq, Wk = self._check()
+        Wq = None if Wq is None else np.asarray(torch.as_tensor(Wq).detach().cpu().double())
+        Wk = None if Wk is None else np.asarray(torch.as_tensor(Wk).detach().cpu().double())
+        if Wq is None and Wk is None:
+            return None
+        Wq = np.eye(Wk.shape[1]) if Wq is None else Wq
+        Wk = np.eye(Wq.shape[1]) if Wk is None else Wk
+        if Wq.shape[0] != Wk.shape[0]:
+            return None
+        return Wq @ Wk.T, Wq @ Wq.T, Wk @ Wk.T
+
+    @staticmethod
+    def _equal(A: np.ndarray, B: np.ndarray) -> bool:
+        return bool(np.allclose(A, B, rtol=1e-10, atol=1e-12 * max(np.abs(A).max(), np.abs(B).max(), 1e-300)))
+
     @property
     def symmetric(self) -> bool:
-        return self.base.symmetric and self._same_maps
+        """Whether kappa(x, y) == kappa(y, x).
+
+        A base that depends only on ``q.k`` sees ``x^T W_q W_k^T y``: symmetric exactly when ``W_q W_k^T`` is
+        symmetric. A base that also reads the norms (rbf, laplacian, cosine) needs in addition
+        ``W_q W_q^T = W_k W_k^T``. Other bases are symmetric when the maps are equal.
+        """
+        if not self.base.symmetric:
+            return False
+        if self._same_maps:
+            return True
+        prods = self._products()
+        if prods is None or self.base.depends_on == "points":
+            return False
+        M, Gq, Gk = prods
+        return self._equal(M, M.T) and (self.base.depends_on == "dot" or self._equal(Gq, Gk))
 
     @property
     def positive_definite(self) -> bool:
-        return self.base.positive_definite and self._same_maps
+        """Whether the kernel is Mercer: a Mercer base on one map, ``x -> x L`` with ``W_q W_k^T = L L^T``.
+
+        For a base of ``q.k`` only, that is ``W_q W_k^T`` symmetric positive semi-definite; for rbf, laplacian
+        and cosine, ``W_q W_q^T = W_k W_k^T = W_q W_k^T``.
+        """
+        if not self.base.positive_definite or not self.symmetric:
+            return False
+        if self._same_maps:
+            return True
+        M, Gq, _ = self._products()
+        if self.base.depends_on == "dot_and_norms":
+            return self._equal(M, Gq)
+        eig = np.linalg.eigvalsh((M + M.T) / 2)
+        return bool(eig.min() >= -1e-10 * max(np.abs(eig).max(), 1e-300))
 
     @property
     def positive_valued(self) -> bool:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
+from triton_ops import Epilogue, KernelSpec
 
 from ._base import Kernel
-from ._validation import check_positive
+from ._validation import check_positive, default_scale
 
 __all__ = ["ExpIntersection"]
 
@@ -37,8 +37,10 @@ class ExpIntersection(Kernel):
         check_positive("scale", scale)
 
     def resolved_params(self, d: int) -> dict[str, Any]:
-        scale = check_positive("scale", self.scale)
-        return {"scale": 1.0 / math.sqrt(d) if scale is None else scale}
+        return {"scale": default_scale(check_positive("scale", self.scale), d)}
+
+    def _fused_spec(self, d: int) -> KernelSpec:
+        return self._spec(Epilogue.EXP_INTERSECTION, c0=self.resolved_params(d)["scale"])
 
     def log_evaluate(self, x, y):
         # sum_l min(x_l, y_l) = (sum x + sum y - |x - y|_1) / 2: torch.cdist's L1 kernel never forms the

@@ -1,7 +1,7 @@
 """Dot-product family: kappa = phi(s * q.k, |q|^2, |k|^2).
 
-These are the kernels a fused attention kernel evaluates as an epilogue on a tensor-core matmul; ``triton_ops``
-knows them by ``name`` and ``resolved_params(d)``.
+These are the kernels a fused attention kernel evaluates as an epilogue on a tensor-core matmul: each describes
+its fused form with ``_fused_spec(d)``, a ``triton_ops.KernelSpec`` (epilogue id and resolved constants).
 """
 
 from __future__ import annotations
@@ -11,21 +11,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from triton_ops import Epilogue, KernelSpec
 
 from ._base import Kernel
 from ._monomials import monomial_features, n_monomials_up_to
-from ._validation import check_int, check_positive, check_real
+from ._validation import check_int, check_positive, check_real, default_gamma, default_scale
 
 __all__ = ["EDP", "RBF", "Laplacian", "Polynomial", "Linear", "Cosine", "Sigmoid", "Tanh"]
-
-
-def _default_scale(scale: float | None, d: int) -> float:
-    return 1.0 / math.sqrt(d) if scale is None else float(scale)
-
-
-def _default_gamma(gamma: float | None, d: int) -> float:
-    # 1 / (2 sqrt(d)) makes -gamma |q - k|^2 share its q.k term with EDP's q.k / sqrt(d).
-    return 1.0 / (2.0 * math.sqrt(d)) if gamma is None else float(gamma)
 
 
 def _dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -43,9 +35,10 @@ def _sq_dist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 class _DotKernel(Kernel):
     family = "dot"
+    depends_on = "dot"
 
     def _scale(self, d: int) -> float:
-        return _default_scale(check_positive("scale", self.scale), d)
+        return default_scale(check_positive("scale", self.scale), d)
 
 
 class EDP(_DotKernel):
@@ -71,6 +64,9 @@ class EDP(_DotKernel):
     def resolved_params(self, d: int) -> dict[str, Any]:
         return {"scale": self._scale(d)}
 
+    def _fused_spec(self, d: int) -> KernelSpec:
+        return self._spec(Epilogue.EDP, c0=self._scale(d))
+
     def log_evaluate(self, x, y):
         return self._scale(x.shape[-1]) * _dot(x, y)
 
@@ -90,6 +86,7 @@ class RBF(_DotKernel):
 
     name = "rbf"
     formula = "exp(-gamma |q - k|^2)"
+    depends_on = "dot_and_norms"
     has_log_kernel = True
     positive_definite = True
     positive_valued = True
@@ -99,10 +96,13 @@ class RBF(_DotKernel):
         check_positive("gamma", gamma)
 
     def _gamma(self, d: int) -> float:
-        return _default_gamma(check_positive("gamma", self.gamma), d)
+        return default_gamma(check_positive("gamma", self.gamma), d)
 
     def resolved_params(self, d: int) -> dict[str, Any]:
         return {"gamma": self._gamma(d)}
+
+    def _fused_spec(self, d: int) -> KernelSpec:
+        return self._spec(Epilogue.RBF, c0=self._gamma(d))
 
     def log_evaluate(self, x, y):
         return -self._gamma(x.shape[-1]) * _sq_dist(x, y)
@@ -122,6 +122,9 @@ class Laplacian(RBF):
 
     name = "laplacian"
     formula = "exp(-gamma |q - k|)"
+
+    def _fused_spec(self, d: int) -> KernelSpec:
+        return self._spec(Epilogue.LAPLACIAN, c0=self._gamma(d))
 
     def log_evaluate(self, x, y):
         sq = _sq_dist(x, y)
@@ -177,6 +180,10 @@ class Polynomial(_DotKernel):
         degree, coef0 = self._check()
         return {"degree": degree, "scale": self._scale(d), "coef0": coef0}
 
+    def _fused_spec(self, d: int) -> KernelSpec:
+        p = self.resolved_params(d)
+        return self._spec(Epilogue.POLYNOMIAL, c0=p["scale"], c1=p["coef0"], degree=p["degree"])
+
     def evaluate(self, x, y):
         p = self.resolved_params(x.shape[-1])
         return (p["scale"] * _dot(x, y) + p["coef0"]) ** p["degree"]
@@ -224,6 +231,9 @@ class Linear(_DotKernel):
     def resolved_params(self, d: int) -> dict[str, Any]:
         return {"scale": self._scale(d)}
 
+    def _fused_spec(self, d: int) -> KernelSpec:
+        return self._spec(Epilogue.LINEAR, c0=self._scale(d))
+
     def evaluate(self, x, y):
         return self._scale(x.shape[-1]) * _dot(x, y)
 
@@ -238,6 +248,7 @@ class Cosine(_DotKernel):
 
     name = "cosine"
     formula = "q.k / (|q| |k|)"
+    depends_on = "dot_and_norms"
     positive_definite = True
     positive_valued = False
     has_features = True
@@ -247,6 +258,9 @@ class Cosine(_DotKernel):
 
     def feature_dim(self, d: int) -> int:
         return d
+
+    def _fused_spec(self, d: int) -> KernelSpec:
+        return self._spec(Epilogue.COSINE, c0=1.0)
 
     def feature_map_x(self, x):
         norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
@@ -274,6 +288,10 @@ class _AffineDotKernel(_DotKernel):
         p = self.resolved_params(x.shape[-1])
         return p["scale"] * _dot(x, y) + p["coef0"]
 
+    def _affine_spec(self, epilogue: Epilogue, d: int) -> KernelSpec:
+        p = self.resolved_params(d)
+        return self._spec(epilogue, c0=p["scale"], c1=p["coef0"])
+
 
 class Sigmoid(_AffineDotKernel):
     """Logistic kernel ``1 / (1 + exp(-(s * q.k + b)))``, as in sigmoid attention. Not Mercer.
@@ -291,6 +309,9 @@ class Sigmoid(_AffineDotKernel):
     has_log_kernel = True
     positive_definite = False
     positive_valued = True
+
+    def _fused_spec(self, d: int) -> KernelSpec:
+        return self._affine_spec(Epilogue.SIGMOID, d)
 
     def evaluate(self, x, y):
         return torch.sigmoid(self._score(x, y))
@@ -313,6 +334,9 @@ class Tanh(_AffineDotKernel):
     formula = "tanh(s q.k + c)"
     positive_definite = False
     positive_valued = False
+
+    def _fused_spec(self, d: int) -> KernelSpec:
+        return self._affine_spec(Epilogue.TANH, d)
 
     def evaluate(self, x, y):
         return torch.tanh(self._score(x, y))

@@ -9,6 +9,7 @@ the features computes the same function as the quadratic form.
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from sklearn.utils import check_random_state
 
 from ._base import Kernel
 from ._monomials import monomial_features, n_monomials_up_to
-from ._validation import check_int, check_positive
+from ._validation import check_int, check_positive, default_gamma, default_scale
 
 __all__ = [
     "EluFeatures",
@@ -91,6 +92,7 @@ class TaylorEDP(_FeatureMapKernel):
 
     name = "taylor_edp"
     formula = "sum_{t<=T} (s q.k)^t / t!"
+    depends_on = "dot"
     target = "edp"
 
     def __init__(self, degree: int = 2, scale: float | None = None):
@@ -112,7 +114,7 @@ class TaylorEDP(_FeatureMapKernel):
         scale = check_positive("scale", self.scale)
         return {
             "degree": check_int("degree", self.degree, 0),
-            "scale": 1.0 / math.sqrt(d) if scale is None else scale,
+            "scale": default_scale(scale, d),
         }
 
     def evaluate(self, x, y):
@@ -135,8 +137,17 @@ class TaylorEDP(_FeatureMapKernel):
         )
 
 
+# Guards the lazy draw cache: two threads sharing a kernel must not draw twice (with random_state=None they
+# would get different features and one could pair its query features with the other's key features).
+# One module-level lock, not one per kernel: kernels are cloned, pickled and deep-copied as parameters.
+_DRAW_LOCK = threading.Lock()
+
+
 class _RandomFeatureKernel(_FeatureMapKernel):
-    """Random features drawn once per input dimension from ``random_state`` and reused on both sides."""
+    """Random features drawn once per input dimension from ``random_state`` and reused on both sides.
+
+    The draw is made on first use, under a lock, so every thread sharing the kernel sees the same features.
+    """
 
     exact_features = False
 
@@ -145,14 +156,17 @@ class _RandomFeatureKernel(_FeatureMapKernel):
 
     def _params(self, d: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
         check_int("n_features", self.n_features, 1)
-        cache = self.__dict__.setdefault("_draws", {})
         key = (d, self.n_features)
-        if key not in cache:
-            cache[key] = self._draw(d, check_random_state(self.random_state))
-        return tuple(torch.as_tensor(a, dtype=dtype, device=device) for a in cache[key])
+        with _DRAW_LOCK:
+            cache = self.__dict__.setdefault("_draws", {})
+            if key not in cache:
+                cache[key] = self._draw(d, check_random_state(self.random_state))
+            draw = cache[key]
+        return tuple(torch.as_tensor(a, dtype=dtype, device=device) for a in draw)
 
     def set_params(self, **params):
-        self.__dict__.pop("_draws", None)  # new parameters, new draw
+        with _DRAW_LOCK:
+            self.__dict__.pop("_draws", None)  # new parameters, new draw
         return super().set_params(**params)
 
     def feature_dim(self, d: int) -> int:
@@ -203,7 +217,7 @@ class PositiveRandomFeatures(_RandomFeatureKernel):
 
     def resolved_params(self, d: int) -> dict[str, Any]:
         scale = check_positive("scale", self.scale)
-        return {"scale": 1.0 / math.sqrt(d) if scale is None else scale, "n_features": self.n_features}
+        return {"scale": default_scale(scale, d), "n_features": self.n_features}
 
     def feature_map_x(self, x):
         d = x.shape[-1]
@@ -245,7 +259,7 @@ class RandomFourierFeatures(_RandomFeatureKernel):
 
     def resolved_params(self, d: int) -> dict[str, Any]:
         gamma = check_positive("gamma", self.gamma)
-        return {"gamma": 1.0 / (2.0 * math.sqrt(d)) if gamma is None else gamma, "n_features": self.n_features}
+        return {"gamma": default_gamma(gamma, d), "n_features": self.n_features}
 
     def feature_map_x(self, x):
         d = x.shape[-1]

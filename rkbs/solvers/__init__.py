@@ -10,7 +10,9 @@ penalty        problem                                              solvers
 ``"krein"``    (K + alpha I) beta = z, K indefinite or asymmetric   ``lu``, ``gmres``, ``minres`` (symmetric)
 =============  ===================================================  ==========================================
 
-With Nystroem landmarks the centers are m < n training points and K is the n x m matrix K(X, C).
+With Nystroem landmarks the centers are m < n training points and K is the n x m matrix K(X, C); the
+``"coef"`` and ``"rkhs"`` problems then also have ``falkon`` (preconditioned CG, O(n m) per iteration, see
+:mod:`rkbs.solvers.nystroem`), and ``cholesky`` / ``cg`` for ``"rkhs"`` run through the same module.
 """
 
 from __future__ import annotations
@@ -24,31 +26,43 @@ from threadpoolctl import threadpool_limits
 from ..kernels import Kernel
 from ._linalg import ConditioningWarning
 from ._problem import RepresenterProblem
+from ..distributed import current_group
+from ..rows import as_row_source
 from .coef import solve_coef
+from .nystroem import LANDMARK_METHODS, NystroemProblem, select_centers, solve_nystroem
 from .square import SPECTRUM_TRANSFORMS, solve_square, transform_spectrum
 
 __all__ = [
     "PENALTIES",
     "SOLVERS",
     "ConditioningWarning",
+    "LANDMARK_METHODS",
+    "NystroemProblem",
     "RepresenterProblem",
     "SPECTRUM_TRANSFORMS",
     "check_penalty",
     "choose_solver",
+    "select_centers",
     "select_landmarks",
+    "solve_nystroem",
     "solve_representer",
     "transform_spectrum",
 ]
 
 PENALTIES = ("coef", "rkhs", "krein")
 SOLVERS = {
-    "coef": ("cholesky", "lstsq", "lsqr"),
-    "rkhs": ("cholesky", "cg", "eigh"),
+    "coef": ("cholesky", "lstsq", "lsqr", "falkon"),
+    "rkhs": ("cholesky", "cg", "eigh", "falkon"),
     "krein": ("lu", "gmres", "minres"),
 }
 _KRYLOV = ("lsqr", "cg", "gmres", "minres")
 # Largest number of centers for which "auto" picks a dense factorization (an m x m float64 matrix: ~1.2 GB).
 DENSE_MAX = 12_000
+# Nystroem: "auto" accumulates the normal equations (n m^2 flops) up to this cost, then picks falkon (CG, about
+# 2 n m flops and n m kernel evaluations per iteration); 2e11 is a few seconds on two cores.
+NYSTROEM_DIRECT_MAX = 2e11
+# Solvers that run on the rows of every process inside rkbs.distributed.data_parallel.
+DISTRIBUTED = ("cholesky", "cg", "falkon")
 
 
 def check_penalty(kernel: Kernel, penalty: str, *, normalize: bool, square: bool, spectrum: str | None) -> str:
@@ -85,12 +99,16 @@ def check_penalty(kernel: Kernel, penalty: str, *, normalize: bool, square: bool
 
 
 def choose_solver(solver: str, penalty: str, kernel: Kernel, *, m: int, normalize: bool,
-                  spectrum: str | None) -> str:
-    """Resolve ``solver="auto"`` by the number of centers and the kernel's metadata; check the pairing."""
+                  spectrum: str | None, n: int | None = None) -> str:
+    """Resolve ``solver="auto"`` by the number of centers (and rows ``n`` with Nystroem landmarks, ``n > m``)
+    and the kernel's metadata; check the pairing."""
     valid = SOLVERS[penalty]
+    nystroem = n is not None and n > m
     if solver == "auto":
         if spectrum is not None:
             return "eigh"
+        if nystroem and penalty != "krein" and (m > DENSE_MAX or float(n) * m * m > NYSTROEM_DIRECT_MAX):
+            return "falkon"
         if m <= DENSE_MAX:
             return valid[0]
         if penalty == "krein":
@@ -99,6 +117,9 @@ def choose_solver(solver: str, penalty: str, kernel: Kernel, *, m: int, normaliz
     if solver not in valid:
         raise ValueError(f"solver={solver!r} does not apply to penalty={penalty!r}; choose 'auto' or one of "
                          f"{valid}")
+    if solver == "falkon" and not nystroem:
+        raise ValueError("solver='falkon' solves the Nystroem landmark system: set n_components below the "
+                         "number of samples")
     if solver == "minres" and not (kernel.symmetric and not normalize):
         raise ValueError("solver='minres' needs a symmetric system; use solver='gmres' or 'lu' for an "
                          "asymmetric kernel or normalize=True")
@@ -113,9 +134,24 @@ def select_landmarks(n_samples: int, n_components: int, random_state=None) -> np
     return np.sort(rng.choice(n_samples, size=min(n_components, n_samples), replace=False))
 
 
+def nystroem_problem(p: RepresenterProblem, penalty: str, group=None) -> NystroemProblem:
+    """The in-memory problem ``p`` (Nystroem landmarks) as a :class:`NystroemProblem` over its rows."""
+    return NystroemProblem(kernel=p.kernel, rows=as_row_source(p.X, p.Z), C=p.C.double(), alpha=p.alpha,
+                           penalty=penalty, dtype=p.X.dtype, normalize=p.normalize, tol=p.tol,
+                           max_iter=p.max_iter, block_size=p.block_size, group=group,
+                           sample_weight=p.sample_weight)
+
+
 def solve_representer(p: RepresenterProblem, penalty: str, solver: str,
                       spectrum: str | None = None) -> tuple[np.ndarray, dict]:
     """Solve a resolved problem: coefficients of shape (m, n_targets) and an info dict (``n_iter``)."""
+    group = current_group()
+    if group is not None and (p.square or penalty == "krein" or solver not in DISTRIBUTED):
+        raise ValueError(f"inside rkbs.distributed.data_parallel, fits need Nystroem landmarks (n_components) "
+                         f"and penalty='rkhs' or 'coef' with solver in {DISTRIBUTED}; got penalty={penalty!r}, "
+                         f"solver={solver!r}, n_components={'None' if p.square else p.m}")
+    if not p.square and (solver == "falkon" or (penalty == "rkhs" and solver in ("cholesky", "cg")) or group):
+        return solve_nystroem(nystroem_problem(p, penalty, group), "cholesky" if solver == "cholesky" else "falkon")
     # Krylov iterations alternate torch kernel products with numpy vector updates; numpy's OpenBLAS threads,
     # woken for those small updates, fight torch's threads for the cores (CG measured 1.8x slower on 2 cores)
     limit = threadpool_limits(limits=1, user_api="blas") if solver in _KRYLOV else contextlib.nullcontext()

@@ -39,6 +39,8 @@ class RepresenterProblem:
         Iteration cap of the iterative solvers (``None``: scipy's default).
     block_size : int or None
         Rows per block of the kernel operators.
+    sample_weight : numpy.ndarray of shape (n,) or None
+        Non-negative weights of the training rows (None: all ones); see :mod:`rkbs.solvers._weighting`.
     """
 
     kernel: Kernel
@@ -51,6 +53,7 @@ class RepresenterProblem:
     tol: float = 1e-8
     max_iter: int | None = None
     block_size: int | None = None
+    sample_weight: np.ndarray | None = None
 
     @property
     def n(self) -> int:

@@ -14,8 +14,8 @@ import numpy as np
 import scipy.linalg
 from scipy.sparse.linalg import lsqr
 
-from ..operators import kernel_gram, kernel_normal_equations
-from ._linalg import cholesky_solve, warn_condition, warn_not_converged
+from . import _weighting as wt
+from ._linalg import check_residual, cholesky_solve, warn_condition
 from ._problem import RepresenterProblem
 
 __all__ = ["solve_coef"]
@@ -24,12 +24,12 @@ _HINT = "Increase alpha, or use solver='lstsq' (SVD) or solver='lsqr'."
 
 
 def _cholesky(p: RepresenterProblem) -> tuple[np.ndarray, dict]:
-    AtA, AtZ = kernel_normal_equations(p.kernel, p.X, p.C, p.torch_Z(), normalize=p.normalize,
-                                       block_size=p.block_size)
+    AtA, AtZ = wt.normal_equations(p)
     try:
         M = AtA.copy()
         M[np.diag_indices_from(M)] += p.alpha
-        return cholesky_solve(M, AtZ, "the normal equations K^T K + alpha I", _HINT), {"n_iter": None}
+        return wt.unscale(p, cholesky_solve(M, AtZ, "the normal equations K^T K + alpha I", _HINT)), \
+            {"n_iter": None}
     except ValueError:
         # K^T K is positive semi-definite in exact arithmetic; round-off (cond(K)^2 > 1/eps) made it
         # indefinite. Solve in its eigenbasis with the round-off eigenvalues clipped at 0, and say so.
@@ -39,34 +39,48 @@ def _cholesky(p: RepresenterProblem) -> tuple[np.ndarray, dict]:
             raise ValueError("the normal equations K^T K + alpha I are singular (alpha = 0 and K rank deficient); "
                              "use solver='lstsq' (pseudo-inverse) or alpha > 0") from None
         warn_condition(np.inf, "the normal equations K^T K + alpha I (Cholesky failed; solved by eigh)", _HINT)
-        return U @ ((U.T @ AtZ) / denom[:, None]), {"n_iter": None}
+        return wt.unscale(p, U @ ((U.T @ AtZ) / denom[:, None])), {"n_iter": None}
 
 
 def _lstsq(p: RepresenterProblem) -> tuple[np.ndarray, dict]:
-    A = kernel_gram(p.kernel, p.X, p.C, normalize=p.normalize, block_size=p.block_size)
+    A = wt.gram(p)
     U, s, Vt = scipy.linalg.svd(A, full_matrices=False, overwrite_a=True, check_finite=False)
     denom = s**2 + p.alpha
     # alpha = 0 gives the pseudo-inverse: directions with s = 0 get coefficient 0
     gain = np.divide(s, denom, out=np.zeros_like(s), where=denom > s[0] ** 2 * np.finfo(float).eps)
-    beta = Vt.T @ (gain[:, None] * (U.T @ p.Z))
+    beta = Vt.T @ (gain[:, None] * (U.T @ wt.targets(p)))
     if p.alpha > 0:
         warn_condition((s[0] ** 2 + p.alpha) / (s[-1] ** 2 + p.alpha), "K^T K + alpha I", _HINT)
-    return beta, {"n_iter": None}
+    return wt.unscale(p, beta), {"n_iter": None}
+
+
+def _lsqr_residual(A, b: np.ndarray, x: np.ndarray, damp: float, anorm: float) -> float:
+    """LSQR's stopping quantity recomputed from the returned x: the smaller of the relative residual
+    |[b; 0] - [A; damp I] x| / |b| (a compatible system) and the normal-equations residual
+    |A^T r - damp^2 x| / (|[A; damp I]| |[r; -damp x]|) (a least-squares solution)."""
+    r = b - A.matvec(x)
+    rbar = np.sqrt(r @ r + damp**2 * (x @ x))
+    bnorm = max(np.linalg.norm(b), 1e-300)
+    normal = np.linalg.norm(A.rmatvec(r) - damp**2 * x) / max(anorm * rbar, 1e-300)
+    return float(min(rbar / bnorm, normal))
 
 
 def _lsqr(p: RepresenterProblem) -> tuple[np.ndarray, dict]:
-    A = p.design()
-    beta = np.empty((p.m, p.Z.shape[1]))
+    A = wt.design(p)
+    Z = wt.targets(p)
+    beta = np.empty((p.m, Z.shape[1]))
     n_iter = []
-    for j in range(p.Z.shape[1]):
-        out = lsqr(A, p.Z[:, j], damp=np.sqrt(p.alpha), atol=p.tol, btol=p.tol, conlim=1e14,
-                   iter_lim=p.max_iter)
-        beta[:, j], istop, itn, acond = out[0], out[1], out[2], out[6]
+    damp = np.sqrt(p.alpha)
+    for j in range(Z.shape[1]):
+        out = lsqr(A, Z[:, j], damp=damp, atol=p.tol, btol=p.tol, conlim=1e14, iter_lim=p.max_iter)
+        beta[:, j], istop, itn, anorm, acond = out[0], out[1], out[2], out[5], out[6]
         n_iter.append(itn)
-        if istop == 7:
-            warn_not_converged("lsqr", itn, out[3] / max(np.linalg.norm(p.Z[:, j]), 1e-300))
+        if np.linalg.norm(Z[:, j]) > 0:
+            # LSQR's own test uses its running estimate of |[A; damp I]|; its residuals are recursions
+            check_residual("lsqr", itn, _lsqr_residual(A, Z[:, j], beta[:, j], damp, anorm), p.tol,
+                           hit_limit=istop == 7)
         warn_condition(acond, "the damped least-squares operator [K; sqrt(alpha) I]", _HINT)
-    return beta, {"n_iter": max(n_iter)}
+    return wt.unscale(p, beta), {"n_iter": max(n_iter)}
 
 
 _SOLVERS = {"cholesky": _cholesky, "lstsq": _lstsq, "lsqr": _lsqr}

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from test_attention_reference import KERNEL_CASES, make_kernel, randn, reference_features
+from helpers import KERNEL_CASES, make_kernel, randn, reference_features
 
 import attention_kernels._chunked as chunked
 from attention_kernels.functional import kernel_attention

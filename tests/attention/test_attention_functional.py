@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from test_attention_reference import (
+from helpers import (
     KERNEL_CASES,
     attention_kernel,
     make_kernel,

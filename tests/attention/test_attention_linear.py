@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from test_attention_reference import KERNEL_CASES, make_kernel, randn, reference_attention
+from helpers import KERNEL_CASES, make_kernel, randn, reference_attention
 
 import attention_kernels._chunked as chunked
 import attention_kernels._linear as linear

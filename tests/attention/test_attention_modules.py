@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from test_attention_reference import randn
+from helpers import randn
 
 from attention_kernels.functional import kernel_attention
 from attention_kernels.modules import (
@@ -196,3 +196,105 @@ def test_from_estimator_matches_predict():
         module(torch.zeros(2, 4, dtype=torch.float64))
     with pytest.raises(ValueError, match="call fit first"):
         KernelAttention.from_estimator(RKBSRegressor())
+
+
+@pytest.mark.parametrize("extra", [{"add_zero_attn": True}, {"add_bias_kv": True},
+                                   {"add_bias_kv": True, "add_zero_attn": True}], ids=["zero", "bias_kv", "both"])
+@pytest.mark.parametrize("need_weights", [True, False])
+@pytest.mark.parametrize("padding", [False, True])
+@pytest.mark.parametrize("mask_kind", ["bool", "float"])
+def test_causal_with_extra_keys_equals_torch_mha(extra, need_weights, padding, mask_kind):
+    ref, ours = _pair(extra)
+    x = randn(6, 3, E, seed=12, requires_grad=True)
+    causal = nn.Transformer.generate_square_subsequent_mask(6, dtype=torch.float64)
+    if mask_kind == "bool":
+        causal = causal.isinf()
+    kpm = None
+    if padding:
+        kpm = torch.zeros(3, 6, dtype=torch.bool)
+        kpm[1, -2:] = True
+    args = dict(attn_mask=causal, is_causal=True, key_padding_mask=kpm, need_weights=need_weights,
+                average_attn_weights=False)
+    out_ref, w_ref = ref(x, x, x, **args)
+    out, w = ours(x, x, x, **args)
+    torch.testing.assert_close(out, out_ref)
+    if need_weights:
+        torch.testing.assert_close(w, w_ref)
+    torch.testing.assert_close(torch.autograd.grad(out.sum(), x)[0], torch.autograd.grad(out_ref.sum(), x)[0])
+    args.pop("attn_mask")  # ours builds the causal mask torch requires
+    torch.testing.assert_close(ours(x, x, x, **args)[0], out_ref)
+
+
+def _compiled_round(backend, compile_backend):
+    kernel = "elu" if backend == "linear" else "edp"
+    torch.manual_seed(0)
+    mha = KernelMultiheadAttention(E, H, batch_first=True, kernel=kernel, backend=backend)
+    x = torch.randn(2, 9, E, requires_grad=True)
+    for causal in (True, False):
+        expected = mha(x, x, x, need_weights=False, is_causal=causal)[0]
+        grad = torch.autograd.grad(expected.square().sum(), [x, *mha.parameters()])
+        torch._dynamo.reset()
+        out = torch.compile(mha, backend=compile_backend)(x, x, x, need_weights=False, is_causal=causal)[0]
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+        for g, g_ref in zip(torch.autograd.grad(out.square().sum(), [x, *mha.parameters()]), grad):
+            torch.testing.assert_close(g, g_ref, rtol=1e-4, atol=1e-5)
+
+
+def _backends():
+    from attention_kernels.functional import _triton_ops
+
+    skip = pytest.mark.skipif(not torch.cuda.is_available() or _triton_ops() is None, reason="needs CUDA and Triton")
+    return ["torch", "linear", pytest.param("triton", marks=skip)]
+
+
+@pytest.mark.parametrize("backend", _backends())
+def test_compile_aot_eager_forward_and_backward(backend):
+    _compiled_round(backend, "aot_eager")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", _backends())
+def test_compile_inductor_forward_and_backward(backend):
+    # inductor compiles C++ on the CPU (minutes for a whole MultiheadAttention): the attention core, causal
+    kernel = "elu" if backend == "linear" else "edp"
+    attn = KernelAttention(kernel=kernel, backend=backend)
+    q, k, v = (randn(1, 2, 9, 8, seed=s, dtype=torch.float32, requires_grad=True) for s in (15, 16, 17))
+    expected = attn(q, k, v, is_causal=True)
+    grads = torch.autograd.grad(expected.square().sum(), [q, k, v])
+    torch._dynamo.reset()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors; intra-op threads only spin on a busy machine
+    try:
+        out = torch.compile(attn, backend="inductor")(q, k, v, is_causal=True)
+        compiled_grads = torch.autograd.grad(out.square().sum(), [q, k, v])
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    for g, g_ref in zip(compiled_grads, grads):
+        torch.testing.assert_close(g, g_ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel", ["positive_random_features", "random_fourier_features"])
+def test_random_feature_draw_survives_state_dict(kernel):
+    normalize = kernel == "positive_random_features"
+    torch.manual_seed(0)
+    saved = KernelMultiheadAttention(E, H, kernel=kernel, normalize=normalize, n_features=16)
+    state = saved.state_dict()
+    assert any(k.startswith("kernel_draws.") for k in state)
+    torch.manual_seed(1)
+    loaded = KernelMultiheadAttention(E, H, kernel=kernel, normalize=normalize, n_features=16)
+    x = randn(5, 2, E, seed=13, dtype=torch.float32)
+    assert not torch.allclose(loaded(x, x, x)[0], saved(x, x, x)[0])  # a different draw...
+    loaded.load_state_dict(state)
+    torch.testing.assert_close(loaded(x, x, x)[0], saved(x, x, x)[0], rtol=0, atol=0)  # ...until loaded
+    assert any(k.startswith("kernel_draws.") for k in state)  # the caller's dict is not consumed
+    nn.MultiheadAttention(E, H).load_state_dict(state, strict=False)  # torch's module ignores the draw
+
+    core = KernelAttention(kernel=kernel, normalize=normalize, n_features=16)
+    q = randn(1, 2, 7, 8, seed=14, dtype=torch.float32)
+    out = core(q, q, q)  # the draw happens here, for head dimension 8
+    fresh = KernelAttention(kernel=kernel, normalize=normalize, n_features=16)
+    fresh.load_state_dict(core.state_dict())
+    torch.testing.assert_close(fresh(q, q, q), out, rtol=0, atol=0)
+    with pytest.raises(RuntimeError, match="draws no features"):
+        KernelAttention(kernel="edp").load_state_dict(core.state_dict())

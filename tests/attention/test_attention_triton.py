@@ -93,14 +93,3 @@ def test_edp_triton_equals_sdpa_in_bf16():
     ref = torch.nn.functional.scaled_dot_product_attention(q.double(), k.double(), v.double(), is_causal=True)
     # our error is of the order of SDPA's own bf16 error
     assert (ours.double() - ref).abs().max() <= 2 * (sdpa.double() - ref).abs().max() + 1e-3
-
-
-@pytest.mark.parametrize("kernel", triton_ops.FUSED_KERNELS)
-def test_triton_ops_defaults_are_the_catalogue_defaults(kernel):
-    # triton_ops cannot import the catalogue (import direction), so its defaults for scale, gamma, degree and
-    # coef0 are a second copy: called with no parameters, both must compute the same function
-    q, k, v = _inputs(torch.float32, shape=(1, 2, 2, 7, 11, 24))
-    normalize = resolve_kernel(kernel).positive_valued
-    fused = triton_ops.kernel_attention(q, k, v, kernel=kernel, normalize=normalize)
-    ref = kernel_attention(q, k, v, kernel=kernel, normalize=normalize, backend="torch")
-    torch.testing.assert_close(fused, ref, rtol=1e-4, atol=1e-4)

@@ -34,3 +34,23 @@ def test_taylor_plot_is_written_and_errors_fall(tmp_path):
     errors = [float(e) for e in re.findall(r"rel\. error (\S+)", text)]
     assert all(b < a for a, b in zip(errors, errors[1:]))
     assert errors[-1] < 1e-2 < 0.5 < errors[0]
+
+
+def test_negative_r2_row_is_explained_with_computed_scores():
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.datasets import load_diabetes
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from rkbs.estimators import RKBSRegressor
+    from rkbs.kernels import get_kernel
+
+    X, y = load_diabetes(return_X_y=True)
+    reg = TransformedTargetRegressor(
+        make_pipeline(StandardScaler(), RKBSRegressor(kernel=get_kernel("edp"), alpha=1.0, penalty="rkhs")),
+        transformer=StandardScaler(),
+    )
+    note = demo._explain_negative_r2("edp", reg, X, y, -1.84)
+    assert note.startswith("+ edp: R^2 = -1.840 < 0 is worse than predicting the mean")
+    scores = [float(m) for m in re.findall(r"alpha=\d+: R\^2 = (-?\d+\.\d+)", note)]
+    assert len(scores) == 2 and max(scores) > 0  # stronger regularization recovers a positive R^2

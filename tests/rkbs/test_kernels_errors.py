@@ -22,7 +22,10 @@ from rkbs.kernels import AttentionKernel, get_kernel, list_kernels, polynomial, 
         ("polynomial", {"coef0": float("inf")}, ValueError, "coef0 must be finite"),
         ("taylor_edp", {"degree": -2}, ValueError, "degree must be >= 0"),
         ("positive_random_features", {"n_features": 0}, ValueError, "n_features must be >= 1"),
-        ("edp", {"gamma": 1.0}, TypeError, "does not take"),
+        ("edp", {"gamma": 1.0}, TypeError, "kernel 'edp' got an unexpected parameter 'gamma'; valid parameters: scale"),
+        ("rbf", {"gama": 1}, TypeError, "kernel 'rbf' got an unexpected parameter 'gama'; valid parameters: gamma"),
+        ("polynomial", {"coef": 1}, TypeError, "valid parameters: coef0, degree, scale"),
+        ("cosine", {"scale": 1}, TypeError, "valid parameters: none"),
     ],
 )
 def test_invalid_parameters(name, params, exc, match):

@@ -133,3 +133,32 @@ def test_metadata_is_consistent(name):
     if k.positive_valued:
         X = np.random.default_rng(0).normal(size=(10, 6))
         assert (k(X) >= 0).all()
+
+
+@pytest.mark.parametrize("base", ["edp", "linear", "polynomial", "rbf", "cosine", "exp_intersection"])
+@pytest.mark.parametrize(
+    "maps",
+    [
+        (np.eye(3), 2 * np.eye(3)),  # W_q W_k^T = 2 I: symmetric positive definite for a q.k-only base
+        (np.eye(3), np.triu(np.ones((3, 3)))),  # W_q W_k^T not symmetric
+        (np.eye(3), -np.eye(3)),  # symmetric, indefinite
+        (None, None),
+    ],
+    ids=["scaled", "nonsymmetric", "negated", "identity"],
+)
+def test_attention_kernel_metadata_agrees_with_its_gram_matrices(base, maps):
+    """``symmetric`` / ``positive_definite`` of AttentionKernel against Gram matrices on random points."""
+    from rkbs.kernels import AttentionKernel, get_kernel
+
+    kern = AttentionKernel(get_kernel(base), *maps)
+    X = np.random.default_rng(0).normal(size=(12, 3))
+    A = kern(X)
+    gram_symmetric = bool(np.abs(A - A.T).max() < 1e-10 * np.abs(A).max())
+    if base in ("edp", "linear", "polynomial"):  # q.k only: symmetric exactly when W_q W_k^T is
+        assert kern.symmetric == gram_symmetric
+    else:  # sufficient conditions (cosine ignores the scale of each side, so (I, 2I) is symmetric too)
+        assert gram_symmetric or not kern.symmetric
+    if kern.positive_definite:
+        assert np.linalg.eigvalsh(A).min() > -1e-9 * np.abs(A).max()
+    elif kern.symmetric and base in ("edp", "linear", "polynomial"):
+        assert np.linalg.eigvalsh(A).min() < 0  # the metadata is not merely conservative for q.k kernels

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.kernel_ridge import KernelRidge
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -102,8 +105,20 @@ def test_pairs_as_rows_in_pipeline_and_grid_search():
         ({"solver": "cg"}, "fit_grid", "does not apply to mode='two_sided'"),
         ({"kernel_y": "rbf"}, "fit_grid", "kernel_y"),
         ({}, "bad_Z", "Z must have shape"),
-        ({}, "nan", "NaN"),
-        ({"kernel": "rbf"}, "fit_grid_dims", "Y has 2 features but X has 3"),
+        ({}, "nan", "no observed pair"),
+        ({}, "inf", "infinity"),
+        ({}, "mask_dtype", "observed must be a boolean"),
+        ({}, "mask_shape", "observed must have the shape"),
+        ({}, "mask_nan", "NaN at pairs that observed marks"),
+        ({"alphas": [0.1, 0.0]}, "fit_grid", "alphas must be"),
+        ({"alphas": [0.1]}, "nan_one", "alphas .a regularisation path. needs the closed form"),
+        ({"kernel": "precomputed"}, "fit", "pair rows"),
+        ({"kernel": "precomputed", "kernel_params": {"gamma": 1.0}}, "fit_grid", "takes no kernel_params"),
+        ({"kernel": "precomputed"}, "pc_asym", "X_x is not symmetric"),
+        ({"kernel": "precomputed"}, "pc_indef", "X_y is not positive semi-definite"),
+        ({"kernel": "precomputed"}, "pc_rect", "square Gram matrices"),
+        ({"kernel": "precomputed", "mode": "two_sided"}, "pc_two", "its transpose"),
+        ({"kernel": "rbf", "mode": "two_sided"}, "fit_grid_dims", "Y has 2 features but X has 3"),
     ],
 )
 def test_binary_ridge_bad_input(params, call, match):
@@ -117,7 +132,27 @@ def test_binary_ridge_bad_input(params, call, match):
         elif call == "bad_Z":
             model.fit_grid(XX, XY, Z[:, :4])
         elif call == "nan":
-            model.fit_grid(XX, XY, np.where(Z > 0.5, np.nan, Z))
+            model.fit_grid(XX, XY, np.full_like(Z, np.nan))
+        elif call == "inf":
+            model.fit_grid(XX, XY, np.where(Z > 0.5, np.inf, Z))
+        elif call == "mask_dtype":
+            model.fit_grid(XX, XY, Z, observed=np.ones(Z.shape))
+        elif call == "mask_shape":
+            model.fit_grid(XX, XY, Z, observed=np.ones((2, 2), bool))
+        elif call == "mask_nan":
+            model.fit_grid(XX, XY, np.where(Z > 0.5, np.nan, Z), observed=np.ones(Z.shape, bool))
+        elif call == "nan_one":
+            Zn = Z.copy()
+            Zn[0, 0] = np.nan
+            model.fit_grid(XX, XY, Zn)
+        elif call == "pc_asym":
+            model.fit_grid(RNG.normal(size=(7, 7)), np.eye(5), Z)
+        elif call == "pc_indef":
+            model.fit_grid(np.eye(7), np.diag([1.0, 1, 1, 1, -1]), Z)
+        elif call == "pc_rect":
+            model.fit_grid(np.ones((7, 5)), np.eye(5), Z)
+        elif call == "pc_two":
+            model.fit_grid(np.ones((7, 5)), np.ones((5, 7)) * 2, Z)
         elif call == "fit_grid_dims":
             model.fit_grid(XX, XY, Z)
         else:
@@ -128,19 +163,165 @@ def test_learner_loss_decreases_and_exposes_kernels():
     Xs = RNG.normal(size=(12, 3))
     Xs /= np.linalg.norm(Xs, axis=1, keepdims=True)
     Zs = get_kernel("polynomial", degree=2, scale=1.0)(Xs, Xs)
-    m = BinaryKernelLearner(n_heads=2, head_dim=3, max_iter=60, learning_rate=0.05).fit_grid(Xs, Xs, Zs)
+    params = {"n_heads": 2, "head_dim": 3, "max_iter": 60, "learning_rate": 0.05, "early_stopping": False}
+    with pytest.warns(ConvergenceWarning, match="max_iter=60"):
+        m = BinaryKernelLearner(**params).fit_grid(Xs, Xs, Zs)
     assert m.loss_curve_[-1] < 0.5 * m.loss_curve_[0]
-    assert m.query_maps_.shape == (2, 3, 3) and m.head_weights_.shape == (2,)
+    assert m.query_maps_.shape == (2, 3, 3) and m.head_weights_.shape == (2,) and m.query_bias_.shape == (2, 3)
     H = sum(w * k(Xs, Xs) for w, k in zip(m.head_weights_, m.kernels_))
     np.testing.assert_allclose(m.predict_grid(Xs, Xs), H, rtol=1e-10)
+    np.testing.assert_allclose(m.kernel_(Xs, Xs), H, rtol=1e-10)
     np.testing.assert_allclose(m.predict(_rows(Xs, Xs)), H.ravel(), rtol=1e-10)
-    again = BinaryKernelLearner(n_heads=2, head_dim=3, max_iter=60, learning_rate=0.05).fit_grid(Xs, Xs, Zs)
+    with pytest.warns(ConvergenceWarning):
+        again = BinaryKernelLearner(**params).fit_grid(Xs, Xs, Zs)
     np.testing.assert_array_equal(again.query_maps_, m.query_maps_)  # fixed seed
+
+
+@pytest.mark.parametrize("learning_rate", [0.3, 1.0, 3.0])
+def test_learner_never_returns_worse_than_initialization_silently(learning_rate):
+    rng = np.random.default_rng(1)
+    Xx, Xy = rng.normal(size=(30, 3)), rng.normal(size=(20, 3))
+    Zs = np.exp(-0.5 * ((Xx[:, None, :] - Xy[None]) ** 2).sum(-1))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = BinaryKernelLearner(learning_rate=learning_rate, max_iter=200).fit_grid(Xx, Xy, Zs)
+    scores = m.validation_scores_
+    assert scores[m.best_iter_] == min(scores)  # the best parameters were restored
+    val_pred_loss = scores[m.best_iter_]
+    if val_pred_loss > scores[0] or scores[-1] > 2 * val_pred_loss or m.best_iter_ == 0:
+        assert any(issubclass(w.category, ConvergenceWarning) for w in caught)
+
+
+def test_learner_early_stopping_restores_best_and_handles_missing_pairs():
+    rng = np.random.default_rng(2)
+    Xx, Xy = rng.normal(size=(25, 2)), rng.normal(size=(20, 2))
+    Zs = np.exp(-0.5 * ((Xx[:, None, :] - Xy[None]) ** 2).sum(-1))
+    Zn = np.where(rng.random(Zs.shape) < 0.3, np.nan, Zs)
+    m = BinaryKernelLearner(n_heads=4, head_dim=4, learning_rate=0.01, max_iter=3000, n_iter_no_change=30,
+                            learning_rate_schedule="cosine").fit_grid(Xx, Xy, Zn)
+    assert m.n_iter_ < 3000 and m.n_iter_ - m.best_iter_ == 30
+    assert m.validation_scores_[m.best_iter_] < 0.5 * m.validation_scores_[0]
+    assert len(m.validation_scores_) == m.n_iter_ + 1 and len(m.loss_curve_) == m.n_iter_
+    # learn the kernel, then solve in closed form (two-sided mode); and the attention layer reproduces it
+    ridge = BinaryKernelRidge(kernel=m.kernel_, alpha=1e-3).fit_grid(Xx, Xy, Zn)
+    assert ridge.mode_ == "two_sided" and ridge.solver_ == "lsqr"
+    torch = pytest.importorskip("torch")
+    from attention_kernels.modules import KernelAttention
+
+    module = KernelAttention.from_estimator(m)
+    Xt = rng.normal(size=(4, 2))
+    np.testing.assert_allclose(module(torch.as_tensor(Xt)).numpy(), m.predict_grid(Xt, Xy), rtol=1e-10)
 
 
 @pytest.mark.parametrize("params, match", [({"n_heads": 0}, "n_heads must be >= 1"),
                                            ({"learning_rate": 0.0}, "learning_rate must be > 0"),
+                                           ({"validation_fraction": 1.0}, "validation_fraction must be < 1"),
+                                           ({"learning_rate_schedule": "step"}, "learning_rate_schedule"),
+                                           ({"validation_split": "folds"}, "validation_split must be one of"),
+                                           ({"early_stopping": 1}, "early_stopping must be a bool"),
                                            ({"n_features_x": 7}, "does not split")])
 def test_learner_bad_input(params, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((ValueError, TypeError), match=match):
         BinaryKernelLearner(**params).fit(np.ones((4, 4)), np.ones(4))
+
+
+# ------------------------------------------------------------------------------------ missing responses
+@pytest.mark.parametrize("mode", ["two_sided", "kronecker"])
+def test_nan_and_mask_solve_over_observed_pairs(mode):
+    kernel = KAPPA if mode == "two_sided" else get_kernel("rbf", gamma=0.4)
+    Xy = XY if mode == "two_sided" else RNG.normal(size=(5, 3))
+    observed = RNG.random(Z.shape) < 0.6
+    observed[0, 0] = False
+    Zn = np.where(observed, Z, np.nan)
+    params = {"kernel": kernel, "mode": mode, "alpha": 0.1, "tol": 1e-13}
+    by_nan = BinaryKernelRidge(**params).fit_grid(XX, Xy, Zn)
+    by_mask = BinaryKernelRidge(**params).fit_grid(XX, Xy, np.where(observed, Z, 1e6), observed=observed)
+    a, b = np.nonzero(observed)
+    rows = np.hstack([XX[a], Xy[b]])
+    # pairs as rows over the same points: same distinct points, same solution (points are sorted the same way)
+    by_rows = BinaryKernelRidge(**params, n_features_x=3).fit(rows, Z[a, b])
+    Xt, Yt = RNG.normal(size=(4, 3)), RNG.normal(size=(6, Xy.shape[1]))
+    expected = by_rows.predict_grid(Xt, Yt)
+    np.testing.assert_allclose(by_nan.predict_grid(Xt, Yt), expected, atol=1e-7 * max(1, np.abs(expected).max()))
+    np.testing.assert_allclose(by_mask.predict_grid(Xt, Yt), by_nan.predict_grid(Xt, Yt), atol=1e-12)
+    assert by_nan.solver_ == ("lsqr" if mode == "two_sided" else "cg")
+
+
+# --------------------------------------------------------------------------------- precomputed kernels
+def test_precomputed_equals_feature_path():
+    kx, ky = get_kernel("rbf", gamma=0.5), get_kernel("laplacian", gamma=0.3)
+    Xy3 = RNG.normal(size=(5, 3))
+    Xt, Yt = RNG.normal(size=(4, 3)), RNG.normal(size=(6, 3))
+    for observed in (None, RNG.random(Z.shape) < 0.7):
+        feat = BinaryKernelRidge(kernel=kx, kernel_y=ky, alpha=0.1, tol=1e-14).fit_grid(XX, Xy3, Z, observed)
+        pre = BinaryKernelRidge(kernel="precomputed", alpha=0.1, tol=1e-14).fit_grid(kx(XX), ky(Xy3), Z, observed)
+        assert feat.mode_ == pre.mode_ == "kronecker"
+        np.testing.assert_allclose(pre.predict_grid(kx(Xt, XX), ky(Yt, Xy3)), feat.predict_grid(Xt, Yt),
+                                   atol=1e-10)
+    # two-sided, an asymmetric indefinite cross-domain kernel
+    K = KAPPA(XX, XY)
+    for observed in (None, RNG.random(Z.shape) < 0.7):
+        feat = BinaryKernelRidge(kernel=KAPPA, alpha=0.1, tol=1e-14).fit_grid(XX, XY, Z, observed)
+        pre = BinaryKernelRidge(kernel="precomputed", mode="two_sided", alpha=0.1, tol=1e-14).fit_grid(
+            K, None, Z, observed)
+        Xt2, Yt2 = RNG.normal(size=(4, 3)), RNG.normal(size=(6, 2))
+        np.testing.assert_allclose(pre.predict_grid(KAPPA(Xt2, XY), KAPPA(XX, Yt2).T),
+                                   feat.predict_grid(Xt2, Yt2), atol=1e-10)
+
+
+# ---------------------------------------------------------------------------------- regularisation path
+@pytest.mark.parametrize("mode", ["two_sided", "kronecker"])
+def test_alpha_path_equals_separate_fits_and_picks_loo_minimum(mode):
+    kernel = KAPPA if mode == "two_sided" else get_kernel("rbf", gamma=0.4)
+    Xy = XY if mode == "two_sided" else RNG.normal(size=(5, 3))
+    alphas = [1e-3, 1e-2, 0.1, 1.0, 10.0]
+    path = BinaryKernelRidge(kernel=kernel, mode=mode, alphas=alphas).fit_grid(XX, Xy, Z)
+    Xt, Yt = RNG.normal(size=(4, 3)), RNG.normal(size=(6, Xy.shape[1]))
+    for alpha, coef, mse in zip(alphas, path.dual_coef_path_, path.loo_mse_):
+        single = BinaryKernelRidge(kernel=kernel, mode=mode, alpha=alpha).fit_grid(XX, Xy, Z)
+        np.testing.assert_allclose(coef, single.dual_coef_, atol=1e-8 * max(1, np.abs(coef).max()))
+        L, R = single._sides(Xt, Yt)
+        np.testing.assert_allclose(L @ coef @ R, single.predict_grid(Xt, Yt), atol=1e-8)
+        np.testing.assert_allclose(np.mean((single.loo_predict_grid(Z) - Z) ** 2), mse, rtol=1e-8)
+    assert path.alpha_ == alphas[int(np.argmin(path.loo_mse_))]
+    np.testing.assert_array_equal(path.dual_coef_, path.dual_coef_path_[int(np.argmin(path.loo_mse_))])
+
+
+@pytest.mark.parametrize("mode", ["two_sided", "kronecker"])
+def test_leave_one_pair_out_equals_brute_force(mode):
+    rng = np.random.default_rng(3)
+    Xx, Xy, Zs = rng.normal(size=(4, 3)), rng.normal(size=(3, 2 if mode == "two_sided" else 3)), rng.normal(
+        size=(4, 3))
+    kernel = KAPPA if mode == "two_sided" else get_kernel("rbf", gamma=0.4)
+    model = BinaryKernelRidge(kernel=kernel, mode=mode, alpha=0.05).fit_grid(Xx, Xy, Zs)
+    loo = model.loo_predict_grid(Zs)
+    brute = np.empty_like(Zs)
+    for i in range(4):
+        for j in range(3):
+            observed = np.ones_like(Zs, dtype=bool)
+            observed[i, j] = False
+            held = BinaryKernelRidge(kernel=kernel, mode=mode, alpha=0.05, tol=1e-15, max_iter=100000).fit_grid(
+                Xx, Xy, Zs, observed)
+            brute[i, j] = held.predict_grid(Xx[i : i + 1], Xy[j : j + 1])[0, 0]
+    np.testing.assert_allclose(loo, brute, atol=1e-7)
+
+
+def test_default_estimator_fits_odd_column_counts():
+    # mode='auto' resolves to Kronecker for the default Mercer kernel, whatever the column split
+    rows = RNG.normal(size=(30, 5))
+    model = BinaryKernelRidge().fit(rows, rows[:, 0])
+    assert model.mode_ == "kronecker" and model.n_features_x_ == 2
+    assert BinaryKernelRidge(kernel=KAPPA, n_features_x=3).fit(_rows(XX, XY), Z.ravel()).mode_ == "two_sided"
+
+
+@pytest.mark.parametrize("split", ["rows", "columns", "both"])
+def test_learner_validation_split_holds_out_whole_rows_or_columns(split):
+    model = BinaryKernelLearner(validation_split=split, validation_fraction=0.25, random_state=0)
+    a, b = (ix.ravel() for ix in np.meshgrid(np.arange(8), np.arange(6), indexing="ij"))
+    val, train = model._validation_split(a, b, 8, 6, 0.25, np.random.RandomState(0))
+    fit = train & ~val
+    if split in ("rows", "both"):
+        assert not set(a[val]) & set(a[fit])
+    if split in ("columns", "both"):
+        assert not set(b[val]) & set(b[fit])
+    assert val.sum() >= 2 and fit.sum() >= 2

@@ -77,3 +77,66 @@ def test_squared_loss_has_no_proba():
 def test_bad_input(params, yb, match):
     with pytest.raises(ValueError, match=match):
         RKBSClassifier(**params).fit(X, yb)
+
+
+# -------------------------------------------------------------------- logistic optimum, weights, intercept, dtype
+Xn, yn = make_blobs(n_samples=90, centers=3, n_features=4, random_state=0, cluster_std=3.0)
+Xn = (Xn - Xn.mean(0)) / Xn.std(0)  # overlapping classes: a finite, well-defined optimum
+
+
+@pytest.mark.parametrize("fit_intercept", [False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_logistic_optimum_equals_logistic_regression(fit_intercept, weighted):
+    # linear kernel + RKHS penalty: B with W = X^T B, alpha |W|^2 = alpha tr(B^T K B), i.e. C = 1 / (2 alpha)
+    from sklearn.linear_model import LogisticRegression
+
+    w = np.random.default_rng(0).integers(0, 3, size=90).astype(float) if weighted else None
+    ours = RKBSClassifier(kernel="linear", kernel_params={"scale": 1.0}, loss="logistic", penalty="rkhs",
+                          alpha=0.3, tol=1e-10, fit_intercept=fit_intercept).fit(Xn, yn, sample_weight=w)
+    ref = LogisticRegression(C=1 / 0.6, fit_intercept=fit_intercept, tol=1e-14, max_iter=10_000).fit(
+        Xn, yn, sample_weight=w)
+    np.testing.assert_allclose(Xn.T @ ours.dual_coef_, ref.coef_.T, atol=1e-6)
+    np.testing.assert_allclose(ours.predict_proba(Xn), ref.predict_proba(Xn), atol=1e-6)
+    assert isinstance(ours.n_iter_, int) and ours.n_iter_ < 30  # Newton: tens of iterations, not thousands
+
+
+@pytest.mark.parametrize("penalty", ["coef", "rkhs"])
+def test_logistic_weights_equal_repeated_samples(penalty):
+    w = np.random.default_rng(1).integers(0, 4, size=90)
+    common = dict(kernel="rbf", loss="logistic", penalty=penalty, alpha=0.1, tol=1e-10, fit_intercept=True)
+    weighted = RKBSClassifier(**common).fit(Xn, yn, sample_weight=w)
+    repeated = RKBSClassifier(**common).fit(np.repeat(Xn, w, axis=0), np.repeat(yn, w))
+    np.testing.assert_allclose(weighted.predict_proba(X), repeated.predict_proba(X), atol=1e-6)
+
+
+def test_logistic_nystroem_rkhs_gradient_vanishes():
+    clf = RKBSClassifier(loss="logistic", alpha=0.1, n_components=30, random_state=0, tol=1e-10).fit(Xn, yn)
+    A, Kmm = clf.kernel_(Xn, clf.centers_), clf.kernel_(clf.centers_)
+    grad = A.T @ (softmax(A @ clf.dual_coef_, axis=1) - np.eye(3)[yn]) + 2 * 0.1 * Kmm @ clf.dual_coef_
+    assert np.abs(grad).max() < 1e-7 * len(yn)
+
+
+def test_logistic_that_stops_early_warns():
+    from sklearn.exceptions import ConvergenceWarning
+
+    with pytest.warns(ConvergenceWarning, match="logistic Newton solver stopped after 1 iterations"):
+        RKBSClassifier(loss="logistic", alpha=1e-3, max_iter=1).fit(Xn, yn)
+
+
+def test_squared_loss_weights_and_float32():
+    w = np.random.default_rng(2).integers(0, 3, size=90)
+    weighted = RKBSClassifier(kernel="tanh", penalty="coef", alpha=0.1).fit(X, y, sample_weight=w)
+    repeated = RKBSClassifier(kernel="tanh", penalty="coef", alpha=0.1).fit(np.repeat(X, w, 0), np.repeat(y, w))
+    np.testing.assert_allclose(weighted.decision_function(X), repeated.decision_function(X), atol=1e-8)
+    clf = RKBSClassifier(loss="logistic", alpha=0.1).fit(X.astype(np.float32), y)
+    assert clf.dual_coef_.dtype == clf.predict_proba(X.astype(np.float32)).dtype == np.float32
+
+
+def test_sparse_logistic_equals_dense():
+    import scipy.sparse as sp
+
+    Xs = sp.csr_matrix(np.where(np.abs(Xn) > 0.8, Xn, 0.0))
+    params = dict(kernel="rbf", loss="logistic", alpha=0.1, fit_intercept=True, tol=1e-10)
+    sparse = RKBSClassifier(**params).fit(Xs, yn)
+    dense = RKBSClassifier(**params).fit(Xs.toarray(), yn)
+    np.testing.assert_allclose(sparse.predict_proba(Xs), dense.predict_proba(Xs.toarray()), atol=1e-8)

@@ -254,3 +254,183 @@ def test_cholesky_condition_estimate_matches_the_exact_condition_number():
                                                                torch.float64)
     exact = np.linalg.cond(A, 1)
     assert exact / 10 <= estimate <= exact * (1 + 1e-6)  # a lower bound, within the usual factor
+
+
+# ------------------------------------------------------------------------------ sample weights, intercept, dtype
+_WEIGHTED = [
+    dict(kernel="rbf", penalty="rkhs", solver="cholesky"),
+    dict(kernel="rbf", penalty="rkhs", solver="cg"),
+    dict(kernel="rbf", penalty="rkhs", solver="eigh"),
+    dict(kernel="tanh", penalty="coef", solver="cholesky"),
+    dict(kernel="tanh", penalty="coef", solver="lstsq"),
+    dict(kernel="tanh", penalty="coef", solver="lsqr"),
+    dict(kernel=ASYM, penalty="krein", solver="lu"),
+    dict(kernel=ASYM, penalty="krein", solver="gmres"),
+    dict(kernel="tanh", penalty="krein", solver="minres"),
+]
+
+
+# MINRES stops on a normwise backward error; on these nearly singular repeated-sample systems its true relative
+# residual lands just above tol=1e-10 and it says so (the warning itself is tested below)
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("params", _WEIGHTED, ids=lambda p: "-".join(str(v) for v in p.values())[:40])
+def test_integer_weights_equal_repeated_samples(params):
+    w = RNG.integers(0, 4, size=60)
+    w[:3] = [0, 2, 3]
+    common = dict(alpha=0.5, tol=1e-10, max_iter=5000, **params)
+    weighted = RKBSRegressor(**common).fit(X, Y, sample_weight=w)
+    repeated = RKBSRegressor(**common).fit(np.repeat(X, w, axis=0), np.repeat(Y, w, axis=0))
+    Xt = RNG.normal(size=(9, 4))
+    np.testing.assert_allclose(weighted.predict(Xt), repeated.predict(Xt), rtol=0,
+                               atol=1e-7 * np.abs(repeated.predict(Xt)).max())
+    assert np.all(weighted.dual_coef_[w == 0] == 0)  # a zero-weight center is left out
+
+
+def test_weighted_spectrum_is_weighted_ridge_on_the_transformed_gram():
+    w = RNG.uniform(0.0, 2.0, size=60)
+    m = RKBSRegressor(kernel="tanh", alpha=0.1, spectrum="flip").fit(X, y, sample_weight=w)
+    lam, U = np.linalg.eigh(get_kernel("tanh")(X))
+    s = np.sqrt(w)
+    Kt = (U * np.abs(lam)) @ U.T
+    c = s * np.linalg.solve(s[:, None] * Kt * s + 0.1 * np.eye(60), s * y)
+    np.testing.assert_allclose(m.predict(X), Kt @ c, atol=1e-8)
+
+
+def test_weights_equal_kernel_ridge_and_survive_a_pipeline():
+    w = RNG.uniform(0.1, 3.0, size=60)
+    ref = KernelRidge(kernel="rbf", gamma=0.3, alpha=0.05).fit(X, Y, sample_weight=w)
+    ours = RKBSRegressor(kernel="rbf", kernel_params={"gamma": 0.3}, alpha=0.05).fit(X, Y, sample_weight=w)
+    np.testing.assert_allclose(ours.dual_coef_, ref.dual_coef_, rtol=0, atol=1e-8)
+    pipe = make_pipeline(StandardScaler(), RKBSRegressor(alpha=0.05)).fit(X, y, rkbsregressor__sample_weight=w)
+    direct = RKBSRegressor(alpha=0.05).fit(StandardScaler().fit_transform(X), y, sample_weight=w)
+    np.testing.assert_allclose(pipe[-1].dual_coef_, direct.dual_coef_, atol=1e-12)
+    import sklearn
+
+    with sklearn.config_context(enable_metadata_routing=True):  # routed through GridSearchCV's fit params
+        est = RKBSRegressor().set_fit_request(sample_weight=True).set_score_request(sample_weight=False)
+        grid = GridSearchCV(est, {"alpha": [0.05]}, cv=3).fit(X, y, sample_weight=w)
+    np.testing.assert_allclose(grid.best_estimator_.dual_coef_,
+                               RKBSRegressor(alpha=0.05).fit(X, y, sample_weight=w).dual_coef_, atol=1e-12)
+
+
+@pytest.mark.parametrize("sample_weight, match", [
+    (-np.ones(60), "Negative values in data passed to `sample_weight`"),
+    (np.zeros(60), "at least one non-zero"),
+    (np.ones(59), r"sample_weight.shape == \(59,\), expected \(60,\)"),
+])
+def test_bad_sample_weight(sample_weight, match):
+    with pytest.raises(ValueError, match=match):
+        RKBSRegressor().fit(X, y, sample_weight=sample_weight)
+
+
+def test_per_target_alpha_equals_kernel_ridge():
+    alpha = np.array([0.05, 2.0])
+    ref = KernelRidge(kernel="rbf", gamma=0.3, alpha=alpha).fit(X, Y)
+    for solver in ("cholesky", "cg"):
+        ours = RKBSRegressor(kernel="rbf", kernel_params={"gamma": 0.3}, alpha=alpha, solver=solver,
+                             tol=1e-12).fit(X, Y)
+        np.testing.assert_allclose(ours.dual_coef_, ref.dual_coef_, rtol=0, atol=1e-7)
+    with pytest.raises(ValueError, match=r"shape \(n_targets,\) = \(2,\)"):
+        RKBSRegressor(alpha=np.ones(3)).fit(X, Y)
+    with pytest.raises(ValueError, match="alpha must be >= 0"):
+        RKBSRegressor(alpha=np.array([1.0, -1.0])).fit(X, Y)
+
+
+def test_float32_kept_end_to_end():
+    X32, y32 = X.astype(np.float32), y.astype(np.float32)
+    ours = RKBSRegressor(kernel="rbf", kernel_params={"gamma": 0.3}, alpha=0.05).fit(X32, y32)
+    ref = KernelRidge(kernel="rbf", gamma=0.3, alpha=0.05).fit(X32, y32)
+    assert ours.dual_coef_.dtype == ours.centers_.dtype == ours.predict(X32).dtype == np.float32
+    assert ref.predict(X32).dtype == np.float32
+    np.testing.assert_allclose(ours.predict(X32), ref.predict(X32), atol=1e-3)
+    assert ours.predict(X).dtype == np.float64  # float64 input to a float32 model: float64 out
+
+
+@pytest.mark.parametrize("params", [dict(kernel="rbf", penalty="rkhs"), dict(kernel="rbf", penalty="rkhs", solver="cg"),
+                                    dict(kernel="tanh", penalty="coef"), dict(kernel="tanh", penalty="krein"),
+                                    dict(kernel="rbf", n_components=20, random_state=0)],
+                         ids=lambda p: "-".join(str(v) for v in p.values()))
+def test_fit_intercept_is_the_unpenalized_optimum(params):
+    w = RNG.uniform(0.5, 2.0, size=60)
+    shift = np.array([5.0, -3.0])
+    m = RKBSRegressor(alpha=0.3, fit_intercept=True, tol=1e-12, **params).fit(X, Y + shift, sample_weight=w)
+    base = RKBSRegressor(alpha=0.3, tol=1e-12, **params).fit(X, Y + shift - m.intercept_, sample_weight=w)
+    # the coefficients are the intercept-free fit to the shifted targets, and the weighted residual sums to 0
+    np.testing.assert_allclose(m.dual_coef_, base.dual_coef_, atol=1e-7 * np.abs(base.dual_coef_).max())
+    resid = Y + shift - m.predict(X)
+    np.testing.assert_allclose(w @ resid, 0.0, atol=1e-7 * np.abs(w @ np.abs(resid)).max())
+    assert RKBSRegressor().fit(X, y).intercept_ == 0.0
+
+
+def test_fit_intercept_equals_centered_linear_ridge():
+    m = RKBSRegressor(kernel="linear", kernel_params={"scale": 1.0}, alpha=0.7, fit_intercept=True).fit(X, y + 4)
+    ref = Ridge(alpha=0.7).fit(X, y + 4)
+    np.testing.assert_allclose(m.predict(X), ref.predict(X), atol=1e-10)
+    np.testing.assert_allclose(m.intercept_, ref.intercept_, atol=1e-10)
+
+
+# ------------------------------------------------------------------------------- honest solvers
+def test_eigh_on_a_rank_deficient_gram_gives_kernel_ridges_coefficients():
+    # linear kernel, n = 60 > d = 4: K has rank 4
+    ref = KernelRidge(kernel="linear", alpha=0.01).fit(X, Y)
+    ours = RKBSRegressor(kernel="linear", kernel_params={"scale": 1.0}, alpha=0.01, solver="eigh").fit(X, Y)
+    np.testing.assert_allclose(ours.dual_coef_, ref.dual_coef_, rtol=1e-9, atol=1e-9)
+
+
+_DUP = np.repeat(X[:10], 3, axis=0)
+_YDUP = RNG.normal(size=30)
+
+
+@pytest.mark.parametrize("params", [
+    dict(kernel="rbf", alpha=1e-14, solver="cg"),
+    dict(kernel="tanh", alpha=0.0, penalty="krein", solver="minres"),
+    dict(kernel="tanh", alpha=0.0, penalty="krein", solver="gmres", max_iter=3),
+    dict(kernel="tanh", alpha=1e-12, penalty="coef", solver="lsqr", max_iter=3),
+], ids=["cg", "minres", "gmres", "lsqr"])
+def test_iterative_solver_that_misses_its_tolerance_warns(params):
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConditioningWarning)
+        with pytest.warns(ConvergenceWarning, match=r"relative residual .* above tol=1e-08"):
+            m = RKBSRegressor(tol=1e-8, **params).fit(_DUP, _YDUP)
+    assert isinstance(m.n_iter_, int) and m.n_iter_ >= 1
+
+
+def test_converged_krylov_solve_does_not_warn_and_counts_iterations():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = RKBSRegressor(kernel="rbf", alpha=0.5, solver="cg").fit(X, Y)
+    assert isinstance(m.n_iter_, int) and m.n_iter_ > 1
+    assert RKBSRegressor().fit(X, y).n_iter_ == 1  # a direct factorization
+
+
+# ------------------------------------------------------------------------------------------------ sparse input
+@pytest.mark.parametrize("kernel, fmt", [("edp", "csr"), ("rbf", "csc"), ("laplacian", "csr"), ("polynomial", "csc"),
+                                         ("linear", "csr"), ("cosine", "csc"), ("sigmoid", "csr"), ("tanh", "csc")])
+@pytest.mark.parametrize("n_components", [None, 17])
+def test_sparse_input_equals_dense(fmt, kernel, n_components):
+    import scipy.sparse as sp
+
+    Xs = sp.random(45, 300, density=0.04, random_state=0, format=fmt)
+    Xt = sp.random(8, 300, density=0.04, random_state=1, format="csr")
+    params = dict(kernel=kernel, alpha=0.5, penalty="coef", n_components=n_components, random_state=0,
+                  fit_intercept=True)
+    sparse = RKBSRegressor(**params).fit(Xs, Y[:45])
+    dense = RKBSRegressor(**params).fit(Xs.toarray(), Y[:45])
+    assert sp.issparse(sparse.centers_)  # X is never densified
+    for A in (Xt, Xt.toarray()):
+        np.testing.assert_allclose(sparse.predict(A), dense.predict(Xt.toarray()), rtol=0, atol=1e-8)
+
+
+def test_sparse_equals_kernel_ridge_and_float32():
+    import scipy.sparse as sp
+
+    Xs = sp.random(60, 500, density=0.02, random_state=2, format="csr")
+    ref = KernelRidge(kernel="rbf", gamma=0.5, alpha=0.1).fit(Xs, Y)
+    ours = RKBSRegressor(kernel="rbf", kernel_params={"gamma": 0.5}, alpha=0.1).fit(Xs, Y)
+    np.testing.assert_allclose(ours.dual_coef_, ref.dual_coef_, atol=1e-10)
+    X32 = Xs.astype(np.float32)
+    assert RKBSRegressor().fit(X32, y).predict(X32).dtype == np.float32
+    with pytest.raises(TypeError, match="sparse X is supported for the dot-product kernels"):
+        RKBSRegressor(kernel=ASYM).fit(sp.csr_matrix(X), y)

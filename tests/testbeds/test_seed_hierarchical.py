@@ -54,7 +54,7 @@ def test_bp_matches_brute_force_at_every_filter_level(depth, q):
         # one sequence fully observed, the others with masked leaves (mask token and mask array both used)
         X_masked[0] = X[0]
         mask[0] = False
-        root, leaf = hierarchical_bp(X_masked, grammar, k)
+        root, leaf = hierarchical_bp(X_masked, grammar, k, mask_token=q)
         root_via_mask, _ = hierarchical_bp(np.where(mask, X, X_masked), grammar, k, mask=mask)
         np.testing.assert_allclose(root_via_mask, root, atol=1e-12)
         for i in range(len(X)):
@@ -161,7 +161,7 @@ def test_bad_input_messages():
         hierarchical_bp(X, g, filter_level=4)
     with pytest.raises(ValueError, match="2\\*\\*depth leaves"):
         hierarchical_bp(X[:, :6], g)
-    with pytest.raises(ValueError, match="X symbols must be in 0..3"):
+    with pytest.raises(ValueError, match="X symbols must be in 0..2"):
         hierarchical_bp(X + 2, g)
     with pytest.raises(TypeError, match="X must hold integer symbols"):
         hierarchical_bp(X.astype(float), g)

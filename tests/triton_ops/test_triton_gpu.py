@@ -16,7 +16,7 @@ pytestmark = [
 ]
 
 triton_ops = pytest.importorskip("triton_ops")
-from triton_ops.reference import reference_attention  # noqa: E402
+from helpers import fused, fused_reference  # noqa: E402
 
 # long rows accumulate more rounding than the interpreter tests' tiny shapes
 GPU_TOL = {torch.float32: 1e-3, torch.float16: 1e-2, torch.bfloat16: 4e-2}
@@ -46,15 +46,15 @@ def _run(name, params, normalize, shape, dtype, causal, mask=None, precision="de
         q, k = q * 0.5, k * 0.5  # keep un-normalized exponentials / high powers in range for fp16
     q, k, v = (t.to(dtype).requires_grad_() for t in (q, k, v))
     kw = dict(kernel=name, normalize=normalize, causal=causal, mask=mask, **params)
-    out = triton_ops.kernel_attention(q, k, v, precision=precision, **kw)
-    ref = reference_attention(q, k, v, **kw)
+    out = fused(q, k, v, precision=precision, **kw)
+    ref = fused_reference(q, k, v, **kw)
     do = torch.randn(out.shape, device="cuda", generator=gen)
     grads = torch.autograd.grad(out, (q, k, v), do.to(dtype))
     ref_grads = torch.autograd.grad(ref, (q, k, v), do.double())
     expected = (ref,) + ref_grads
     tols = [GPU_TOL[dtype]] * 4
     if dtype != torch.float32:
-        eager = reference_attention(q, k, v, compute_dtype=dtype, **kw)
+        eager = fused_reference(q, k, v, compute_dtype=dtype, **kw)
         eager_all = (eager,) + torch.autograd.grad(eager, (q, k, v), do.to(dtype))
         tols = [max(t, 1.5 * _err(a, e)) for t, a, e in zip(tols, eager_all, expected)]
     for what, a, e, tol in zip(("out", "dq", "dk", "dv"), (out,) + grads, expected, tols):
@@ -96,8 +96,8 @@ def test_key_padding_and_learnable_bias_at_scale():
     _run("rbf", {}, True, (b, h, h, n, n, d, d), torch.bfloat16, causal=False, mask=pad)
     bias = (0.3 * torch.randn(1024, 1024, device="cuda")).requires_grad_()
     q, k, v = (torch.randn(1, 2, 1024, 64, device="cuda", requires_grad=True) for _ in range(3))
-    out = triton_ops.kernel_attention(q, k, v, kernel="sigmoid", mask=bias, precision="ieee")
-    ref = reference_attention(q, k, v, kernel="sigmoid", mask=bias)
+    out = fused(q, k, v, kernel="sigmoid", mask=bias, precision="ieee")
+    ref = fused_reference(q, k, v, kernel="sigmoid", mask=bias)
     g, = torch.autograd.grad(out.sum(), bias)
     rg, = torch.autograd.grad(ref.sum(), bias)
     assert _err(out, ref) < 1e-4 and _err(g, rg) < 1e-4
@@ -105,7 +105,7 @@ def test_key_padding_and_learnable_bias_at_scale():
 
 def test_edp_matches_sdpa_bf16():
     q, k, v = (torch.randn(2, 16, 4096, 128, device="cuda", dtype=torch.bfloat16) for _ in range(3))
-    out = triton_ops.kernel_attention(q, k, v, kernel="edp", causal=True)
+    out = fused(q, k, v, kernel="edp", causal=True)
     expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
     assert (out.float() - expected.float()).abs().max().item() < 2e-2
 
@@ -117,8 +117,8 @@ def test_solver_shape_fp32_ieee():
     c = torch.randn(1, 1, 30000, 10, device="cuda", generator=gen)
     beta = torch.randn(1, 1, 30000, 3, device="cuda", generator=gen)
     for name, normalize in (("rbf", False), ("laplacian", True), ("polynomial", False)):
-        out = triton_ops.kernel_attention(x, c, beta, kernel=name, normalize=normalize, precision="ieee")
-        ref = reference_attention(x, c, beta, kernel=name, normalize=normalize)
+        out = fused(x, c, beta, kernel=name, normalize=normalize, precision="ieee")
+        ref = fused_reference(x, c, beta, kernel=name, normalize=normalize)
         assert _err(out, ref) < 1e-5, name
 
 

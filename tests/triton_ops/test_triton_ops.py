@@ -6,28 +6,21 @@ a single key). Tolerances per dtype live in ``TOL``.
 """
 
 import os
-
-import torch
-
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is imported anywhere
-
 import subprocess
 import sys
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import DEVICE, assert_close, check_fused, fused, fused_inputs, fused_reference, rel_err
+
 import triton_ops
-from triton_ops.reference import reference_attention
+from rkbs.kernels import get_kernel, list_kernels
+from triton_ops import Epilogue, KernelSpec
 
 pytest.importorskip("triton")
-
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-
-# max |actual - expected| / max(|expected|, 0.1) over a tensor, per input dtype (fp32 = ieee matmuls).
-TOL = {torch.float32: 2e-4, torch.float16: 4e-3, torch.bfloat16: 3e-2}
 
 KERNELS = [
     # (kernel, params, modes allowed)
@@ -53,73 +46,28 @@ SHAPES = [
 ]
 
 
-def _rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    expected = expected.double()
-    return ((actual.double() - expected).abs().max() / expected.abs().max().clamp_min(0.1)).item()
+MASK_KINDS = ["none", "bool", "padding", "bias"]
 
 
-def _assert_close(actual, expected, dtype, what):
-    assert actual.shape == expected.shape, what
-    assert torch.isfinite(actual).all(), f"{what}: non-finite values"
-    err = _rel_err(actual, expected)
-    assert err <= TOL[dtype], f"{what}: relative error {err:.2e} > {TOL[dtype]:.0e}"
+def _reference_cases():
+    """Every kernel x mode x causal x mask kind; two (causal, mask) pairs per kernel and mode stay in the quick
+    loop (every mask kind is still met by each causal setting across the kernels), the rest are marked slow."""
+    for i, (name, params, normalize) in enumerate(CASES):
+        for causal in (False, True):
+            for j, mask_kind in enumerate(MASK_KINDS):
+                quick = j == (i + 2 * causal) % len(MASK_KINDS)
+                yield pytest.param(name, params, normalize, causal, mask_kind,
+                                   id=f"{name}-{params}-norm{normalize}-{causal}-{mask_kind}",
+                                   marks=[] if quick else [pytest.mark.slow])
 
 
-def _make_mask(kind, b, hq, nq, nk, gen):
-    if kind == "none":
-        return None
-    if kind == "bool":  # (B, 1, Nq, Nk): broadcast over heads
-        return torch.rand(b, 1, nq, nk, generator=gen) < 0.7
-    if kind == "padding":  # additive key padding (B, 1, 1, Nk) with -inf, not learnable
-        m = torch.zeros(b, 1, 1, nk)
-        m[..., nk // 2 + 1 :] = float("-inf")
-        return m
-    # learnable (Nq, Nk) bias
-    return (0.5 * torch.randn(nq, nk, generator=gen)).requires_grad_()
-
-
-def _inputs(shape, dtype, gen, positive=False):
-    b, hq, hkv, nq, nk, d, dv = shape
-    q = torch.randn(b, hq, nq, d, generator=gen)
-    k = torch.randn(b, hkv, nk, d, generator=gen)
-    v = torch.randn(b, hkv, nk, dv, generator=gen)
-    if positive:
-        q, k = q.abs(), k.abs()
-    return [t.to(DEVICE, dtype).requires_grad_() for t in (q, k, v)]
-
-
-def _check(name, params, normalize, causal, mask_kind, shape, dtype=torch.float32, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    q, k, v = _inputs(shape, dtype, gen, positive=name == "exp_intersection")
-    mask = _make_mask(mask_kind, shape[0], shape[1], shape[3], shape[4], gen)
-    if mask is not None:
-        mask = mask.detach().to(DEVICE).requires_grad_(mask.requires_grad)
-    kw = dict(kernel=name, normalize=normalize, causal=causal, mask=mask, **params)
-    out = triton_ops.kernel_attention(q, k, v, return_lse=normalize, precision="ieee", **kw)
-    ref = reference_attention(q, k, v, return_lse=normalize, **kw)
-    if normalize:
-        (out, lse), (ref, ref_lse) = out, ref
-        finite = torch.isfinite(ref_lse)
-        assert torch.equal(torch.isfinite(lse), finite)
-        _assert_close(lse[finite], ref_lse[finite], dtype, "lse")
-    _assert_close(out, ref, dtype, "out")
-    inputs = [q, k, v] + ([mask] if mask is not None and mask.requires_grad else [])
-    grad_out = torch.randn(out.shape, generator=gen).to(DEVICE)
-    grads = torch.autograd.grad(out, inputs, grad_out.to(dtype))
-    ref_grads = torch.autograd.grad(ref, inputs, grad_out.double(), allow_unused=True)
-    ref_grads = [torch.zeros_like(x, dtype=torch.float64) if g is None else g for x, g in zip(inputs, ref_grads)]
-    for what, g, rg in zip(("dq", "dk", "dv", "dmask"), grads, ref_grads):
-        _assert_close(g, rg, dtype, what)
-
-
-@pytest.mark.parametrize("mask_kind", ["none", "bool", "padding", "bias"])
-@pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("name,params,normalize", CASES, ids=[f"{c[0]}-{c[1]}-norm{c[2]}" for c in CASES])
+@pytest.mark.parametrize("name,params,normalize,causal,mask_kind", list(_reference_cases()))
 def test_matches_reference(name, params, normalize, causal, mask_kind):
-    index = [c[0] for c in CASES].index(name) + 2 * causal + ["none", "bool", "padding", "bias"].index(mask_kind)
-    _check(name, params, normalize, causal, mask_kind, SHAPES[index % len(SHAPES)], seed=index)
+    index = [c[0] for c in CASES].index(name) + 2 * causal + MASK_KINDS.index(mask_kind)
+    check_fused(name, params, normalize, causal, mask_kind, SHAPES[index % len(SHAPES)], seed=index)
 
 
+@pytest.mark.slow  # 12 interpreted forward+backward runs at 33 x 33
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize(
     "name,params,normalize",
@@ -128,20 +76,22 @@ def test_matches_reference(name, params, normalize, causal, mask_kind):
 )
 def test_half_precision(name, params, normalize, dtype):
     """16-bit inputs: sigmoid and tanh take the tanh-based form (tanh.approx.f32 on a GPU)."""
-    _check(name, params, normalize, True, "bool", (1, 2, 1, 33, 33, 40, 40), dtype=dtype)
+    check_fused(name, params, normalize, True, "bool", (1, 2, 1, 33, 33, 40, 40), dtype=dtype)
 
 
+@pytest.mark.slow  # the (rows x keys x dim) coordinate tiles are the interpreter's slowest case
 @pytest.mark.parametrize("normalize,causal,mask_kind,d", [(True, True, "bias", 80), (False, False, "bool", 96)])
 def test_exp_intersection_chunked_coordinates(normalize, causal, mask_kind, d):
     """Head dims above 64 take the coordinate-chunked path (score and gradients over 16-wide chunks)."""
-    _check("exp_intersection", {}, normalize, causal, mask_kind, (1, 2, 1, 20, 33, d, 24))
+    check_fused("exp_intersection", {}, normalize, causal, mask_kind, (1, 2, 1, 20, 33, d, 24))
 
 
+@pytest.mark.slow
 def test_exp_intersection_chunked_path_small_head_dim(monkeypatch):
     from triton_ops import _launch
 
     monkeypatch.setattr(_launch, "_COORD_TILE_MAX_D", 0)
-    _check("exp_intersection", {}, True, False, "padding", (2, 2, 2, 17, 21, 40, 16))
+    check_fused("exp_intersection", {}, True, False, "padding", (2, 2, 2, 17, 21, 40, 16))
 
 
 @pytest.mark.parametrize("normalize", [True, False])
@@ -157,14 +107,14 @@ def test_laplacian_at_zero_distance(normalize):
     v = torch.randn(1, 2, 20, 24, generator=gen)
     q, k, v = (t.to(DEVICE).requires_grad_() for t in (q, k, v))
     kw = dict(kernel="laplacian", gamma=0.4, normalize=normalize, causal=True)
-    out = triton_ops.kernel_attention(q, k, v, precision="ieee", **kw)
-    ref = reference_attention(q, k, v, **kw)
+    out = fused(q, k, v, precision="ieee", **kw)
+    ref = fused_reference(q, k, v, **kw)
     g = torch.randn(out.shape, generator=gen).to(DEVICE)
     actual = (out,) + torch.autograd.grad(out, (q, k, v), g)
     expected = (ref,) + torch.autograd.grad(ref, (q, k, v), g.double())
     for what, a, e in zip(("out", "dq", "dk", "dv"), actual, expected):
         assert torch.isfinite(a).all(), what
-        assert _rel_err(a, e) <= 5e-3, f"{what}: {_rel_err(a, e):.1e}"
+        assert rel_err(a, e) <= 5e-3, f"{what}: {rel_err(a, e):.1e}"
 
 
 def test_cosine_with_zero_rows():
@@ -176,30 +126,30 @@ def test_cosine_with_zero_rows():
     k[:, :, [0, 7]] = 0.0
     v = torch.randn(1, 2, 23, 16, generator=gen)
     q, k, v = (t.to(DEVICE).requires_grad_() for t in (q, k, v))
-    out = triton_ops.kernel_attention(q, k, v, kernel="cosine", normalize=False, precision="ieee")
-    ref = reference_attention(q, k, v, kernel="cosine", normalize=False)
+    out = fused(q, k, v, kernel="cosine", normalize=False, precision="ieee")
+    ref = fused_reference(q, k, v, kernel="cosine", normalize=False)
     assert torch.all(out[:, :, 3] == 0)
     g = torch.randn(out.shape, generator=gen).to(DEVICE)
     actual = (out,) + torch.autograd.grad(out, (q, k, v), g)
     expected = (ref,) + torch.autograd.grad(ref, (q, k, v), g.double())
     for what, a, e in zip(("out", "dq", "dk", "dv"), actual, expected):
-        _assert_close(a, e, torch.float32, what)
+        assert_close(a, e, torch.float32, what)
 
 
 @pytest.mark.parametrize("degree", [0, 1, 4])
 def test_polynomial_degrees(degree):
-    _check("polynomial", {"degree": degree, "coef0": 0.3}, False, False, "none", SHAPES[0])
+    check_fused("polynomial", {"degree": degree, "coef0": 0.3}, False, False, "none", SHAPES[0])
     if degree % 2 == 0:
-        _check("polynomial", {"degree": degree, "coef0": 0.3}, True, True, "bias", SHAPES[1])
+        check_fused("polynomial", {"degree": degree, "coef0": 0.3}, True, True, "bias", SHAPES[1])
 
 
 def test_edp_equals_sdpa():
     gen = torch.Generator().manual_seed(3)
     q, k, v = (torch.randn(2, 2, n, 40, generator=gen).to(DEVICE) for n in (19, 35, 35))
     mask = torch.randn(19, 35, generator=gen).to(DEVICE)
-    out = triton_ops.kernel_attention(q, k, v, kernel="edp", mask=mask, scale=0.3, precision="ieee")
+    out = fused(q, k, v, kernel="edp", mask=mask, scale=0.3, precision="ieee")
     expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.3)
-    _assert_close(out, expected, torch.float32, "edp vs SDPA")
+    assert_close(out, expected, torch.float32, "edp vs SDPA")
 
 
 def test_solver_shape_small_head_dim_ieee():
@@ -209,18 +159,18 @@ def test_solver_shape_small_head_dim_ieee():
     c = torch.randn(1, 1, 70, 3, generator=gen).to(DEVICE)
     beta = torch.randn(1, 1, 70, 1, generator=gen).to(DEVICE)
     for name, norm in (("rbf", False), ("laplacian", True), ("polynomial", False)):
-        out = triton_ops.kernel_attention(x, c, beta, kernel=name, normalize=norm, precision="ieee")
-        _assert_close(out, reference_attention(x, c, beta, kernel=name, normalize=norm), torch.float32, name)
+        out = fused(x, c, beta, kernel=name, normalize=norm, precision="ieee")
+        assert_close(out, fused_reference(x, c, beta, kernel=name, normalize=norm), torch.float32, name)
 
 
 @pytest.mark.parametrize("name", ["edp", "sigmoid", "exp_intersection"])
 def test_fully_masked_rows_give_zeros(name):
     gen = torch.Generator().manual_seed(5)
-    q, k, v = _inputs((1, 1, 1, 17, 20, 16, 16), torch.float32, gen, positive=True)
+    q, k, v = fused_inputs((1, 1, 1, 17, 20, 16, 16), torch.float32, gen, positive=True)
     mask = torch.ones(17, 20, dtype=torch.bool)
     mask[3] = False
     mask[11] = False
-    out, lse = triton_ops.kernel_attention(q, k, v, kernel=name, mask=mask.to(DEVICE), return_lse=True)
+    out, lse = fused(q, k, v, kernel=name, mask=mask.to(DEVICE), return_lse=True)
     assert torch.all(out[0, 0, [3, 11]] == 0) and torch.all(lse[0, 0, [3, 11]] == float("-inf"))
     grads = torch.autograd.grad(out.sum(), (q, k, v))
     assert all(torch.isfinite(g).all() for g in grads)
@@ -233,8 +183,8 @@ def test_non_contiguous_inputs():
     q = base[..., :40].transpose(1, 2)  # (B, H, N, D) view with row stride 2 * 48
     k = torch.randn(1, 2, 40, 17, generator=gen).to(DEVICE).transpose(-1, -2)  # last dim not contiguous
     v = torch.randn(1, 2, 17, 16, generator=gen).to(DEVICE)
-    out = triton_ops.kernel_attention(q, k, v, kernel="rbf", precision="ieee")
-    _assert_close(out, reference_attention(q, k, v, kernel="rbf"), torch.float32, "out")
+    out = fused(q, k, v, kernel="rbf", precision="ieee")
+    assert_close(out, fused_reference(q, k, v, kernel="rbf"), torch.float32, "out")
 
 
 @settings(max_examples=12, deadline=None)
@@ -251,27 +201,41 @@ def test_forward_property_random_shapes(name, nq, nk, d, dv, group, causal, seed
     v = torch.randn(1, 1, nk, dv, generator=gen).to(DEVICE)
     if name == "exp_intersection":
         q, k = q.abs(), k.abs()
-    out = triton_ops.kernel_attention(q, k, v, kernel=name, causal=causal, precision="ieee")
-    _assert_close(out, reference_attention(q, k, v, kernel=name, causal=causal), torch.float32, name)
+    out = fused(q, k, v, kernel=name, causal=causal, precision="ieee")
+    assert_close(out, fused_reference(q, k, v, kernel=name, causal=causal), torch.float32, name)
 
 
 def test_double_backward_is_an_error():
     q, k, v = (t.requires_grad_() for t in (torch.randn(1, 1, 5, 16).to(DEVICE) for _ in range(3)))
-    out = triton_ops.kernel_attention(q, k, v, kernel="edp")
+    out = fused(q, k, v, kernel="edp")
     (g,) = torch.autograd.grad(out.sum(), q, create_graph=True)
     with pytest.raises(RuntimeError):
         g.sum().backward()
 
 
-def test_defaults_match_catalogue_constants():
-    from triton_ops._spec import resolve_kernel
+def test_catalogue_owns_the_fused_kernels():
+    """Every fused epilogue has exactly one catalogue kernel, and only catalogue kernels have a fused form."""
+    specs = {name: get_kernel(name).fused_spec(64) for name in list_kernels()}
+    fused_names = [name for name, spec in specs.items() if spec is not None]
+    assert sorted(specs[n].kernel_id for n in fused_names) == list(Epilogue)
+    assert {c[0] for c in KERNELS} == set(fused_names)
+    assert specs["edp"].c0 == pytest.approx(1 / 8) and specs["rbf"].c0 == pytest.approx(1 / 16)
 
-    assert resolve_kernel("edp", 64, None, {}).c0 == pytest.approx(1 / 8)
-    assert resolve_kernel("rbf", 64, None, {}).c0 == pytest.approx(1 / 16)
-    poly = resolve_kernel("polynomial", 16, 0.5, {})
-    assert (poly.degree, poly.c0, poly.c1) == (2, 0.5, 1.0)
-    assert resolve_kernel("sigmoid", 16, None, {}).c1 == 0.0
-    assert set(triton_ops.FUSED_KERNELS) == {c[0] for c in KERNELS}
+
+def test_subclass_keeps_the_chunked_path():
+    from rkbs.kernels import RBF
+
+    class Sharper(RBF):
+        def evaluate(self, x, y):
+            return super().evaluate(x, y) ** 2
+
+    assert Sharper().fused_spec(16) is None
+
+    class OptIn(RBF):  # a subclass that defines _fused_spec itself takes the fused path
+        def _fused_spec(self, d):
+            return RBF._fused_spec(self, d)
+
+    assert OptIn().fused_spec(16) == RBF().fused_spec(16)
 
 
 # ----------------------------------------------------------------------------------------------- bad input
@@ -279,28 +243,24 @@ def _qkv(dtype=torch.float32, nk=5):
     return torch.randn(1, 2, 4, 16, dtype=dtype), torch.randn(1, 2, nk, 16, dtype=dtype), torch.randn(1, 2, nk, 8, dtype=dtype)
 
 
+EDP_SPEC = get_kernel("edp").fused_spec(16)
+
+
 @pytest.mark.parametrize(
     "kwargs,exc,match",
     [
-        (dict(kernel="softmaxx"), ValueError, 'backend="torch"'),
-        (dict(kernel="elu"), ValueError, 'backend="linear"'),
-        (dict(kernel=3), TypeError, "`kernel`"),
-        (dict(kernel="rbf", scale=0.5), TypeError, "`scale`"),
-        (dict(kernel="cosine", scale=0.5), TypeError, "`scale`"),
-        (dict(kernel="edp", gamma=0.5), TypeError, "'gamma'"),
-        (dict(kernel="rbf", gamma=-1.0), ValueError, "`gamma`"),
-        (dict(kernel="edp", scale=float("nan")), ValueError, "`scale`"),
-        (dict(kernel="polynomial", degree=1.5), TypeError, "`degree`"),
-        (dict(kernel="polynomial", degree=-2), ValueError, "`degree`"),
-        (dict(kernel="linear"), ValueError, "normalize=False"),
-        (dict(kernel="cosine"), ValueError, "`normalize=True`"),
-        (dict(kernel="tanh"), ValueError, "normalize=False"),
-        (dict(kernel="polynomial", degree=3), ValueError, "normalize=False"),
-        (dict(kernel="edp", normalize=False, return_lse=True), ValueError, "`return_lse"),
-        (dict(kernel="edp", precision="fast"), ValueError, "`precision`"),
-        (dict(kernel="edp", mask=torch.ones(3, 5, dtype=torch.bool)), ValueError, "`mask`"),
-        (dict(kernel="edp", mask=torch.ones(4, 5, dtype=torch.int32)), TypeError, "`mask`"),
-        (dict(kernel="edp", mask=[[1.0]]), TypeError, "`mask`"),
+        (dict(spec="rbf"), TypeError, "`spec` must be a triton_ops.KernelSpec"),
+        (dict(spec=EDP_SPEC, is_causal="yes"), TypeError, "`is_causal` must be a bool"),
+        (dict(spec=EDP_SPEC, enable_gqa=1), TypeError, "`enable_gqa` must be a bool"),
+        (dict(spec=EDP_SPEC, normalize=1), TypeError, "normalize must be a bool"),
+        (dict(spec=get_kernel("linear").fused_spec(16)), ValueError, "normalize=True needs a non-negative kernel"),
+        (dict(spec=get_kernel("cosine").fused_spec(16)), ValueError, "epilogue COSINE can be negative"),
+        (dict(spec=get_kernel("polynomial", degree=3).fused_spec(16)), ValueError, r"POLYNOMIAL \(degree 3\)"),
+        (dict(spec=EDP_SPEC, normalize=False, return_lse=True), ValueError, "`return_lse"),
+        (dict(spec=EDP_SPEC, precision="fast"), ValueError, "`precision`"),
+        (dict(spec=EDP_SPEC, attn_mask=torch.ones(3, 5, dtype=torch.bool)), ValueError, "`attn_mask`"),
+        (dict(spec=EDP_SPEC, attn_mask=torch.ones(4, 5, dtype=torch.int32)), TypeError, "`attn_mask`"),
+        (dict(spec=EDP_SPEC, attn_mask=[[1.0]]), TypeError, "`attn_mask`"),
     ],
 )
 def test_bad_arguments(kwargs, exc, match):
@@ -309,35 +269,63 @@ def test_bad_arguments(kwargs, exc, match):
         triton_ops.kernel_attention(q, k, v, **kwargs)
 
 
+def test_sdpa_names_only():
+    q, k, v = _qkv()
+    with pytest.raises(TypeError, match="causal"):
+        triton_ops.kernel_attention(q, k, v, spec=EDP_SPEC, causal=True)
+    with pytest.raises(TypeError, match="kernel"):
+        triton_ops.kernel_attention(q, k, v, kernel="edp")
+
+
+@pytest.mark.parametrize(
+    "fields,exc,match",
+    [
+        (dict(kernel_id=42), ValueError, "kernel_id"),
+        (dict(c0=float("nan")), ValueError, "c0"),
+        (dict(c1="1"), TypeError, "c1"),
+        (dict(degree=-1), TypeError, "degree"),
+        (dict(degree=1.5), TypeError, "degree"),
+        (dict(nonnegative=1), TypeError, "nonnegative"),
+    ],
+)
+def test_bad_spec(fields, exc, match):
+    good = dict(kernel_id=Epilogue.EDP, c0=1.0, c1=0.0, degree=0, nonnegative=True)
+    with pytest.raises(exc, match=match):
+        KernelSpec(**{**good, **fields})
+
+
 def test_bad_tensors():
     q, k, v = _qkv()
+    s = EDP_SPEC
     with pytest.raises(TypeError, match="float16, bfloat16 and float32"):
-        triton_ops.kernel_attention(*_qkv(torch.float64), kernel="edp")
+        triton_ops.kernel_attention(*_qkv(torch.float64), spec=s)
     with pytest.raises(TypeError, match="share one dtype"):
-        triton_ops.kernel_attention(q, k.half(), v, kernel="edp")
-    with pytest.raises(ValueError, match="`q` and `k` head dims"):
-        triton_ops.kernel_attention(q, k[..., :8], v, kernel="edp")
+        triton_ops.kernel_attention(q, k.half(), v, spec=s)
+    with pytest.raises(ValueError, match="`query` and `key` head dims"):
+        triton_ops.kernel_attention(q, k[..., :8], v, spec=s)
     with pytest.raises(ValueError, match="sequence length"):
-        triton_ops.kernel_attention(q, k, v[:, :, :3], kernel="edp")
+        triton_ops.kernel_attention(q, k, v[:, :, :3], spec=s)
+    with pytest.raises(ValueError, match="enable_gqa=True"):
+        triton_ops.kernel_attention(torch.randn(1, 4, 4, 16), k, v, spec=s)
     with pytest.raises(ValueError, match="multiple of"):
-        triton_ops.kernel_attention(torch.randn(1, 3, 4, 16), k, v, kernel="edp")
+        triton_ops.kernel_attention(torch.randn(1, 3, 4, 16), k, v, spec=s, enable_gqa=True)
     with pytest.raises(ValueError, match="batch"):
-        triton_ops.kernel_attention(torch.randn(2, 2, 4, 16), k, v, kernel="edp")
+        triton_ops.kernel_attention(torch.randn(2, 2, 4, 16), k, v, spec=s)
     with pytest.raises(ValueError, match=r"shape \(batch, heads, seq, dim\)"):
-        triton_ops.kernel_attention(q[0], k, v, kernel="edp")
+        triton_ops.kernel_attention(q[0], k, v, spec=s)
     with pytest.raises(ValueError, match="empty"):
-        triton_ops.kernel_attention(q[:, :, :0], k, v, kernel="edp")
+        triton_ops.kernel_attention(q[:, :, :0], k, v, spec=s)
     with pytest.raises(ValueError, match="head dims up to 256"):
-        triton_ops.kernel_attention(torch.randn(1, 1, 2, 300), torch.randn(1, 1, 2, 300), v[:, :1, :2], kernel="edp")
+        triton_ops.kernel_attention(torch.randn(1, 1, 2, 300), torch.randn(1, 1, 2, 300), v[:, :1, :2], spec=s)
     with pytest.raises(ValueError, match="one device"):
-        triton_ops.kernel_attention(q, k.to("meta"), v, kernel="edp")
+        triton_ops.kernel_attention(q, k.to("meta"), v, spec=s)
 
 
 def test_cpu_without_interpreter_names_the_fallback(monkeypatch):
     q, k, v = _qkv()
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(ValueError, match=r'backend="torch".*TRITON_INTERPRET=1'):
-        triton_ops.kernel_attention(q, k, v, kernel="edp")
+        fused(q, k, v, kernel="edp")
 
 
 def test_import_without_triton():
@@ -346,7 +334,8 @@ def test_import_without_triton():
         "import torch, triton_ops\n"
         "assert not triton_ops.is_available()\n"
         "q = torch.randn(1, 1, 2, 16)\n"
-        "try:\n    triton_ops.kernel_attention(q, q, q, kernel='edp')\n"
+        "spec = triton_ops.KernelSpec(triton_ops.Epilogue.EDP, 0.25, 0.0, 0, True)\n"
+        "try:\n    triton_ops.kernel_attention(q, q, q, spec=spec)\n"
         "except RuntimeError as e:\n    assert 'backend=\"torch\"' in str(e), e\n"
         "else:\n    raise SystemExit('no error')\n"
     )

@@ -12,12 +12,12 @@ import torch
 
 pytest.importorskip("triton")
 
-from test_triton_ops import _check  # noqa: E402
+from helpers import check_fused as _check  # noqa: E402
 
-from triton_ops import _configs, _launch  # noqa: E402
+from triton_ops import _configs, _launch, interpreting  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
+INTERPRETING = interpreting()
 
 
 @pytest.mark.parametrize(
@@ -98,6 +98,7 @@ def test_compile_check_needs_the_compiler(monkeypatch):
         compile_check.compile_case(compile_check.Case("edp"))
 
 
+@pytest.mark.slow  # compiles for sm_90 on the CPU: minutes on two busy cores
 def test_compile_check_compiles_for_an_h100(tmp_path):
     """Every default configuration of the quick matrix compiles for sm_90 and fits its shared memory."""
     out = tmp_path / "records.json"

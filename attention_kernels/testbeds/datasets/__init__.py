@@ -15,7 +15,17 @@ from .hierarchical import (
     make_hierarchical_sequences,
     mask_leaves,
 )
+from .recall import make_associative_recall
 from .subspace import make_subspace_tokens, subspace_snr
+from .text import (
+    STDLIB_TEXT_FILES,
+    TEXT_VOCABULARY,
+    TextCorpus,
+    decode_text,
+    encode_text,
+    load_stdlib_text,
+    make_char_windows,
+)
 
 __all__ = [
     "GaussianTaskPrior",
@@ -31,4 +41,12 @@ __all__ = [
     "mask_leaves",
     "make_subspace_tokens",
     "subspace_snr",
+    "make_associative_recall",
+    "STDLIB_TEXT_FILES",
+    "TEXT_VOCABULARY",
+    "TextCorpus",
+    "decode_text",
+    "encode_text",
+    "load_stdlib_text",
+    "make_char_windows",
 ]

@@ -25,20 +25,23 @@ def _normalize(msg: np.ndarray) -> np.ndarray:
     return msg / total
 
 
-def hierarchical_bp(X, grammar: HierarchicalGrammar, filter_level: int = 0, mask=None):
+def hierarchical_bp(X, grammar: HierarchicalGrammar, filter_level: int = 0, mask=None, mask_token=None):
     """Exact root and leaf posteriors under the hierarchical model filtered at ``filter_level``.
 
     Parameters
     ----------
     X : array-like of int, shape (n_samples, 2**depth)
-        Leaf symbols in ``0..q - 1``; the value ``q`` (the mask token of :func:`mask_leaves`) marks a masked
-        (unobserved) leaf.
+        Leaf symbols in ``0..q - 1``, and ``mask_token`` at masked (unobserved) leaves.
     grammar : HierarchicalGrammar
         The grammar that generated the data.
     filter_level : int, default=0
         Filtering level ``k`` in ``0..depth`` of the model assumed by the inference.
     mask : array-like of bool, shape (n_samples, 2**depth), optional
         Extra unobserved positions (True = masked), combined with the mask tokens in ``X``.
+    mask_token : int, optional
+        The symbol that marks a masked leaf in ``X``: ``q`` for the output of :func:`mask_leaves`
+        (``mask_token=grammar.n_symbols``). Without it, every symbol of ``X`` must belong to the grammar, so that
+        data from another alphabet is not silently read as masked.
 
     Returns
     -------
@@ -51,7 +54,11 @@ def hierarchical_bp(X, grammar: HierarchicalGrammar, filter_level: int = 0, mask
     if not isinstance(grammar, HierarchicalGrammar):
         raise TypeError(f"grammar must be a HierarchicalGrammar, got {type(grammar).__name__}")
     q = grammar.n_symbols
-    X = _check_leaves(X, q, allow_mask=True)
+    if mask_token is not None:
+        mask_token = check_int(mask_token, "mask_token")
+        if mask_token != q:
+            raise ValueError(f"mask_token must be the grammar's mask symbol n_symbols={q}, got {mask_token}")
+    X = _check_leaves(X, q, allow_mask=mask_token is not None)
     n, n_leaves = X.shape
     depth = n_leaves.bit_length() - 1
     k = check_int(filter_level, "filter_level")

@@ -248,5 +248,7 @@ def _check_leaves(X, n_symbols: int, *, allow_mask: bool) -> np.ndarray:
         raise ValueError(f"X must have 2**depth leaves per row (depth >= 1), got {n_leaves}")
     top = n_symbols if allow_mask else n_symbols - 1
     if X.min() < 0 or X.max() > top:
-        raise ValueError(f"X symbols must be in 0..{top}, got range {X.min()}..{X.max()}")
+        hint = "" if allow_mask or X.max() != n_symbols else (
+            f" (symbol {n_symbols} is the mask token of mask_leaves: pass mask_token={n_symbols})")
+        raise ValueError(f"X symbols must be in 0..{top}, got range {X.min()}..{X.max()}{hint}")
     return X.astype(np.int64)

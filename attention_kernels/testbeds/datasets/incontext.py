@@ -32,6 +32,10 @@ class GaussianTaskPrior:
     dim: int
     scale: float = 1.0
 
+    def __post_init__(self) -> None:
+        check_int(self.dim, "dim", minimum=1)
+        check_float(self.scale, "scale", minimum=0.0)
+
     def sample(self, n: int, rng: np.random.RandomState) -> np.ndarray:
         return self.scale * rng.standard_normal((n, self.dim))
 
@@ -58,6 +62,10 @@ class TreeTaskPrior:
     centers: np.ndarray
     jitter: float
     level_scales: tuple = ()
+
+    def __post_init__(self) -> None:
+        check_finite_array(self.centers, "centers", ndim=2)
+        check_float(self.jitter, "jitter", minimum=0.0)
 
     @property
     def dim(self) -> int:
@@ -265,7 +273,14 @@ def bayes_optimal_prediction(X_context, y_context, x_query, prior, noise: float)
             return np.zeros(len(x_query))
         if prior.scale == 0.0:
             return np.zeros(len(x_query))
-        return ridge_prediction(X_context, y_context, x_query, alpha=noise**2 / prior.scale**2)
+        with np.errstate(over="ignore"):
+            alpha = float(np.float64(noise / prior.scale) ** 2)
+        if alpha == 0.0:
+            raise ValueError(f"noise={noise!r} is too small: noise**2 / scale**2 underflows to 0 in float64 "
+                             f"(prior scale {prior.scale}); use noise >= 1e-150 * scale")
+        if not np.isfinite(alpha):  # a prior this narrow pins w to 0
+            return np.zeros(len(x_query))
+        return ridge_prediction(X_context, y_context, x_query, alpha=alpha)
     if not isinstance(prior, TreeTaskPrior):
         raise TypeError(f"prior must be a GaussianTaskPrior or TreeTaskPrior, got {type(prior).__name__}")
     if prior.dim != X_context.shape[2]:
@@ -276,7 +291,15 @@ def bayes_optimal_prediction(X_context, y_context, x_query, prior, noise: float)
         return x_query @ centers.mean(axis=0)
     cov = prior.jitter**2 * np.einsum("tni,tmi->tnm", X_context, X_context) + noise**2 * np.eye(n_ctx)
     resid = y_context[:, :, None] - np.einsum("tni,mi->tnm", X_context, centers)  # (T, n, M)
-    solved = np.linalg.solve(cov, resid)  # cov^{-1} (y - X c_m)
+    try:
+        solved = np.linalg.solve(cov, resid)  # cov^{-1} (y - X c_m)
+    except np.linalg.LinAlgError:
+        solved = None
+    if solved is None or not np.all(np.isfinite(solved)):
+        raise ValueError(
+            f"noise={noise!r} is too small for this prompt: the context covariance jitter**2 X X^T + noise**2 I "
+            f"(jitter={prior.jitter}, {n_ctx} context pairs in dimension {X_context.shape[2]}) is singular in "
+            "float64; use a larger noise") from None
     log_w = -0.5 * np.einsum("tnm,tnm->tm", resid, solved)
     log_w -= log_w.max(axis=1, keepdims=True)
     weights = np.exp(log_w)

@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import torch
-from rkbs.kernels import Kernel, get_kernel
+from rkbs.kernels import Kernel, resolve_kernel  # noqa: F401  (the models resolve kernels through here)
 
 from attention_kernels.functional import kernel_attention
-
-
-def resolve_kernel(kernel: str | Kernel, **params) -> Kernel:
-    """Catalogue look-up shared by the models (names, aliases or kernel objects)."""
-    return get_kernel(kernel, **params)
 
 
 def attend(

@@ -1,0 +1,307 @@
+"""Learning from pairs: every binary kernel machine in the four cross-validation settings, and Kronecker speed.
+
+Three parts (``--part``):
+
+- ``synthetic``: ``rkbs.datasets.make_pairwise_regression`` (80 x 60 pairs, 20 and 16 features, asymmetric
+  non-separable interaction plus row and column effects), R^2 on the test pairs of each fold of each setting
+  (pairs, rows, columns, both new; ``rkbs.model_selection.PairwiseKFold``, 3 folds, 9 for "both").
+- ``nr``: the nuclear-receptor drug-target data (54 x 26, 90 interactions), AUC per fold, with the standard drug
+  and target folds for the new-drug, new-target and both-new settings and 3 random folds of the pairs. Kronecker
+  mode is checked against an independent closed form (numpy solve with the explicit Kronecker Gram matrix).
+- ``speed``: Kronecker ``fit_grid`` with RBF kernels beside a numpy eigendecomposition closed form (KronRLS),
+  interleaved in one process, median of rounds.
+
+Methods: ``mean`` (the training mean), ``concat_krr`` (scikit-learn ``KernelRidge`` with an RBF kernel on the
+concatenated features, alpha and gamma by 3-fold grid search), ``kronecker`` (``BinaryKernelRidge``, two RBF
+kernels or the two similarity matrices as precomputed kernels), ``two_sided`` (the two-sided closed form with an
+``AttentionKernel`` of random maps), ``learned`` (``BinaryKernelLearner`` end to end) and ``learned_two_stage``
+(its learned kernel in the two-sided closed form). Alphas of the closed forms come from the leave-one-pair-out
+path (``alphas=``) when the training pairs fill a grid, else from a held-out fifth of the training pairs.
+
+Usage: ``python benchmarks/pairwise.py [--quick] [--part synthetic nr speed]``; writes
+``benchmarks/results/pairwise{,_speed}.{json,csv,png}``. Resumable per result.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import _harness
+import numpy as np
+
+ALPHAS = np.logspace(-4, 2, 13)
+LEARNER = dict(n_heads=4, head_dim=4, learning_rate=0.03, max_iter=3000, n_iter_no_change=200, alpha=1e-4,
+               validation_fraction=0.2, validation_split="pairs")
+METHODS = ("mean", "concat_krr", "kronecker", "two_sided", "learned", "learned_two_stage")
+SETTINGS = ("pairs", "rows", "columns", "both")
+_LEARNED: dict = {}
+
+
+# ------------------------------------------------------------------------------------------ model selection
+def _complete_block(train):
+    """Rows and columns of a training mask that is a full sub-grid, or None."""
+    rows, cols = train.any(1), train.any(0)
+    return (rows, cols) if train[np.ix_(rows, cols)].all() and train.sum() == rows.sum() * cols.sum() else None
+
+
+def _fit_ridge(make, Xx, Xy, Z, train, seed):
+    """A BinaryKernelRidge with alpha chosen by the exact LOO path (full training grid) or a held-out fifth."""
+    block = _complete_block(train)
+    if block is not None:
+        r, c = block
+        model = make(alphas=ALPHAS).fit_grid(Xx[r], Xy[c], Z[np.ix_(r, c)])
+        return model, float(np.min(model.loo_mse_))
+    from rkbs.model_selection import PairwiseKFold
+
+    inner_train, held = next(PairwiseKFold("pairs", 5, random_state=seed).split_grid(Z.shape, train))
+    errors = []
+    for alpha in ALPHAS[::3]:
+        m = make(alpha=alpha, max_iter=3000).fit_grid(Xx, Xy, Z, inner_train)
+        errors.append(np.mean((m.predict_grid(Xx, Xy)[held] - Z[held]) ** 2))
+    best = float(ALPHAS[::3][int(np.argmin(errors))])
+    return make(alpha=best, max_iter=3000).fit_grid(Xx, Xy, Z, train), float(np.min(errors))
+
+
+def _predict(method, Xx, Xy, Z, train, seed, kx=None, ky=None):
+    """Predictions on the whole grid of a method trained on the pairs of ``train``."""
+    from rkbs.estimators import BinaryKernelLearner, BinaryKernelRidge
+    from rkbs.kernels import AttentionKernel, get_kernel
+
+    if method == "mean":
+        return np.full(Z.shape, Z[train].mean()), {}
+    if method == "concat_krr":
+        from sklearn.kernel_ridge import KernelRidge
+        from sklearn.model_selection import GridSearchCV
+
+        a, b = np.nonzero(train)
+        rows = np.hstack([Xx[a], Xy[b]])
+        g = 1.0 / rows.shape[1]
+        search = GridSearchCV(KernelRidge(kernel="rbf"), {"alpha": [1e-2, 1e-1, 1.0], "gamma": [g / 3, g]},
+                              cv=3).fit(rows, Z[a, b])
+        A, B = np.meshgrid(np.arange(len(Xx)), np.arange(len(Xy)), indexing="ij")
+        return search.predict(np.hstack([Xx[A.ravel()], Xy[B.ravel()]])).reshape(Z.shape), search.best_params_
+    if method == "kronecker":
+        if kx is not None:  # precomputed similarity matrices
+            def make(**kw):
+                return BinaryKernelRidge(kernel="precomputed", mode="kronecker", **kw)
+            block = _complete_block(train)
+            if block is not None:
+                r, c = block
+                model = make(alphas=ALPHAS).fit_grid(kx[np.ix_(r, r)], ky[np.ix_(c, c)], Z[np.ix_(r, c)])
+                return model.predict_grid(kx[:, r], ky[:, c]), {"alpha": model.alpha_}
+            model, _ = _fit_ridge(make, kx, ky, Z, train, seed)
+            return model.predict_grid(kx, ky), {"alpha": model.alpha_}
+        best = None
+        for scale in (0.3, 1.0, 3.0):
+            def make(scale=scale, **kw):
+                return BinaryKernelRidge(kernel="rbf", kernel_params={"gamma": scale / Xx.shape[1]}, kernel_y="rbf",
+                                         kernel_y_params={"gamma": scale / Xy.shape[1]}, mode="kronecker", **kw)
+            model, err = _fit_ridge(make, Xx, Xy, Z, train, seed)
+            if best is None or err < best[1]:
+                best = (model, err, scale)
+        return best[0].predict_grid(Xx, Xy), {"alpha": best[0].alpha_, "gamma_scale": best[2]}
+    if method == "two_sided":
+        rng = np.random.default_rng(seed)
+        kappa = AttentionKernel(get_kernel("rbf", gamma=0.5), rng.normal(size=(Xx.shape[1], 8)) / np.sqrt(Xx.shape[1]),
+                                rng.normal(size=(Xy.shape[1], 8)) / np.sqrt(Xy.shape[1]))
+        model, _ = _fit_ridge(lambda **kw: BinaryKernelRidge(kernel=kappa, mode="two_sided", **kw), Xx, Xy, Z,
+                              train, seed)
+        return model.predict_grid(Xx, Xy), {"alpha": model.alpha_}
+    cache_key = (Z.shape, train.tobytes(), seed)
+    if cache_key not in _LEARNED:  # "learned" and "learned_two_stage" share one learner per fold
+        _LEARNED.clear()
+        _LEARNED[cache_key] = BinaryKernelLearner(**LEARNER, random_state=seed).fit_grid(Xx, Xy, Z, train)
+    learner = _LEARNED[cache_key]
+    info = {"n_iter": learner.n_iter_, "best_iter": learner.best_iter_}
+    if method == "learned":
+        return learner.predict_grid(Xx, Xy), info
+    model, _ = _fit_ridge(lambda **kw: BinaryKernelRidge(kernel=learner.kernel_, mode="two_sided", **kw), Xx, Xy,
+                          Z, train, seed)
+    return model.predict_grid(Xx, Xy), {**info, "alpha": model.alpha_}
+
+
+# ------------------------------------------------------------------------------------------ data and folds
+def _synthetic(quick):
+    from rkbs.datasets import make_pairwise_regression
+
+    n_x, n_y = (40, 30) if quick else (80, 60)
+    return make_pairwise_regression(n_x, n_y, 20, 16, random_state=0)
+
+
+def _synthetic_folds(shape, seed):
+    from rkbs.model_selection import PairwiseKFold
+
+    for setting in SETTINGS:
+        for fold, (train, test) in enumerate(PairwiseKFold(setting, 3, random_state=seed).split_grid(shape)):
+            yield setting, fold, train, test
+
+
+def _nr_folds(nr, seed):
+    from rkbs.model_selection import PairwiseKFold
+
+    shape = nr.Y.shape
+    for fold, (train, test) in enumerate(PairwiseKFold("pairs", 3, random_state=seed).split_grid(shape)):
+        yield "pairs", fold, train, test
+    rows = [np.isin(np.arange(shape[0]), f)[:, None] for f in nr.drug_folds]
+    cols = [np.isin(np.arange(shape[1]), f)[None, :] for f in nr.target_folds]
+    full = np.ones(shape, dtype=bool)
+    for fold, r in enumerate(rows):
+        yield "rows", fold, full & ~r, full & r
+    for fold, c in enumerate(cols):
+        yield "columns", fold, full & ~c, full & c
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            yield "both", 3 * i + j, full & ~r & ~c, full & r & c
+
+
+def _nr_kronecker_check(nr):
+    """Kronecker mode against the explicit Kronecker Gram matrix solved by numpy, on a new-drug split."""
+    from rkbs.estimators import BinaryKernelRidge
+
+    kd, kt = (nr.drug_similarity + nr.drug_similarity.T) / 2, nr.target_similarity
+    test = np.isin(np.arange(kd.shape[0]), nr.drug_folds[0])
+    train = ~test
+    Ztr, alpha = nr.Y[train], 0.3
+    model = BinaryKernelRidge(kernel="precomputed", alpha=alpha).fit_grid(kd[np.ix_(train, train)], kt, Ztr)
+    G = np.kron(kt, kd[np.ix_(train, train)])  # column-major vec: vec(Kx A Ky) = (Ky kron Kx) vec(A)
+    A = np.linalg.solve(G + alpha * np.eye(G.shape[0]), Ztr.ravel(order="F")).reshape(Ztr.shape, order="F")
+    expected = kd[np.ix_(test, train)] @ A @ kt
+    got = model.predict_grid(kd[np.ix_(test, train)], kt)
+    # partially observed: the pairs setting's CG against the same Gram matrix restricted to the observed pairs
+    obs = np.random.default_rng(0).random(nr.Y.shape) < 0.7
+    cg = BinaryKernelRidge(kernel="precomputed", alpha=alpha, tol=1e-14, max_iter=10000).fit_grid(kd, kt, nr.Y, obs)
+    Gfull = np.kron(kt, kd)
+    o = obs.ravel(order="F")
+    coef = np.linalg.solve(Gfull[np.ix_(o, o)] + alpha * np.eye(o.sum()), nr.Y.ravel(order="F")[o])
+    expected_cg = (Gfull[:, o] @ coef).reshape(nr.Y.shape, order="F")
+    return {"closed_form_max_abs_diff": float(np.abs(got - expected).max()),
+            "cg_max_abs_diff": float(np.abs(cg.predict_grid(kd, kt) - expected_cg).max())}
+
+
+def run_accuracy(args, data_name):
+    from sklearn.metrics import r2_score, roc_auc_score
+
+    quick = args.quick
+    results = _harness.Results(args.out / f"pairwise{'_quick' if quick else ''}_{data_name}.json",
+                               key=("setting", "method", "fold", "seed"), config={"learner": LEARNER,
+                                                                                   "alphas": ALPHAS.tolist()},
+                               fresh=args.fresh, run=_harness.run_info(), progress=not args.no_progress)
+    if data_name == "synthetic":
+        data = _synthetic(quick)
+        Xx, Xy, Z = data.X_x, data.X_y, data.Z
+        kx = ky = None
+        score, metric = r2_score, "r2"
+    else:
+        from rkbs.datasets import load_nuclear_receptor
+
+        data = load_nuclear_receptor()
+        kx, ky = (data.drug_similarity + data.drug_similarity.T) / 2, data.target_similarity
+        Xx, Xy, Z = kx, ky, data.Y  # similarity rows as features for the non-precomputed methods
+        score, metric = roc_auc_score, "auc"
+        results.set_summary(kronecker_check=_nr_kronecker_check(data))
+    methods = METHODS
+    for seed in args.seeds:
+        folds = list(_synthetic_folds(Z.shape, seed) if data_name == "synthetic" else _nr_folds(data, seed))
+        keys = [dict(setting=s, method=m, fold=f, seed=seed) for s, f, _, _ in folds for m in methods]
+        lookup = {(s, f): (tr, te) for s, f, tr, te in folds}
+        for key in results.pending(keys, desc=f"{data_name} seed {seed}"):
+            train, test = lookup[(key["setting"], key["fold"])]
+            start = time.perf_counter()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                P, info = _predict(key["method"], Xx, Xy, Z, train, seed, kx, ky)
+            if np.unique(Z[test]).size < 2 and metric == "auc":
+                value = None  # a fold without both classes has no AUC
+            else:
+                value = float(score(Z[test], P[test]))
+            results.add({**key, metric: value, "seconds": time.perf_counter() - start, "n_train": int(train.sum()),
+                         "n_test": int(test.sum()), "warnings": sorted({str(w.category.__name__) for w in caught}),
+                         **info})
+    table = {}
+    for s in SETTINGS:
+        for m in methods:
+            vals = [r[metric] for r in results.select(setting=s, method=m) if r.get(metric) is not None]
+            if vals:
+                table[f"{s}/{m}"] = {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "folds": len(vals)}
+    results.set_summary(metric=metric, table=table)
+    _plot(results, metric, methods, data_name)
+    return results
+
+
+def _plot(results, metric, methods, data_name):
+    plt = _harness.pyplot()
+    table = results.summary["table"]
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.8 / len(methods)
+    for i, m in enumerate(methods):
+        means = [table.get(f"{s}/{m}", {}).get("mean", np.nan) for s in SETTINGS]
+        stds = [table.get(f"{s}/{m}", {}).get("std", 0.0) for s in SETTINGS]
+        ax.bar(np.arange(4) + i * width, means, width, yerr=stds, label=m, capsize=2)
+    ax.set_xticks(np.arange(4) + 0.4 - width / 2, [f"new {s}" if s != "pairs" else "new pairs" for s in SETTINGS])
+    ax.set_ylabel(f"test {metric.upper()} (mean, std over folds)")
+    ax.set_ylim(0.4 if metric == "auc" else -0.5, 1.0)
+    ax.legend(fontsize=7, ncol=3)
+    ax.set_title(f"Learning from pairs: {data_name}")
+    _harness.save_figure(fig, results.path.with_suffix(".png"), caption=_harness.provenance_caption(results))
+
+
+# ------------------------------------------------------------------------------------------ Kronecker speed
+def run_speed(args):
+    import torch
+    from sklearn.metrics.pairwise import rbf_kernel
+
+    from rkbs.estimators import BinaryKernelRidge
+
+    sizes = [(400, 600)] if args.quick else [(1000, 1000), (2000, 3000)]
+    rounds = 3
+    results = _harness.Results(args.out / f"pairwise_speed{'_quick' if args.quick else ''}.json",
+                               key=("n_x", "n_y", "round"), config={"rounds": rounds}, fresh=args.fresh,
+                               run=_harness.run_info(), progress=not args.no_progress)
+    for nx, ny in sizes:
+        rng = np.random.default_rng(0)
+        Xx, Xy, Z = rng.normal(size=(nx, 10)), rng.normal(size=(ny, 12)), rng.normal(size=(nx, ny))
+
+        def numpy_closed_form():
+            Kx, Ky = rbf_kernel(Xx, gamma=0.1), rbf_kernel(Xy, gamma=0.1)
+            lx, Qx = np.linalg.eigh(Kx)
+            ly, Qy = np.linalg.eigh(Ky)
+            return Qx @ ((Qx.T @ Z @ Qy) / (np.outer(lx, ly) + 1.0)) @ Qy.T
+
+        def rkbs_fit_grid():
+            return BinaryKernelRidge(kernel="rbf", kernel_params={"gamma": 0.1}, alpha=1.0).fit_grid(
+                Xx, Xy, Z).dual_coef_
+
+        for key in results.pending([dict(n_x=nx, n_y=ny, round=r) for r in range(rounds)], desc="speed"):
+            times, outs = {}, {}
+            order = [("numpy", numpy_closed_form), ("rkbs", rkbs_fit_grid)]
+            for name, fn in order if key["round"] % 2 == 0 else order[::-1]:  # interleaved, alternating order
+                t = time.perf_counter()
+                outs[name] = fn()
+                times[name] = time.perf_counter() - t
+            results.add({**key, "numpy_s": times["numpy"], "rkbs_s": times["rkbs"],
+                         "ratio": times["rkbs"] / times["numpy"], "torch_threads": torch.get_num_threads(),
+                         "max_abs_diff": float(np.abs(outs["numpy"] - outs["rkbs"]).max())})
+    summary = {}
+    for nx, ny in sizes:
+        rows = results.select(n_x=nx, n_y=ny)
+        summary[f"{nx}x{ny}"] = {k: float(np.median([r[k] for r in rows])) for k in ("numpy_s", "rkbs_s", "ratio")}
+    results.set_summary(median=summary, note="shared machine: ratios of runs interleaved in one process")
+    return results
+
+
+def main():
+    parser = _harness.make_parser(__doc__, name="pairwise")
+    parser.add_argument("--part", nargs="+", default=["synthetic", "nr", "speed"],
+                        choices=["synthetic", "nr", "speed"])
+    args = parser.parse_args()
+    _harness.setup(args)
+    for part in args.part:
+        res = run_speed(args) if part == "speed" else run_accuracy(args, part)
+        _harness.log(f"{part}: {res.path}")
+        for k, v in res.summary.items():
+            _harness.log(f"  {k}: {v}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""The kernel a BinaryKernelLearner learns: a weighted sum of attention heads with biased query and key maps."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ..kernels import Kernel
+
+__all__ = ["LearnedAttentionKernel"]
+
+
+class LearnedAttentionKernel(Kernel):
+    """``kappa(x, y) = sum_h w_h exp(<x W_q^h + b_q^h, y W_k^h + b_k^h> / sqrt(d))``.
+
+    With zero biases and one unit-weight head it is ``AttentionKernel(EDP(1 / sqrt(d)), W_q, W_k)``. The biases
+    give each head per-row and per-column factors (exp(<x W_q, b_k>) and exp(<b_q, y W_k>)), so the sum can
+    carry row and column effects as well as interactions. Asymmetric and, in general, indefinite.
+
+    Parameters
+    ----------
+    query_maps : ndarray of shape (n_heads, d_x, d)
+    key_maps : ndarray of shape (n_heads, d_y, d)
+    head_weights : ndarray of shape (n_heads,)
+    query_bias : ndarray of shape (n_heads, d), default=None (zeros)
+    key_bias : ndarray of shape (n_heads, d), default=None (zeros)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rkbs.estimators import LearnedAttentionKernel
+    >>> k = LearnedAttentionKernel(np.ones((2, 3, 4)) / 4, np.ones((2, 5, 4)) / 4, np.array([1.0, 0.5]))
+    >>> k(np.zeros((2, 3)), np.zeros((6, 5))).shape
+    (2, 6)
+    """
+
+    name = "learned_attention"
+    family = "learned"
+    formula = "sum_h w_h exp(<x Wq_h + bq_h, y Wk_h + bk_h> / sqrt(d))"
+
+    def __init__(self, query_maps=None, key_maps=None, head_weights=None, query_bias=None, key_bias=None):
+        self.query_maps = query_maps
+        self.key_maps = key_maps
+        self.head_weights = head_weights
+        self.query_bias = query_bias
+        self.key_bias = key_bias
+
+    def _arrays(self, like: torch.Tensor):
+        if self.query_maps is None or self.key_maps is None or self.head_weights is None:
+            raise ValueError("LearnedAttentionKernel needs query_maps, key_maps and head_weights")
+        Wq = torch.as_tensor(np.asarray(self.query_maps), dtype=like.dtype, device=like.device)
+        Wk = torch.as_tensor(np.asarray(self.key_maps), dtype=like.dtype, device=like.device)
+        w = torch.as_tensor(np.asarray(self.head_weights), dtype=like.dtype, device=like.device)
+        H, d = Wq.shape[0], Wq.shape[2]
+        if Wq.ndim != 3 or Wk.ndim != 3 or Wk.shape[0] != H or Wk.shape[2] != d or w.shape != (H,):
+            raise ValueError(f"query_maps (H, d_x, d), key_maps (H, d_y, d) and head_weights (H,) disagree: "
+                             f"{tuple(Wq.shape)}, {tuple(Wk.shape)}, {tuple(w.shape)}")
+        zeros = torch.zeros(H, d, dtype=like.dtype, device=like.device)
+        bq = zeros if self.query_bias is None else torch.as_tensor(np.asarray(self.query_bias), dtype=like.dtype,
+                                                                   device=like.device)
+        bk = zeros if self.key_bias is None else torch.as_tensor(np.asarray(self.key_bias), dtype=like.dtype,
+                                                                 device=like.device)
+        return Wq, Wk, w, bq, bk
+
+    @property
+    def symmetric(self) -> bool:
+        return False
+
+    @property
+    def positive_definite(self) -> bool:
+        return False
+
+    @property
+    def positive_valued(self) -> bool:
+        return self.head_weights is not None and bool(np.all(np.asarray(self.head_weights) >= 0))
+
+    @property
+    def has_log_kernel(self) -> bool:  # type: ignore[override]
+        return self.head_weights is not None and bool(np.all(np.asarray(self.head_weights) > 0))
+
+    def _logits(self, x, y):
+        Wq, Wk, w, bq, bk = self._arrays(x)
+        q = x.unsqueeze(-3) @ Wq + bq.unsqueeze(-2)  # (..., H, n, d)
+        k = y.unsqueeze(-3) @ Wk + bk.unsqueeze(-2)
+        return q @ k.transpose(-1, -2) / math.sqrt(Wq.shape[2]), w
+
+    def evaluate(self, x, y):
+        logits, w = self._logits(x, y)
+        return torch.einsum("h,...hnm->...nm", w, torch.exp(logits))
+
+    def log_evaluate(self, x, y):
+        if not self.has_log_kernel:
+            return super().log_evaluate(x, y)
+        logits, w = self._logits(x, y)
+        return torch.logsumexp(logits + torch.log(w)[:, None, None], dim=-3)
+
+    def _check_dims(self, X, Y):
+        dx, dy = np.shape(self.query_maps)[1], np.shape(self.key_maps)[1]
+        if X.shape[-1] != dx or Y.shape[-1] != dy:
+            raise ValueError(f"the learned kernel maps {dx}-dimensional queries and {dy}-dimensional keys; got "
+                             f"X with {X.shape[-1]} and Y with {Y.shape[-1]} features")
