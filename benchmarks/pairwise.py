@@ -18,7 +18,7 @@ kernels or the two similarity matrices as precomputed kernels), ``two_sided`` (t
 (its learned kernel in the two-sided closed form). Alphas of the closed forms come from the leave-one-pair-out
 path (``alphas=``) when the training pairs fill a grid, else from a held-out fifth of the training pairs.
 
-Usage: ``python benchmarks/pairwise.py [--quick] [--part synthetic nr speed]``; writes
+Usage: ``python benchmarks/pairwise.py [--quick] [--part synthetic nr speed] [--report-only]``; writes
 ``benchmarks/results/pairwise{,_speed}.{json,csv,png}``. Resumable per result.
 """
 
@@ -199,9 +199,10 @@ def run_accuracy(args, data_name):
         kx, ky = (data.drug_similarity + data.drug_similarity.T) / 2, data.target_similarity
         Xx, Xy, Z = kx, ky, data.Y  # similarity rows as features for the non-precomputed methods
         score, metric = roc_auc_score, "auc"
-        results.set_summary(kronecker_check=_nr_kronecker_check(data))
+        if not args.report_only:
+            results.set_summary(kronecker_check=_nr_kronecker_check(data))
     methods = METHODS
-    for seed in args.seeds:
+    for seed in [] if args.report_only else args.seeds:
         folds = list(_synthetic_folds(Z.shape, seed) if data_name == "synthetic" else _nr_folds(data, seed))
         keys = [dict(setting=s, method=m, fold=f, seed=seed) for s, f, _, _ in folds for m in methods]
         lookup = {(s, f): (tr, te) for s, f, tr, te in folds}
@@ -258,7 +259,7 @@ def run_speed(args):
     results = _harness.Results(args.out / f"pairwise_speed{'_quick' if args.quick else ''}.json",
                                key=("n_x", "n_y", "round"), config={"rounds": rounds}, fresh=args.fresh,
                                run=_harness.run_info(), progress=not args.no_progress)
-    for nx, ny in sizes:
+    for nx, ny in [] if args.report_only else sizes:
         rng = np.random.default_rng(0)
         Xx, Xy, Z = rng.normal(size=(nx, 10)), rng.normal(size=(ny, 12)), rng.normal(size=(nx, ny))
 
@@ -285,7 +286,10 @@ def run_speed(args):
     summary = {}
     for nx, ny in sizes:
         rows = results.select(n_x=nx, n_y=ny)
-        summary[f"{nx}x{ny}"] = {k: float(np.median([r[k] for r in rows])) for k in ("numpy_s", "rkbs_s", "ratio")}
+        if not rows:
+            continue
+        summary[f"{nx}x{ny}"] = {**{k: float(np.median([r[k] for r in rows])) for k in ("numpy_s", "rkbs_s", "ratio")},
+                                 "rounds": len(rows)}
     results.set_summary(median=summary, note="shared machine: ratios of runs interleaved in one process")
     return results
 
@@ -294,6 +298,8 @@ def main():
     parser = _harness.make_parser(__doc__, name="pairwise")
     parser.add_argument("--part", nargs="+", default=["synthetic", "nr", "speed"],
                         choices=["synthetic", "nr", "speed"])
+    parser.add_argument("--report-only", action="store_true",
+                        help="summarize and plot the stored results without running the pending ones")
     args = parser.parse_args()
     _harness.setup(args)
     for part in args.part:
