@@ -66,7 +66,7 @@ class RowSource:
                     raise ValueError("X contains NaN or infinity")
                 Zb = None
                 if with_targets and Z is not None:
-                    Zb = torch.as_tensor(np.asarray(Z[i : i + rows], dtype=np.float64), device=device)
+                    Zb = torch.tensor(np.asarray(Z[i : i + rows]), dtype=torch.float64, device=device)
                 yield start + i, Xb, Zb
             start += X.shape[0]
 

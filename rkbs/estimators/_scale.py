@@ -21,9 +21,16 @@ from ._common import check_scalar_param, resolve_device, resolve_kernel
 __all__ = ["is_streamed", "fit_streamed", "predict_streamed"]
 
 
-def is_streamed(X: Any) -> bool:
-    """Whether ``X`` is read block by block (a numpy memory map or a RowChunks) instead of copied to memory."""
-    return isinstance(X, (np.memmap, RowSource))
+def is_streamed(X: Any, est: Any, sample_weight: Any = None) -> bool:
+    """Whether ``X`` is read block by block instead of copied to memory: a RowChunks, or a numpy memory map
+    for a Nystroem model (``n_components`` below its rows) without sample weights, intercept or precomputed
+    kernel (the other memory maps are loaded as before)."""
+    if isinstance(X, RowSource):
+        return True
+    return (isinstance(X, np.memmap) and X.ndim == 2 and isinstance(est.n_components, int)
+            and est.n_components < X.shape[0] and sample_weight is None
+            and not getattr(est, "fit_intercept", False) and est.kernel != "precomputed"
+            and "_sparse_embedding" not in est.__dict__)
 
 
 def _rows(X: Any, y: Any) -> RowSource:

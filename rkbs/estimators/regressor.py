@@ -134,7 +134,7 @@ class RKBSRegressor(RegressorMixin, BaseEstimator):
         -------
         self : RKBSRegressor
         """
-        if is_streamed(X):
+        if is_streamed(X, self, sample_weight):
             beta = fit_streamed(self, X, y, sample_weight)
             single = beta.shape[1] == 1 and (y is None or np.ndim(y) == 1)
             self.dual_coef_ = beta[:, 0].copy() if single else beta
@@ -163,7 +163,7 @@ class RKBSRegressor(RegressorMixin, BaseEstimator):
         ndarray of shape (n_samples,) or (n_samples, n_targets)
         """
         check_is_fitted(self)
-        if is_streamed(X):
+        if is_streamed(X, self):
             out = predict_streamed(self, X, self.dual_coef_) + np.asarray(self.intercept_)
             return out[:, 0] if self.dual_coef_.ndim == 1 else out
         X = validate_data(self, X, dtype=[np.float64, np.float32], accept_sparse=("csr", "csc"), reset=False)
