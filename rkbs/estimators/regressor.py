@@ -40,7 +40,9 @@ class RKBSRegressor(RegressorMixin, BaseEstimator):
     solver : str, default="auto"
         ``"cholesky"``, ``"lstsq"`` (SVD) or ``"lsqr"`` for ``"coef"``; ``"cholesky"``, ``"cg"`` or ``"eigh"``
         for ``"rkhs"``; ``"lu"``, ``"gmres"`` or ``"minres"`` for ``"krein"``. ``"auto"`` picks a dense
-        factorization up to 12,000 centers, else the matrix-free Krylov solver.
+        factorization up to 12,000 centers, else the matrix-free Krylov solver. With ``n_components``,
+        ``"falkon"`` (``"rkhs"`` or ``"coef"``) is preconditioned CG over row blocks, O(n m) per iteration;
+        ``"auto"`` picks it when n m^2 > 2e11.
     normalize : bool, default=False
         Attention form (needs a positive-valued kernel; computed with log-sum-exp for exponential kernels).
     n_components : int, default=None
