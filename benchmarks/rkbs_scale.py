@@ -13,7 +13,8 @@ methods:
 - ``falkon32-2proc``: two processes (gloo, one thread each) inside ``rkbs.distributed.data_parallel``;
 - ``exact``: rkbs exact kernel ridge (n x n Cholesky) at n = 10,000, for the dense path's peak memory.
 
-Usage: ``python benchmarks/rkbs_scale.py [--quick] [--max-n 10000000] [--threads 2]``; resumable (each finished
+Usage: ``python benchmarks/rkbs_scale.py [--quick] [--max-n 10000000] [--threads 2] [--sizes N ...]
+[--methods M ...]``; resumable (each finished
 fit is stored in ``benchmarks/results/rkbs_scale.{json,csv}``; ``--fresh`` starts over), summary in
 ``rkbs_scale.md``. Timings on a shared machine are pessimistic: re-run on a quiet one.
 """
@@ -145,6 +146,8 @@ def _run(method: str, path: Path, m: int, threads: int, world: int) -> dict:
 def main(argv=None) -> None:
     parser = _harness.make_parser(__doc__, name="rkbs_scale")
     parser.add_argument("--max-n", type=int, default=10_000_000, help="largest n (default: %(default)s)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=None, help="only these n (default: all)")
+    parser.add_argument("--methods", nargs="+", default=None, help="only these methods, in this order")
     parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "rkbs_scale_data",
                         help="where the .npy data files are written once (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -161,6 +164,10 @@ def main(argv=None) -> None:
         if n < 10_000_000:
             plan.append((n, "falkon32", 1))
         plan += [(n, "falkon32-memmap", 1), (n, "falkon32-2proc", 2)]
+    if args.sizes:
+        plan = [p for p in plan if p[0] in args.sizes]
+    if args.methods:
+        plan = sorted((p for p in plan if p[1] in args.methods), key=lambda p: (p[0], args.methods.index(p[1])))
     results = _harness.Results.open(args, key=("n", "method", "seed"),
                                     config={"d": D, "m": m, "gamma": GAMMA, "alpha": ALPHA, "tol": TOL,
                                             "max_iter": MAX_ITER, "shared_machine": True})

@@ -62,11 +62,12 @@ class RowSource:
                 Xb = X[i : i + rows]
                 Xb = (Xb.to(device=device, dtype=dtype) if isinstance(Xb, torch.Tensor)
                       else torch.tensor(np.asarray(Xb), dtype=dtype, device=device))  # a block copy
-                if not bool(torch.isfinite(Xb).all()):
+                # tensors come checked from the estimators; a per-block check would sync a GPU every block
+                if not isinstance(X, torch.Tensor) and not bool(torch.isfinite(Xb).all()):
                     raise ValueError("X contains NaN or infinity")
                 Zb = None
                 if with_targets and Z is not None:
-                    Zb = torch.as_tensor(np.asarray(Z[i : i + rows], dtype=np.float64), device=device)
+                    Zb = torch.tensor(np.asarray(Z[i : i + rows]), dtype=torch.float64, device=device)
                 yield start + i, Xb, Zb
             start += X.shape[0]
 

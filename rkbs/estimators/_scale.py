@@ -18,27 +18,19 @@ from ..rows import RowSource, as_row_source
 from ..solvers import NystroemProblem, check_penalty, choose_solver, select_centers, solve_nystroem
 from ._common import check_scalar_param, resolve_device, resolve_kernel
 
-__all__ = ["is_streamed", "streams_fit", "streams_predict", "fit_streamed", "predict_streamed"]
+__all__ = ["is_streamed", "fit_streamed", "predict_streamed"]
 
 
-def is_streamed(X: Any) -> bool:
-    """Whether ``X`` can be read block by block (a numpy memory map or a RowChunks) instead of copied to memory."""
-    return isinstance(X, (np.memmap, RowSource))
-
-
-def streams_fit(est: Any, X: Any) -> bool:
-    """Whether ``est.fit`` reads ``X`` block by block: a RowChunks always; a memory map when the estimator has
-    Nystroem landmarks (``n_components`` set). Without them the exact solvers need the n x n Gram matrix anyway,
-    so a memory map is read like any array (scikit-learn's estimator checks pass read-only memory maps)."""
+def is_streamed(X: Any, est: Any, sample_weight: Any = None) -> bool:
+    """Whether ``X`` is read block by block instead of copied to memory: a RowChunks, or a numpy memory map
+    for a Nystroem model (``n_components`` below its rows) without sample weights, intercept or precomputed
+    kernel (the other memory maps are loaded as before)."""
     if isinstance(X, RowSource):
         return True
-    return isinstance(X, np.memmap) and getattr(est, "n_components", None) is not None
-
-
-def streams_predict(est: Any, X: Any) -> bool:
-    """Whether ``est.predict`` reads ``X`` block by block (not for models fitted on sparse X, whose inputs go
-    through their embedding)."""
-    return is_streamed(X) and getattr(est, "_sparse_embedding", None) is None
+    return (isinstance(X, np.memmap) and X.ndim == 2 and isinstance(est.n_components, int)
+            and est.n_components < X.shape[0] and sample_weight is None
+            and not getattr(est, "fit_intercept", False) and est.kernel != "precomputed"
+            and "_sparse_embedding" not in est.__dict__)
 
 
 def _rows(X: Any, y: Any) -> RowSource:

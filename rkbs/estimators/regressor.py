@@ -8,7 +8,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._common import accepts_sparse, check_sample_weight, fit_representer, output_dtype, predict_expansion
 from ._precomputed import is_precomputed
-from ._scale import fit_streamed, predict_streamed, streams_fit, streams_predict
+from ._scale import fit_streamed, is_streamed, predict_streamed
 
 __all__ = ["RKBSRegressor"]
 
@@ -40,7 +40,9 @@ class RKBSRegressor(RegressorMixin, BaseEstimator):
     solver : str, default="auto"
         ``"cholesky"``, ``"lstsq"`` (SVD) or ``"lsqr"`` for ``"coef"``; ``"cholesky"``, ``"cg"`` or ``"eigh"``
         for ``"rkhs"``; ``"lu"``, ``"gmres"`` or ``"minres"`` for ``"krein"``. ``"auto"`` picks a dense
-        factorization up to 12,000 centers, else the matrix-free Krylov solver.
+        factorization up to 12,000 centers, else the matrix-free Krylov solver. With ``n_components``,
+        ``"falkon"`` (``"rkhs"`` or ``"coef"``) is preconditioned CG over row blocks, O(n m) per iteration;
+        ``"auto"`` picks it when n m^2 > 2e11.
     normalize : bool, default=False
         Attention form (needs a positive-valued kernel; computed with log-sum-exp for exponential kernels).
     n_components : int, default=None
@@ -135,7 +137,7 @@ class RKBSRegressor(RegressorMixin, BaseEstimator):
         -------
         self : RKBSRegressor
         """
-        if streams_fit(self, X):
+        if is_streamed(X, self, sample_weight):
             beta = fit_streamed(self, X, y, sample_weight)
             single = beta.shape[1] == 1 and (y is None or np.ndim(y) == 1)
             self.dual_coef_ = beta[:, 0].copy() if single else beta
@@ -164,7 +166,7 @@ class RKBSRegressor(RegressorMixin, BaseEstimator):
         ndarray of shape (n_samples,) or (n_samples, n_targets)
         """
         check_is_fitted(self)
-        if streams_predict(self, X):
+        if is_streamed(X, self):
             out = predict_streamed(self, X, self.dual_coef_) + np.asarray(self.intercept_)
             return out[:, 0] if self.dual_coef_.ndim == 1 else out
         X = validate_data(self, X, dtype=[np.float64, np.float32], accept_sparse=("csr", "csc"), reset=False)

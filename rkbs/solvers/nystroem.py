@@ -109,7 +109,9 @@ class NystroemProblem:
     def _blocks(self, with_targets: bool):
         # default blocks of ~512K kernel entries: they stay in cache between K @ V and K^T (K V) (measured
         # 1.7 ns per float32 entry for 256-1,024 rows against 4.9 ns for 4,096 rows, m = 2,000, one core)
-        rows = _rows_per_block(self.m, self.block_size) if self.block_size else max(1, (1 << 19) // self.m)
+        # (CPU); a GPU wants blocks of ~16M entries to fill it
+        per_block = (1 << 24) if self.device.type == "cuda" else (1 << 19)
+        rows = _rows_per_block(self.m, self.block_size) if self.block_size else max(1, per_block // self.m)
         Cd = self.C.to(self.dtype)
         r = None if self.sample_weight is None else torch.as_tensor(np.sqrt(self.sample_weight), device=self.device)
         for start, Xb, Zb in self.rows.blocks(rows, self.device, self.dtype, with_targets):

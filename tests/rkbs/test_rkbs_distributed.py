@@ -52,6 +52,7 @@ def _worker(rank, world, store, path, tmp):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_process_fit_gives_the_single_process_coefficients(tmp_path):
     path = str(tmp_path / "coef.pt")
     mp.spawn(_worker, args=(2, str(tmp_path / "rendezvous"), path, str(tmp_path)), nprocs=2, join=True)
