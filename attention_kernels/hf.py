@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from rkbs.kernels import Kernel, get_kernel, list_kernels
+from rkbs.kernels import Kernel, default_scale, gamma_for_scale, get_kernel, list_kernels
 
 from ._masks import causal_keep
 from .functional import kernel_attention, resolve_kernel
@@ -221,8 +221,8 @@ def _kernel_for(kernel: Kernel, scaling: float | None, head_dim: int, cache: dic
         if "scale" in params:
             cache[scaling] = kernel if params["scale"] is not None else resolve_kernel(kernel, scale=float(scaling))
         elif "gamma" in params:
-            cache[scaling] = kernel if params["gamma"] is not None else get_kernel(kernel, gamma=float(scaling) / 2)
-        elif math.isclose(float(scaling), head_dim ** -0.5, rel_tol=1e-6):
+            cache[scaling] = kernel if params["gamma"] is not None else get_kernel(kernel, gamma=gamma_for_scale(scaling))
+        elif math.isclose(float(scaling), default_scale(None, head_dim), rel_tol=1e-6):
             cache[scaling] = kernel
         else:
             raise ValueError(

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
 
 from ..kernels import Kernel
+from ..kernels._validation import default_scale
 
 __all__ = ["LearnedAttentionKernel"]
 
@@ -84,7 +84,7 @@ class LearnedAttentionKernel(Kernel):
         Wq, Wk, w, bq, bk = self._arrays(x)
         q = x.unsqueeze(-3) @ Wq + bq.unsqueeze(-2)  # (..., H, n, d)
         k = y.unsqueeze(-3) @ Wk + bk.unsqueeze(-2)
-        return q @ k.transpose(-1, -2) / math.sqrt(Wq.shape[2]), w
+        return q @ k.transpose(-1, -2) * default_scale(None, Wq.shape[2]), w
 
     def evaluate(self, x, y):
         logits, w = self._logits(x, y)

@@ -13,7 +13,7 @@ from typing import Any
 from sklearn.base import clone
 
 from ._base import Kernel
-from ._validation import check_positive
+from ._validation import check_positive, default_gamma, default_scale, gamma_for_scale
 from .composition import AttentionKernel
 from .coordinate import ExpIntersection
 from .dot_product import EDP, RBF, Cosine, Laplacian, Linear, Polynomial, Sigmoid, Tanh
@@ -44,6 +44,9 @@ __all__ = [
     "RandomFourierFeatures",
     "get_kernel",
     "resolve_kernel",
+    "default_scale",
+    "default_gamma",
+    "gamma_for_scale",
     "list_kernels",
     "KERNELS",
     # lower-case constructors, as the kernels are named in the catalogue

@@ -22,6 +22,7 @@ __all__ = [
     "check_int",
     "default_scale",
     "default_gamma",
+    "gamma_for_scale",
 ]
 
 
@@ -134,7 +135,13 @@ def check_int(name: str, value: Any, minimum: int) -> int:
 
 
 def default_scale(scale: float | None, d: int) -> float:
-    """The catalogue's one default scale: ``1 / sqrt(d)`` (SDPA's) when ``scale`` is None."""
+    """The catalogue's one default scale: ``1 / sqrt(d)`` (SDPA's) when ``scale`` is None.
+
+    Examples
+    --------
+    >>> default_scale(None, 16), default_scale(0.5, 16)
+    (0.25, 0.5)
+    """
     return 1.0 / math.sqrt(d) if scale is None else float(scale)
 
 
@@ -143,5 +150,23 @@ def default_gamma(gamma: float | None, d: int) -> float:
 
     With it ``-gamma |q - k|^2`` shares its ``q.k`` term with EDP's ``q.k / sqrt(d)``, so normalized RBF attention
     and softmax attention differ only by the key norms.
+
+    Examples
+    --------
+    >>> default_gamma(None, 16)
+    0.125
     """
-    return 1.0 / (2.0 * math.sqrt(d)) if gamma is None else float(gamma)
+    return gamma_for_scale(default_scale(None, d)) if gamma is None else float(gamma)
+
+
+def gamma_for_scale(scale: float) -> float:
+    """The rbf-type bandwidth whose ``q.k`` term equals a dot-product kernel's with this ``scale``.
+
+    ``-gamma |q - k|^2 = 2 gamma q.k - gamma (|q|^2 + |k|^2)``, so ``gamma = scale / 2``.
+
+    Examples
+    --------
+    >>> gamma_for_scale(0.25)
+    0.125
+    """
+    return float(scale) / 2.0
