@@ -190,11 +190,13 @@ def _forward(plan: _Plan, q, k, v, bias, sinks, slopes) -> tuple[torch.Tensor, t
                 m_new = torch.maximum(m_t, p.amax(-1))
                 m_safe = _finite_or_zero(m_new)
                 alpha = torch.exp(m_t - m_safe)  # 0 while the row has seen only masked keys (m = -inf)
-                p.sub_(m_safe.unsqueeze(-1))
+                # (p - m) log2(e) in one pass, then 2^
+                torch.add(m_safe.unsqueeze(-1).mul(-_LOG2E), p, alpha=_LOG2E, out=p).exp2_()
                 l_t.mul_(alpha)
                 acc_t.mul_(alpha.unsqueeze(-1))
                 m_t.copy_(m_new)
-            _exp_(p)
+            else:
+                _exp_(p)
         else:
             if extra is not None:
                 p.mul_(torch.exp(extra))
@@ -303,12 +305,12 @@ class _TiledAttention(torch.autograd.Function):
                 k_g = k_t.detach().requires_grad_(need_k)
                 kp = _kernel_part(plan, q_g, k_g, inplace=False)
             if plan.use_log:
-                p = kp.detach() - r_t
+                p = torch.add(r_t.mul(-_LOG2E), kp.detach(), alpha=_LOG2E)  # (kp - r) log2(e), then 2^
                 if extra is not None:
-                    p.add_(extra)
+                    p.add_(extra, alpha=_LOG2E)
                 if keep is not None:
                     p.masked_fill_(~keep, -math.inf)
-                _exp_(p)
+                p.exp2_()
                 factor = None
             else:
                 factor = None  # the tile's weights are kp * factor
