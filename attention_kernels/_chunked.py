@@ -16,6 +16,8 @@ With ``w_ij = exp(s_ij) * mantissa_ij`` (``s`` = log-kernel, soft-capped, plus A
 
 ``dS`` is the gradient of the log-weight: it flows into the log-kernel (hence q and k), the additive mask and
 the ALiBi slopes; kernels without a log-kernel get ``dS / mantissa`` as the gradient of their value.
+Training on a problem whose weight matrix fits ``ONE_PIECE_BYTES`` skips all this: one tile over the whole
+matrix, differentiated by plain autograd (``_one_tile``), as cheap as the eager formula.
 Dropout masks are drawn per tile from a generator seeded once per call (from torch's global generator), so
 the backward pass redraws exactly the forward's masks.
 """
@@ -33,11 +35,22 @@ from rkbs.kernels import Cosine, Kernel, Linear
 
 from ._masks import MaskSpec, causal_keep
 
-__all__ = ["chunked_attention", "attention_weights", "DEFAULT_CHUNK", "TILE_ELEMENTS"]
+__all__ = ["chunked_attention", "attention_weights", "DEFAULT_CHUNK", "TILE_ELEMENTS", "ONE_PIECE_BYTES"]
 
 # Tile size override (queries = keys = DEFAULT_CHUNK); None chooses the tile from the shapes. Tests set it small
-# so that lengths are not multiples of it.
+# so that lengths are not multiples of it; setting it also keeps training on the tiled path (see ONE_PIECE_BYTES).
 DEFAULT_CHUNK: int | None = None
+
+# Training on a problem whose (batch x n_queries x n_keys) weight matrix takes at most this many bytes runs in
+# one piece through plain autograd, storing that matrix as the eager formula does: the tiled backward recomputes
+# the scores (7 matmuls against the eager formula's 6) and pays Python per tile, which made linear and cosine
+# fwd+bwd 1.02-1.08x their eager formula at N = 2048 (B = 1, H = 4: exactly 64 MiB in float32). Above it, the
+# tiled path keeps memory O(N * tile). 0 keeps every multi-tile problem on the tiled path.
+ONE_PIECE_BYTES = 64 << 20
+
+# ... unless the causal/window band leaves the tiled path this fraction of the weight matrix or less: below the
+# break-even of 6 stored-formula matmuls against 7 recomputing ones, skipping tiles wins.
+_ONE_PIECE_MIN_COVER = 6 / 7
 
 # Elements of one (batch x query block x key chunk) tile: 2^18 float32 = 1 MiB, so a tile and its in-place
 # updates stay in a core's L2 cache. Measured on a 2-core CPU (B=1, H=4, N=4096, d=64, one thread): 256 x 256
@@ -232,8 +245,8 @@ def _forward(plan: _Plan, q, k, v, bias, sinks, slopes) -> tuple[torch.Tensor, t
 def _one_tile(plan: _Plan, q, k, v, bias, sinks, slopes) -> tuple[torch.Tensor, torch.Tensor]:
     """The same function as one tile of ``_forward``, out of place, so that plain autograd differentiates it.
 
-    Used for training on problems that fit one tile (<= 4 * TILE_ELEMENTS weights): storing that tile costs a
-    few MiB and saves the backward pass its recomputation, which at such sizes costs more than it spares.
+    Used for training on problems whose weight matrix fits ``ONE_PIECE_BYTES`` (see ``_in_one_piece``): storing
+    it costs what the eager formula's costs and saves the backward pass its recomputation and per-tile Python.
     """
     nq, nk = q.shape[-2], k.shape[-2]
     extra, keep = _tile_mask(plan, bias, slopes, 0, nq, 0, nk, q.device)
@@ -255,7 +268,8 @@ def _one_tile(plan: _Plan, q, k, v, bias, sinks, slopes) -> tuple[torch.Tensor, 
         w = kp if extra is None else kp * torch.exp(extra)
         if keep is not None:
             w = w.masked_fill(~keep, 0.0)
-    out = torch.matmul(w, v)
+    w_v = w if plan.dropout_p == 0.0 else w * _dropout_scale(plan, 0, w)
+    out = torch.matmul(w_v, v)
     if not plan.normalize:
         return out, torch.full(out.shape[:-1], -math.inf, dtype=out.dtype, device=out.device)
     l = w.sum(-1, keepdim=True)
@@ -395,11 +409,30 @@ def chunked_attention(
     plan = _Plan(kernel, use_log, normalize, mask, softcap, float(dropout_p), seed, bq, bk)
     inputs = (q, k, v, mask.bias, sinks, alibi_slopes)
     training = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
-    if training and dropout_p == 0.0 and bq >= q.shape[-2] and bk >= k.shape[-2]:
+    if _in_one_piece(plan, q, k, training):
         out, lse = _one_tile(plan, *inputs)
     else:
         out, lse = _TiledAttention.apply(*inputs, plan)
     return (out, lse) if return_lse else out
+
+
+def _in_one_piece(plan: _Plan, q: torch.Tensor, k: torch.Tensor, training: bool) -> bool:
+    """Whether the call runs through ``_one_tile`` (plain autograd, weight matrix stored) instead of the tiles.
+
+    A problem that is one tile anyway runs there with or without a gradient (the autograd Function's
+    bookkeeping cost the un-normalized kernels ~1.3x the eager forward at N = 512); a larger one only when
+    training within ``ONE_PIECE_BYTES`` (without a gradient, the cache-sized tiles beat the eager formula).
+    """
+    nq, nk = q.shape[-2], k.shape[-2]
+    if plan.bq >= nq and plan.bk >= nk:  # small problems, or DEFAULT_CHUNK >= the lengths
+        return True
+    if not training or DEFAULT_CHUNK is not None or q.numel() == 0 or k.numel() == 0:
+        return False
+    weights = math.prod(q.shape[:-2]) * nq * nk
+    if weights * q.element_size() > ONE_PIECE_BYTES:
+        return False
+    formed = sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in _tiles(plan, nq, nk))
+    return formed >= _ONE_PIECE_MIN_COVER * nq * nk
 
 
 def _block_keep(mask: MaskSpec, n_queries: int, start: int, stop: int, device) -> tuple:

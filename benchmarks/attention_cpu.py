@@ -13,7 +13,9 @@ Suites (``--suite``):
   (``--n`` overrides), fwd and fwd+bwd, each pass one interleaved group of ours / SDPA / eager, causal and not,
   so that ours / SDPA, ours / eager and causal / non-causal all come from the same rounds; ``--large-rounds``
   rounds from N = 8192 on. Each row is checked against the targets (EDP, RBF <= 1.2x SDPA; the others
-  <= 2x SDPA and <= 1x eager; causal <= 0.6x non-causal at N >= 8192).
+  <= 2x SDPA and <= 1x eager; causal <= 0.6x non-causal at N >= 8192);
+- ``piece``: the one-piece path (``ONE_PIECE_BYTES``) against the previous dispatch (``tiled``: tiles above
+  one tile, the autograd Function for inference) and the eager formula, non-causal, fwd and fwd+bwd.
 
 Methods run interleaved in one process, round after round (medians), so a shared machine slows them alike;
 the JSON records the load average. Peak memory is the resident-set peak above the baseline, sampled every
@@ -25,6 +27,8 @@ Resumable: finished keys are skipped.
     python benchmarks/attention_cpu.py --quick               # N in {512, 2048}, 2 rounds
     python benchmarks/attention_cpu.py --suite speed --kernels edp rbf --n 8192 --rounds 2
     python benchmarks/attention_cpu.py --suite done --threads 1 --name attention_cpu_done   # ~10 min, 1 thread
+    python benchmarks/attention_cpu.py --suite piece --kernels linear cosine tanh --n 512 2048 --rounds 7 \
+        --threads 1 --name attention_cpu_piece                                          # ~3 min, 1 thread
 
 Writes benchmarks/results/attention_cpu.{json,csv,md,png}.
 """
@@ -208,6 +212,45 @@ def suite_done(args, results):
                 _record(args, results, key, res)
 
 
+def _previous_rule(plan, q, k, training):
+    """The dispatch before ONE_PIECE_BYTES: plain autograd only for training on one tile without dropout."""
+    return training and plan.dropout_p == 0.0 and plan.bq >= q.shape[-2] and plan.bk >= k.shape[-2]
+
+
+def suite_piece(args, results):
+    """The one-piece path against the previous dispatch (tiled above one tile, autograd Function for inference)
+    and the eager formula, interleaved: ``ours`` / ``tiled`` / ``eager`` per kernel, N and pass."""
+    import attention_kernels._chunked as chunked
+
+    for n in args.n:
+        for kname in args.kernels:
+            name, params, normalize = KERNELS[kname]
+            for passname in ("fwd", "fwd+bwd"):
+                key = f"piece/{kname}/N={n}/{passname}"
+                if key in results:
+                    continue
+                backward = passname == "fwd+bwd"
+                q, k, v = _inputs(1, 4, n, n, 64, backward)
+
+                def ours():
+                    return kernel_attention(q, k, v, kernel=name, normalize=normalize, backend="torch", **params)
+
+                def tiled():
+                    rule, chunked._in_one_piece = chunked._in_one_piece, _previous_rule
+                    try:
+                        return ours()
+                    finally:
+                        chunked._in_one_piece = rule
+
+                methods = {"ours": ours, "tiled": tiled, "eager": lambda: kernel_attention_weights(
+                    q, k, kernel=name, normalize=normalize, **params) @ v}
+                res = _interleaved(methods, backward, (q, k, v), args.rounds)
+                med = {m: r["median_s"] for m, r in res.items()}
+                res["ours/eager"] = med["ours"] / med["eager"]
+                res["tiled/eager"] = med["tiled"] / med["eager"]
+                _record(args, results, key, res)
+
+
 def _done_checks(kname: str, n: int, res: dict) -> list[str]:
     """The targets a ``done`` row misses (empty: it meets every target that applies)."""
     missed = []
@@ -357,7 +400,7 @@ def _markdown(args, results):
     for key, r in results.items():
         if key.startswith("done/"):
             continue
-        for field in ("ours/sdpa", "packed/padded"):
+        for field in ("ours/sdpa", "packed/padded", "ours/eager", "tiled/eager"):
             if not key.startswith("speed/") and field in r:
                 lines.append(f"| {key.split('/')[0]} | {'/'.join(key.split('/')[1:])} | {field} = {r[field]:.2f} |")
     for key, r in results.items():
@@ -415,7 +458,7 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=1, help="unused (inputs are seeded); harness flag")
     parser.add_argument("--device", default="cpu", choices=["cpu"])
     parser.add_argument("--suite", nargs="+", default=["speed", "decode", "varlen", "window"],
-                        choices=["speed", "decode", "varlen", "window", "done"])
+                        choices=["speed", "decode", "varlen", "window", "done", "piece"])
     parser.add_argument("--kernels", nargs="+", default=None, choices=list(KERNELS),
                         help="default: every kernel (the dot family for --suite done)")
     parser.add_argument("--n", nargs="+", type=int, default=None,
@@ -455,7 +498,7 @@ def main(argv=None):
             results = json.load(fh).get("results", {})
     for suite in args.suite:
         {"speed": suite_speed, "decode": suite_decode, "varlen": suite_varlen, "window": suite_window,
-         "done": suite_done}[suite](args, results)
+         "done": suite_done, "piece": suite_piece}[suite](args, results)
     _write_csv(args, results)
     _markdown(args, results)
     _plot(args, results)
