@@ -16,7 +16,7 @@ With ``w_ij = exp(s_ij) * mantissa_ij`` (``s`` = log-kernel, soft-capped, plus A
 
 ``dS`` is the gradient of the log-weight: it flows into the log-kernel (hence q and k), the additive mask and
 the ALiBi slopes; kernels without a log-kernel get ``dS / mantissa`` as the gradient of their value.
-Training on a problem whose weight matrix fits ``ONE_PIECE_BYTES`` skips all this: one tile over the whole
+Training a matmul-tile kernel (linear, cosine, ...) on a problem whose weight matrix fits ``ONE_PIECE_BYTES`` skips all this: one tile over the whole
 matrix, differentiated by plain autograd (``_one_tile``), as cheap as the eager formula.
 Dropout masks are drawn per tile from a generator seeded once per call (from torch's global generator), so
 the backward pass redraws exactly the forward's masks.
@@ -41,12 +41,17 @@ __all__ = ["chunked_attention", "attention_weights", "DEFAULT_CHUNK", "TILE_ELEM
 # so that lengths are not multiples of it; setting it also keeps training on the tiled path (see ONE_PIECE_BYTES).
 DEFAULT_CHUNK: int | None = None
 
-# Training on a problem whose (batch x n_queries x n_keys) weight matrix takes at most this many bytes runs in
-# one piece through plain autograd, storing that matrix as the eager formula does: the tiled backward recomputes
-# the scores (7 matmuls against the eager formula's 6) and pays Python per tile, which made linear and cosine
-# fwd+bwd 1.02-1.08x their eager formula at N = 2048 (B = 1, H = 4: exactly 64 MiB in float32). Above it, the
-# tiled path keeps memory O(N * tile). 0 keeps every multi-tile problem on the tiled path.
-ONE_PIECE_BYTES = 64 << 20
+# Training a kernel whose tile is one plain matmul (linear; cosine, elu, relu once their features are formed) on
+# a problem whose (batch x n_queries x n_keys) weight matrix takes at most this many bytes runs in one piece
+# through plain autograd, storing that matrix as the eager formula does, so it costs what the eager formula
+# costs: the tiled backward recomputes the scores (7 matmuls against 6) and pays Python per tile. Measured
+# (benchmarks/attention_cpu.py --suite piece, B = 1, H = 4, d = 64, float32, one thread, shared machine): at
+# N = 1024 (16 MiB) fwd+bwd one piece ran 0.60x / 1.00x eager for linear / cosine, tiles 0.79x / 1.25x; at
+# N = 2048 (64 MiB) one piece ran 1.01x / 1.06x, tiles 0.97x / 0.90x (a stored matrix that size is
+# memory-bound). 32 MiB lies between the two; the crossover in between was not measured. Kernels with
+# elementwise work per tile stay tiled (tanh fwd+bwd at N = 2048: tiles 0.72-0.83x eager, one piece
+# 0.73-1.00x). Above the budget the tiled path keeps memory O(N * tile). 0 keeps every multi-tile problem tiled.
+ONE_PIECE_BYTES = 32 << 20
 
 # ... unless the causal/window band leaves the tiled path this fraction of the weight matrix or less: below the
 # break-even of 6 stored-formula matmuls against 7 recomputing ones, skipping tiles wins.
@@ -421,12 +426,15 @@ def _in_one_piece(plan: _Plan, q: torch.Tensor, k: torch.Tensor, training: bool)
 
     A problem that is one tile anyway runs there with or without a gradient (the autograd Function's
     bookkeeping cost the un-normalized kernels ~1.3x the eager forward at N = 512); a larger one only when
-    training within ``ONE_PIECE_BYTES`` (without a gradient, the cache-sized tiles beat the eager formula).
+    training a matmul-tile kernel within ``ONE_PIECE_BYTES`` (without a gradient, the cache-sized tiles beat
+    the eager formula).
     """
     nq, nk = q.shape[-2], k.shape[-2]
     if plan.bq >= nq and plan.bk >= nk:  # small problems, or DEFAULT_CHUNK >= the lengths
         return True
     if not training or DEFAULT_CHUNK is not None or q.numel() == 0 or k.numel() == 0:
+        return False
+    if plan.use_log or type(plan.kernel).evaluate is not Linear.evaluate:
         return False
     weights = math.prod(q.shape[:-2]) * nq * nk
     if weights * q.element_size() > ONE_PIECE_BYTES:
