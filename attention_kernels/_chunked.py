@@ -16,6 +16,8 @@ With ``w_ij = exp(s_ij) * mantissa_ij`` (``s`` = log-kernel, soft-capped, plus A
 
 ``dS`` is the gradient of the log-weight: it flows into the log-kernel (hence q and k), the additive mask and
 the ALiBi slopes; kernels without a log-kernel get ``dS / mantissa`` as the gradient of their value.
+Training a matmul-tile kernel (linear, cosine, ...) on a problem whose weight matrix fits ``ONE_PIECE_BYTES`` skips all this: one tile over the whole
+matrix, differentiated by plain autograd (``_one_tile``), as cheap as the eager formula.
 Dropout masks are drawn per tile from a generator seeded once per call (from torch's global generator), so
 the backward pass redraws exactly the forward's masks.
 """
@@ -29,20 +31,50 @@ from dataclasses import dataclass
 import torch
 from torch.autograd.function import once_differentiable
 
-from rkbs.kernels import Kernel
+from rkbs.kernels import Cosine, Kernel, Linear
 
 from ._masks import MaskSpec, causal_keep
 
-__all__ = ["chunked_attention", "attention_weights", "DEFAULT_CHUNK", "TILE_ELEMENTS"]
+__all__ = ["chunked_attention", "attention_weights", "DEFAULT_CHUNK", "TILE_ELEMENTS", "ONE_PIECE_BYTES"]
 
 # Tile size override (queries = keys = DEFAULT_CHUNK); None chooses the tile from the shapes. Tests set it small
-# so that lengths are not multiples of it.
+# so that lengths are not multiples of it; setting it also keeps training on the tiled path (see ONE_PIECE_BYTES).
 DEFAULT_CHUNK: int | None = None
+
+# Training a kernel whose tile is one plain matmul (linear; cosine, elu, relu once their features are formed) on
+# a problem whose (batch x n_queries x n_keys) weight matrix takes at most this many bytes runs in one piece
+# through plain autograd, storing that matrix as the eager formula does, so it costs what the eager formula
+# costs: the tiled backward recomputes the scores (7 matmuls against 6) and pays Python per tile. Measured
+# (benchmarks/attention_cpu.py --suite piece, B = 1, H = 4, d = 64, float32, one thread, shared machine): at
+# N = 1024 (16 MiB) fwd+bwd one piece ran 0.60x / 1.00x eager for linear / cosine, tiles 0.79x / 1.25x; at
+# N = 2048 (64 MiB) one piece ran 1.01x / 1.06x, tiles 0.97x / 0.90x (a stored matrix that size is
+# memory-bound). 32 MiB lies between the two; the crossover in between was not measured. Kernels with
+# elementwise work per tile stay tiled (tanh fwd+bwd at N = 2048: tiles 0.72-0.83x eager, one piece
+# 0.73-1.00x). Above the budget the tiled path keeps memory O(N * tile). 0 keeps every multi-tile problem tiled.
+ONE_PIECE_BYTES = 32 << 20
+
+# ... unless the causal/window band leaves the tiled path this fraction of the weight matrix or less: below the
+# break-even of 6 stored-formula matmuls against 7 recomputing ones, skipping tiles wins.
+_ONE_PIECE_MIN_COVER = 6 / 7
 
 # Elements of one (batch x query block x key chunk) tile: 2^18 float32 = 1 MiB, so a tile and its in-place
 # updates stay in a core's L2 cache. Measured on a 2-core CPU (B=1, H=4, N=4096, d=64, one thread): 256 x 256
 # tiles run 1.9x faster than (4096 x 512) strips and 2x faster than the eager formula (benchmarks/attention_cpu.py).
 TILE_ELEMENTS = 1 << 18
+
+# exp(x) = 2^(x log2 e): torch 2.13's CPU exp2 is ~8x faster than its exp on a tile (0.04 ms against 0.3 ms
+# per 2^18 float32, AVX512), which dwarfs the extra multiply; GPUs evaluate exp this way too. The relative
+# error it adds is ~|x| eps, on weights exp(x) that the running maximum keeps at x <= 0.
+_LOG2E = 1.0 / math.log(2.0)
+
+
+def _exp_(t: torch.Tensor) -> torch.Tensor:
+    return t.mul_(_LOG2E).exp2_()
+
+
+def _exp(t: torch.Tensor) -> torch.Tensor:
+    return torch.exp2(t * _LOG2E)
+
 
 # Bounded kernels with a log-kernel gain nothing from the log path (their weights cannot overflow), and
 # F.logsigmoid has a fixed ~6 ms CPU cost per call in torch 2.13, so sigmoid is evaluated directly.
@@ -51,6 +83,22 @@ _DIRECT = frozenset({"sigmoid"})
 
 def _uses_log(kernel: Kernel) -> bool:
     return kernel.has_log_kernel and kernel.name not in _DIRECT
+
+
+# The plain dot product that feature-product kernels are tiled with, once their features are formed.
+_DOT = Linear(scale=1.0)
+
+
+def _feature_product(kernel: Kernel, d: int) -> bool:
+    """Whether ``evaluate`` is the product of the kernel's own features, at most ``d`` of them (cosine, elu, relu).
+
+    Such kernels form their features once per call instead of once per tile (cosine's normalization and its
+    backward per tile cost cosine ~20% of its fwd+bwd time), and their tiles are a plain matmul.
+    """
+    if not kernel.has_features or kernel.has_log_kernel:
+        return False
+    exact = kernel.family == "feature_map" or type(kernel).evaluate is Cosine.evaluate
+    return exact and kernel.feature_dim(d) <= d
 
 
 def _tile_sizes(batch_elements: int, nq: int, nk: int) -> tuple[int, int]:
@@ -160,11 +208,13 @@ def _forward(plan: _Plan, q, k, v, bias, sinks, slopes) -> tuple[torch.Tensor, t
                 m_new = torch.maximum(m_t, p.amax(-1))
                 m_safe = _finite_or_zero(m_new)
                 alpha = torch.exp(m_t - m_safe)  # 0 while the row has seen only masked keys (m = -inf)
-                p.sub_(m_safe.unsqueeze(-1))
+                # (p - m) log2(e) in one pass, then 2^
+                torch.add(m_safe.unsqueeze(-1).mul(-_LOG2E), p, alpha=_LOG2E, out=p).exp2_()
                 l_t.mul_(alpha)
                 acc_t.mul_(alpha.unsqueeze(-1))
                 m_t.copy_(m_new)
-            p.exp_()
+            else:
+                _exp_(p)
         else:
             if extra is not None:
                 p.mul_(torch.exp(extra))
@@ -200,8 +250,8 @@ def _forward(plan: _Plan, q, k, v, bias, sinks, slopes) -> tuple[torch.Tensor, t
 def _one_tile(plan: _Plan, q, k, v, bias, sinks, slopes) -> tuple[torch.Tensor, torch.Tensor]:
     """The same function as one tile of ``_forward``, out of place, so that plain autograd differentiates it.
 
-    Used for training on problems that fit one tile (<= 4 * TILE_ELEMENTS weights): storing that tile costs a
-    few MiB and saves the backward pass its recomputation, which at such sizes costs more than it spares.
+    Used for training on problems whose weight matrix fits ``ONE_PIECE_BYTES`` (see ``_in_one_piece``): storing
+    it costs what the eager formula's costs and saves the backward pass its recomputation and per-tile Python.
     """
     nq, nk = q.shape[-2], k.shape[-2]
     extra, keep = _tile_mask(plan, bias, slopes, 0, nq, 0, nk, q.device)
@@ -218,12 +268,13 @@ def _one_tile(plan: _Plan, q, k, v, bias, sinks, slopes) -> tuple[torch.Tensor, 
                 shift = torch.maximum(shift, sink.detach())
             shift = _finite_or_zero(shift)
             s = s - shift
-        w = torch.exp(s)
+        w = _exp(s)
     else:
         w = kp if extra is None else kp * torch.exp(extra)
         if keep is not None:
             w = w.masked_fill(~keep, 0.0)
-    out = torch.matmul(w, v)
+    w_v = w if plan.dropout_p == 0.0 else w * _dropout_scale(plan, 0, w)
+    out = torch.matmul(w_v, v)
     if not plan.normalize:
         return out, torch.full(out.shape[:-1], -math.inf, dtype=out.dtype, device=out.device)
     l = w.sum(-1, keepdim=True)
@@ -273,12 +324,12 @@ class _TiledAttention(torch.autograd.Function):
                 k_g = k_t.detach().requires_grad_(need_k)
                 kp = _kernel_part(plan, q_g, k_g, inplace=False)
             if plan.use_log:
-                p = kp.detach() - r_t
+                p = torch.add(r_t.mul(-_LOG2E), kp.detach(), alpha=_LOG2E)  # (kp - r) log2(e), then 2^
                 if extra is not None:
-                    p.add_(extra)
+                    p.add_(extra, alpha=_LOG2E)
                 if keep is not None:
                     p.masked_fill_(~keep, -math.inf)
-                p.exp_()
+                p.exp2_()
                 factor = None
             else:
                 factor = None  # the tile's weights are kp * factor
@@ -298,8 +349,11 @@ class _TiledAttention(torch.autograd.Function):
                 g.mul_(drop)
             if d_row is not None:
                 g.sub_(d_row[..., r0:r1].unsqueeze(-1))
-            # gradient of the log-weight (p may alias the kernel's output when it needs no factor: no in-place)
-            d_s = p.mul_(g) if plan.use_log or factor is not None else p * g
+            # gradient of the log-weight (p may alias the kernel's output when it needs no factor: no in-place);
+            # kernels without a log-kernel need it only for the mask bias and the ALiBi slopes
+            d_s = None
+            if plan.use_log or need_b or need_a:
+                d_s = p.mul_(g) if plan.use_log or factor is not None else p * g
             if differentiate:
                 cotangent = d_s if plan.use_log else (g if factor is None else g.mul_(factor))
                 inputs = [t for t, need in ((q_g, need_q), (k_g, need_k)) if need]
@@ -355,14 +409,38 @@ def chunked_attention(
             f"softcap applies to the log-kernel, and kernel {kernel.name!r} is evaluated without one; use a "
             "kernel with has_log_kernel (edp, rbf, laplacian, exp_intersection)"
         )
+    if not use_log and _feature_product(kernel, q.shape[-1]):
+        q, k, kernel = kernel.feature_map_x(q), kernel.feature_map_y(k), _DOT
     plan = _Plan(kernel, use_log, normalize, mask, softcap, float(dropout_p), seed, bq, bk)
     inputs = (q, k, v, mask.bias, sinks, alibi_slopes)
     training = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
-    if training and dropout_p == 0.0 and bq >= q.shape[-2] and bk >= k.shape[-2]:
+    if _in_one_piece(plan, q, k, training):
         out, lse = _one_tile(plan, *inputs)
     else:
         out, lse = _TiledAttention.apply(*inputs, plan)
     return (out, lse) if return_lse else out
+
+
+def _in_one_piece(plan: _Plan, q: torch.Tensor, k: torch.Tensor, training: bool) -> bool:
+    """Whether the call runs through ``_one_tile`` (plain autograd, weight matrix stored) instead of the tiles.
+
+    A problem that is one tile anyway runs there with or without a gradient (the autograd Function's
+    bookkeeping cost the un-normalized kernels ~1.3x the eager forward at N = 512); a larger one only when
+    training a matmul-tile kernel within ``ONE_PIECE_BYTES`` (without a gradient, the cache-sized tiles beat
+    the eager formula).
+    """
+    nq, nk = q.shape[-2], k.shape[-2]
+    if plan.bq >= nq and plan.bk >= nk:  # small problems, or DEFAULT_CHUNK >= the lengths
+        return True
+    if not training or DEFAULT_CHUNK is not None or q.numel() == 0 or k.numel() == 0:
+        return False
+    if plan.use_log or type(plan.kernel).evaluate is not Linear.evaluate:
+        return False
+    weights = math.prod(q.shape[:-2]) * nq * nk
+    if weights * q.element_size() > ONE_PIECE_BYTES:
+        return False
+    formed = sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in _tiles(plan, nq, nk))
+    return formed >= _ONE_PIECE_MIN_COVER * nq * nk
 
 
 def _block_keep(mask: MaskSpec, n_queries: int, start: int, stop: int, device) -> tuple:

@@ -8,7 +8,14 @@ Suites (``--suite``):
 - ``decode``: 1 query against 1k-64k cached keys (``window=(-1, 0)``), EDP and RBF, beside SDPA;
 - ``varlen``: a packed batch of 8 sequences of mixed lengths (``cu_seqlens``) against the same batch padded
   to the longest with a key-padding mask;
-- ``window``: sliding window ``(w, 0)`` at N = 8192 for w in 128..2048: time should grow linearly in w.
+- ``window``: sliding window ``(w, 0)`` at N = 8192 for w in 128..2048: time should grow linearly in w;
+- ``done``: the issue's acceptance table in one bounded run: the dot-family kernels at N in {2048, 8192}
+  (``--n`` overrides), fwd and fwd+bwd, each pass one interleaved group of ours / SDPA / eager, causal and not,
+  so that ours / SDPA, ours / eager and causal / non-causal all come from the same rounds; ``--large-rounds``
+  rounds from N = 8192 on. Each row is checked against the targets (EDP, RBF <= 1.2x SDPA; the others
+  <= 2x SDPA and <= 1x eager; causal <= 0.6x non-causal at N >= 8192);
+- ``piece``: the one-piece path (``ONE_PIECE_BYTES``) against the previous dispatch (``tiled``: tiles above
+  one tile, the autograd Function for inference) and the eager formula, non-causal, fwd and fwd+bwd.
 
 Methods run interleaved in one process, round after round (medians), so a shared machine slows them alike;
 the JSON records the load average. Peak memory is the resident-set peak above the baseline, sampled every
@@ -19,6 +26,9 @@ Resumable: finished keys are skipped.
     python benchmarks/attention_cpu.py                       # every suite, full grid
     python benchmarks/attention_cpu.py --quick               # N in {512, 2048}, 2 rounds
     python benchmarks/attention_cpu.py --suite speed --kernels edp rbf --n 8192 --rounds 2
+    python benchmarks/attention_cpu.py --suite done --threads 1 --name attention_cpu_done   # ~10 min, 1 thread
+    python benchmarks/attention_cpu.py --suite piece --kernels linear cosine tanh --n 512 2048 --rounds 7 \
+        --threads 1 --name attention_cpu_piece                                          # ~3 min, 1 thread
 
 Writes benchmarks/results/attention_cpu.{json,csv,md,png}.
 """
@@ -55,6 +65,10 @@ KERNELS = {  # name -> (catalogue name, params, normalize)
     "cosine": ("cosine", {}, False),
     "tanh": ("tanh", {}, False),
 }
+# the catalogue's dot family (rkbs.kernels.list_kernels("dot")), as the issue's acceptance table names them
+DOT_FAMILY = ("edp", "rbf", "laplacian", "polynomial", "sigmoid", "linear", "cosine", "tanh", "edp_unnormalized")
+SDPA_TARGET = {"edp": 1.2, "rbf": 1.2}  # ours / SDPA; every other dot-family kernel: DOT_TARGET
+DOT_TARGET, CAUSAL_TARGET, CAUSAL_TARGET_MIN_N = 2.0, 0.6, 8192
 
 
 # ---------------------------------------------------------------------------------------------- measuring
@@ -167,6 +181,90 @@ def suite_speed(args, results):
                     _record(args, results, key, res)
 
 
+def suite_done(args, results):
+    for n in args.n:
+        rounds = args.large_rounds if n >= CAUSAL_TARGET_MIN_N else args.rounds
+        for kname in args.kernels:
+            name, params, normalize = KERNELS[kname]
+            for passname in ("fwd", "fwd+bwd"):
+                key = f"done/{kname}/N={n}/{passname}"
+                if key in results:
+                    continue
+                backward = passname == "fwd+bwd"
+                q, k, v = _inputs(1, 4, n, n, 64, backward)
+                methods = {}
+                for causal in (False, True):
+                    tag = "_causal" if causal else ""
+                    methods["ours" + tag] = lambda c=causal: kernel_attention(
+                        q, k, v, is_causal=c, kernel=name, normalize=normalize, backend="torch", **params)
+                    methods["sdpa" + tag] = lambda c=causal: F.scaled_dot_product_attention(q, k, v, is_causal=c)
+                    if n <= (args.eager_bwd_max_n if backward else args.eager_max_n):
+                        methods["eager" + tag] = lambda c=causal: kernel_attention_weights(
+                            q, k, is_causal=c, kernel=name, normalize=normalize, **params) @ v
+                res = _interleaved(methods, backward, (q, k, v), rounds)
+                med = {m: r["median_s"] for m, r in res.items()}
+                for tag in ("", "_causal"):
+                    res["ours/sdpa" + tag] = med["ours" + tag] / med["sdpa" + tag]
+                    if "eager" + tag in med:
+                        res["ours/eager" + tag] = med["ours" + tag] / med["eager" + tag]
+                res["causal/noncausal"] = med["ours_causal"] / med["ours"]
+                res["sdpa causal/noncausal"] = med["sdpa_causal"] / med["sdpa"]
+                _record(args, results, key, res)
+
+
+def _previous_rule(plan, q, k, training):
+    """The dispatch before ONE_PIECE_BYTES: plain autograd only for training on one tile without dropout."""
+    return training and plan.dropout_p == 0.0 and plan.bq >= q.shape[-2] and plan.bk >= k.shape[-2]
+
+
+def suite_piece(args, results):
+    """The one-piece path against the previous dispatch (tiled above one tile, autograd Function for inference)
+    and the eager formula, interleaved: ``ours`` / ``tiled`` / ``eager`` per kernel, N and pass."""
+    import attention_kernels._chunked as chunked
+
+    for n in args.n:
+        for kname in args.kernels:
+            name, params, normalize = KERNELS[kname]
+            for passname in ("fwd", "fwd+bwd"):
+                key = f"piece/{kname}/N={n}/{passname}"
+                if key in results:
+                    continue
+                backward = passname == "fwd+bwd"
+                q, k, v = _inputs(1, 4, n, n, 64, backward)
+
+                def ours():
+                    return kernel_attention(q, k, v, kernel=name, normalize=normalize, backend="torch", **params)
+
+                def tiled():
+                    rule, chunked._in_one_piece = chunked._in_one_piece, _previous_rule
+                    try:
+                        return ours()
+                    finally:
+                        chunked._in_one_piece = rule
+
+                methods = {"ours": ours, "tiled": tiled, "eager": lambda: kernel_attention_weights(
+                    q, k, kernel=name, normalize=normalize, **params) @ v}
+                res = _interleaved(methods, backward, (q, k, v), args.rounds)
+                med = {m: r["median_s"] for m, r in res.items()}
+                res["ours/eager"] = med["ours"] / med["eager"]
+                res["tiled/eager"] = med["tiled"] / med["eager"]
+                _record(args, results, key, res)
+
+
+def _done_checks(kname: str, n: int, res: dict) -> list[str]:
+    """The targets a ``done`` row misses (empty: it meets every target that applies)."""
+    missed = []
+    limit = SDPA_TARGET.get(kname, DOT_TARGET)
+    for tag in ("", "_causal"):
+        if res["ours/sdpa" + tag] > limit:
+            missed.append(f"ours/sdpa{tag} > {limit}")
+        if kname not in SDPA_TARGET and res.get("ours/eager" + tag, 0.0) > 1.0:
+            missed.append(f"ours/eager{tag} > 1")
+    if n >= CAUSAL_TARGET_MIN_N and res["causal/noncausal"] > CAUSAL_TARGET:
+        missed.append(f"causal/noncausal > {CAUSAL_TARGET}")
+    return missed
+
+
 def suite_decode(args, results):
     for nk in args.decode_keys:
         for kname in ("edp", "rbf"):
@@ -237,7 +335,10 @@ def _machine():
     return {"machine": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
             "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
             "command": " ".join(sys.argv), "git_commit": git("rev-parse", "HEAD"),
-            "note": "shared machine: other jobs ran alongside; ratios come from interleaved rounds in one process"}
+            "note": _NOTE}
+
+
+_NOTE = "shared machine: other jobs ran alongside; ratios come from interleaved rounds in one process"
 
 
 def _record(args, results, key, res):
@@ -281,9 +382,25 @@ def _markdown(args, results):
                              f"{fmt(get(kname, n, causal, 'fwd+bwd', 'ours/sdpa'))} | "
                              f"{fmt(get(kname, n, causal, 'fwd', 'ours/eager'))} | "
                              f"{fmt(get(kname, n, causal, 'fwd+bwd', 'ours/eager'))} | {fmt(ratio)} |")
+    done = [(key, r) for key, r in results.items() if key.startswith("done/")]
+    if done:
+        lines += ["", "Acceptance table (`--suite done`): ours / SDPA and ours / eager, non-causal | causal, and ours "
+                  "causal / non-causal, all from the same interleaved rounds.", "",
+                  "| kernel | N | pass | ours / SDPA | ours / eager | causal / non-causal (SDPA's) | targets missed |",
+                  "|---|---|---|---|---|---|---|"]
+        for key, r in done:
+            _, kname, nn, passname = key.split("/")
+            n = int(nn[2:])
+            eager = (f"{fmt(r.get('ours/eager'))} \\| {fmt(r.get('ours/eager_causal'))}"
+                     if "ours/eager" in r else "-")
+            lines.append(f"| {kname} | {n} | {passname} | {fmt(r['ours/sdpa'])} \\| {fmt(r['ours/sdpa_causal'])} | "
+                         f"{eager} | {fmt(r['causal/noncausal'])} ({fmt(r['sdpa causal/noncausal'])}) | "
+                         f"{', '.join(_done_checks(kname, n, r)) or 'none'} |")
     lines += ["", "| suite | case | ratio |", "|---|---|---|"]
     for key, r in results.items():
-        for field in ("ours/sdpa", "packed/padded"):
+        if key.startswith("done/"):
+            continue
+        for field in ("ours/sdpa", "packed/padded", "ours/eager", "tiled/eager"):
             if not key.startswith("speed/") and field in r:
                 lines.append(f"| {key.split('/')[0]} | {'/'.join(key.split('/')[1:])} | {field} = {r[field]:.2f} |")
     for key, r in results.items():
@@ -340,10 +457,15 @@ def main(argv=None):
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     parser.add_argument("--seeds", type=int, default=1, help="unused (inputs are seeded); harness flag")
     parser.add_argument("--device", default="cpu", choices=["cpu"])
-    parser.add_argument("--suite", nargs="+", default=["speed", "decode", "varlen", "window"])
-    parser.add_argument("--kernels", nargs="+", default=list(KERNELS), choices=list(KERNELS))
-    parser.add_argument("--n", nargs="+", type=int, default=[512, 2048, 8192])
+    parser.add_argument("--suite", nargs="+", default=["speed", "decode", "varlen", "window"],
+                        choices=["speed", "decode", "varlen", "window", "done", "piece"])
+    parser.add_argument("--kernels", nargs="+", default=None, choices=list(KERNELS),
+                        help="default: every kernel (the dot family for --suite done)")
+    parser.add_argument("--n", nargs="+", type=int, default=None,
+                        help="sequence lengths (default: 512 2048 8192; 2048 8192 for --suite done)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--large-rounds", type=int, default=2,
+                        help="rounds of the done suite from N = 8192 on (each call there takes seconds)")
     parser.add_argument("--eager-max-n", type=int, default=8192, help="largest N for the eager forward")
     parser.add_argument("--eager-bwd-max-n", type=int, default=2048,
                         help="largest N for the eager fwd+bwd (it holds several N x N tensors per head)")
@@ -353,11 +475,21 @@ def main(argv=None):
                         help="from this N on, causal configs also time the non-causal call, interleaved")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--name", default="attention_cpu")
+    parser.add_argument("--note", default=None,
+                        help="the machine's state for the JSON (default: a shared machine); e.g. 'quiet machine'")
     args = parser.parse_args(argv)
+    done_only = args.suite == ["done"]
+    if args.n is None:
+        args.n = [2048, 8192] if done_only else [512, 2048, 8192]
+    if args.kernels is None:
+        args.kernels = list(DOT_FAMILY) if done_only else list(KERNELS)
     if args.quick:
         args.n, args.rounds = [n for n in args.n if n <= 2048] or [512], 2
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.note:
+        global _NOTE
+        _NOTE = args.note
     os.makedirs(args.out, exist_ok=True)
     args.json = os.path.join(args.out, f"{args.name}.json")
     results = {}
@@ -365,8 +497,8 @@ def main(argv=None):
         with open(args.json) as fh:
             results = json.load(fh).get("results", {})
     for suite in args.suite:
-        {"speed": suite_speed, "decode": suite_decode, "varlen": suite_varlen, "window": suite_window}[suite](
-            args, results)
+        {"speed": suite_speed, "decode": suite_decode, "varlen": suite_varlen, "window": suite_window,
+         "done": suite_done, "piece": suite_piece}[suite](args, results)
     _write_csv(args, results)
     _markdown(args, results)
     _plot(args, results)

@@ -24,13 +24,64 @@ def _dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return x @ y.transpose(-1, -2)
 
 
+def _tracks_grad(x: torch.Tensor, y: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and (x.requires_grad or y.requires_grad)
+
+
+def _scaled_dot(x: torch.Tensor, y: torch.Tensor, scale: float) -> torch.Tensor:
+    # the scale multiplies the (n, d) side, not the (n, m) product: one pass less over the product in the
+    # forward pass, and none in its backward
+    return _dot(x * scale, y)
+
+
+# |z| beyond which tanh(z) rounds to +-1 in float64 (and float32): keeps expm1(2 z) finite
+_TANH_CLIP = 20.0
+
+
+def _tanh_expm1_(z: torch.Tensor) -> torch.Tensor:
+    e = z.clamp_(-_TANH_CLIP, _TANH_CLIP).mul_(2.0).expm1_()
+    return e.div_(e + 2.0)  # tanh z = (e^2z - 1) / (e^2z + 1), accurate near 0 through expm1
+
+
+class _TanhExpm1(torch.autograd.Function):
+    """``tanh`` by ``expm1``: torch 2.13's CPU ``tanh`` costs ~25 multiplies per element (1.1 ms per 2^18
+    float32 on AVX512), ``expm1`` and a division a third of that; the values agree to 2 ulp (float32 and
+    float64). The derivative is tanh's own (``1 - tanh^2``), itself differentiable."""
+
+    @staticmethod
+    def forward(ctx, z):
+        y = _tanh_expm1_(z.clone())
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return torch.ops.aten.tanh_backward(grad, y)
+
+
+def _tanh_(z: torch.Tensor) -> torch.Tensor:
+    """``tanh`` of a fresh tensor ``z``, in place where autograd allows."""
+    if not z.is_cpu:
+        return z.tanh_()
+    if torch.is_grad_enabled() and z.requires_grad:
+        return _TanhExpm1.apply(z)
+    return _tanh_expm1_(z)
+
+
+def _sq_norm(x: torch.Tensor) -> torch.Tensor:
+    # one fused reduction: (x * x).sum(-1) would build an (n, d) temporary (64 MiB for a decoding step's keys)
+    return torch.linalg.vector_norm(x, dim=-1).square()
+
+
 def _sq_dist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """|x - y|^2 through the dot-product form (as the fused kernel computes it), clipped at 0."""
-    sq_x = (x * x).sum(-1).unsqueeze(-1)
-    sq_y = (y * y).sum(-1).unsqueeze(-2)
+    sq_x = _sq_norm(x).unsqueeze(-1)
+    sq_y = _sq_norm(y).unsqueeze(-2)
     # in place on the fresh matmul output: one (n, m) buffer instead of four (autograd-safe: matmul does not
-    # save its output, and the in-place add/clamp record what their backward needs)
-    return _dot(x, y).mul_(-2.0).add_(sq_x).add_(sq_y).clamp_min_(0.0)
+    # save its output, and the in-place add/relu record what their backward needs). -2 multiplies the (n, d)
+    # side (exact: a power of two); relu_ is the clip at 0 whose backward reads its output, one pass
+    return _dot(x * -2.0, y).add_(sq_x).add_(sq_y).relu_()
 
 
 class _DotKernel(Kernel):
@@ -68,7 +119,7 @@ class EDP(_DotKernel):
         return self._spec(Epilogue.EDP, c0=self._scale(d))
 
     def log_evaluate(self, x, y):
-        return self._scale(x.shape[-1]) * _dot(x, y)
+        return _scaled_dot(x, y, self._scale(x.shape[-1]))
 
     def evaluate(self, x, y):
         return torch.exp(self.log_evaluate(x, y))
@@ -105,7 +156,8 @@ class RBF(_DotKernel):
         return self._spec(Epilogue.RBF, c0=self._gamma(d))
 
     def log_evaluate(self, x, y):
-        return -self._gamma(x.shape[-1]) * _sq_dist(x, y)
+        sq, gamma = _sq_dist(x, y), self._gamma(x.shape[-1])
+        return sq * -gamma if _tracks_grad(x, y) else sq.mul_(-gamma)  # relu_'s backward reads sq
 
     def evaluate(self, x, y):
         return torch.exp(self.log_evaluate(x, y))
@@ -129,11 +181,31 @@ class Laplacian(RBF):
     def log_evaluate(self, x, y):
         sq = _sq_dist(x, y)
         gamma = self._gamma(x.shape[-1])
-        if not (torch.is_grad_enabled() and (x.requires_grad or y.requires_grad)):
+        if not _tracks_grad(x, y):
             return sq.sqrt_().mul_(-gamma)  # in place: the attention forward pass evaluates this per tile
-        # sqrt has an infinite derivative at 0; the distance's subgradient there is taken as 0.
-        dist = torch.where(sq > 0, sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt(), torch.zeros_like(sq))
-        return -gamma * dist
+        return _ScaledDistance.apply(sq, gamma)
+
+
+class _ScaledDistance(torch.autograd.Function):
+    """``-gamma sqrt(sq)`` whose derivative at ``sq = 0`` is taken as 0 (sqrt's is infinite there).
+
+    One pass forward and four backward, where ``torch.where`` around a clamped ``sqrt`` took five and eight:
+    the attention backward pass differentiates this once per tile.
+    """
+
+    @staticmethod
+    def forward(ctx, sq, gamma):
+        out = sq.sqrt().mul_(-gamma)
+        ctx.gamma = gamma
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        # d(-gamma sqrt(sq)) / d sq = -gamma / (2 sqrt(sq)) = gamma^2 / (2 out)
+        d_sq = grad.div(out).mul_(0.5 * ctx.gamma**2)
+        return d_sq.masked_fill_(out == 0, 0.0), None
 
 
 class Polynomial(_DotKernel):
@@ -186,7 +258,10 @@ class Polynomial(_DotKernel):
 
     def evaluate(self, x, y):
         p = self.resolved_params(x.shape[-1])
-        return (p["scale"] * _dot(x, y) + p["coef0"]) ** p["degree"]
+        base = _scaled_dot(x, y, p["scale"]).add_(p["coef0"])  # in place on the fresh matmul output
+        if _tracks_grad(x, y):
+            return base ** p["degree"]  # pow's backward needs its input
+        return base.pow_(p["degree"])
 
     def _features(self, x: torch.Tensor, query_side: bool) -> torch.Tensor:
         p = self.resolved_params(x.shape[-1])
@@ -235,7 +310,7 @@ class Linear(_DotKernel):
         return self._spec(Epilogue.LINEAR, c0=self._scale(d))
 
     def evaluate(self, x, y):
-        return self._scale(x.shape[-1]) * _dot(x, y)
+        return _scaled_dot(x, y, self._scale(x.shape[-1]))
 
     def feature_map_x(self, x):
         return math.sqrt(self._scale(x.shape[-1])) * x
@@ -285,8 +360,9 @@ class _AffineDotKernel(_DotKernel):
         return {"scale": self._scale(d), "coef0": check_real("coef0", self.coef0)}
 
     def _score(self, x, y):
+        # in place on the fresh matmul output (matmul's backward does not need it; a scalar add saves nothing)
         p = self.resolved_params(x.shape[-1])
-        return p["scale"] * _dot(x, y) + p["coef0"]
+        return _scaled_dot(x, y, p["scale"]).add_(p["coef0"])
 
     def _affine_spec(self, epilogue: Epilogue, d: int) -> KernelSpec:
         p = self.resolved_params(d)
@@ -314,7 +390,7 @@ class Sigmoid(_AffineDotKernel):
         return self._affine_spec(Epilogue.SIGMOID, d)
 
     def evaluate(self, x, y):
-        return torch.sigmoid(self._score(x, y))
+        return self._score(x, y).sigmoid_()  # sigmoid's backward needs only its output
 
     def log_evaluate(self, x, y):
         return F.logsigmoid(self._score(x, y))
@@ -339,4 +415,4 @@ class Tanh(_AffineDotKernel):
         return self._affine_spec(Epilogue.TANH, d)
 
     def evaluate(self, x, y):
-        return torch.tanh(self._score(x, y))
+        return _tanh_(self._score(x, y))

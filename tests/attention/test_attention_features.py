@@ -243,3 +243,64 @@ def test_one_tile_training_path_matches_reference(case):
                         torch.autograd.grad((expected * g).sum(), inputs)):
             assert torch.isfinite(a).all()
             torch.testing.assert_close(a, w, rtol=1e-8, atol=1e-9)
+
+
+@pytest.mark.parametrize("case", ["edp", "laplacian", "sigmoid", "tanh", "cosine", "linear"])
+@pytest.mark.parametrize("budget", [1 << 30, 0], ids=["one_piece", "tiled"])
+def test_one_piece_and_tiled_paths_match_reference(case, budget, monkeypatch):
+    """Default tile sizing on a multi-tile problem (awkward lengths, d = 40): within ONE_PIECE_BYTES training runs in
+    one piece through plain autograd (matmul-tile kernels), otherwise through the tiles; both match the reference, masks, ALiBi,
+    sinks, softcap, fully masked rows and return_lse included."""
+    monkeypatch.setattr(chunked, "TILE_ELEMENTS", 16)  # 64 x 64 tiles: 2 x 3 of them here
+    monkeypatch.setattr(chunked, "ONE_PIECE_BYTES", budget)
+    calls = []
+    one_tile = chunked._one_tile
+    monkeypatch.setattr(chunked, "_one_tile", lambda *a: calls.append(1) or one_tile(*a))
+    kernel = make_kernel(case)
+    for normalize in _modes(kernel):
+        kw = _feature_kwargs("alibi", case, normalize, 1, 2)
+        if normalize:
+            kw["sinks"] = torch.linspace(-1.0, 1.5, 2, dtype=torch.float64)
+        if KERNEL_CASES[case][0] in LOG_KERNELS:
+            kw["softcap"] = 3.0
+        kw = {k: (v.clone().requires_grad_(True) if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
+        q, k, v = (randn(1, 2, n, 40, seed=s, requires_grad=True) for n, s in ((70, 38), (130, 39), (130, 40)))
+        mask = randn(70, 130, seed=41)
+        mask[5] = -math.inf
+        calls.clear()
+        out, lse = kernel_attention(q, k, v, attn_mask=mask, kernel=kernel, normalize=normalize, backend="torch",
+                                    return_lse=normalize, **kw) if normalize else (kernel_attention(
+            q, k, v, attn_mask=mask, kernel=kernel, normalize=False, backend="torch", **kw), None)
+        assert len(calls) == (1 if budget and case in ("cosine", "linear") else 0)  # matmul tiles only
+        expected, ref_lse = reference_features(q, k, v, kernel, normalize, attn_mask=mask, **kw)
+        torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+        if normalize:
+            torch.testing.assert_close(lse, ref_lse, rtol=1e-10, atol=1e-10)
+        inputs = [q, k, v, *(t for t in kw.values() if isinstance(t, torch.Tensor))]
+        g = randn(*out.shape, seed=42)
+        for a, w in zip(torch.autograd.grad((out * g).sum(), inputs),
+                        torch.autograd.grad((expected * g).sum(), inputs)):
+            assert torch.isfinite(a).all()
+            torch.testing.assert_close(a, w, rtol=1e-8, atol=1e-9)
+
+
+def test_one_piece_only_where_it_pays(monkeypatch):
+    """Causal tiles skip enough of the matrix to beat storing it; tanh (elementwise work per tile) and inference
+    keep the tiles above one tile; a problem over the budget stays tiled; dropout trains in one piece."""
+    monkeypatch.setattr(chunked, "TILE_ELEMENTS", 16)
+    calls = []
+    one_tile = chunked._one_tile
+    monkeypatch.setattr(chunked, "_one_tile", lambda *a: calls.append(1) or one_tile(*a))
+    q, k, v = (randn(1, 2, 200, 8, seed=s, requires_grad=True) for s in (43, 44, 45))
+    kernel_attention(q, k, v, is_causal=True, kernel="linear", normalize=False, backend="torch")
+    kernel_attention(q, k, v, kernel="tanh", normalize=False, backend="torch")
+    with torch.no_grad():
+        kernel_attention(q, k, v, kernel="linear", normalize=False, backend="torch")
+    monkeypatch.setattr(chunked, "ONE_PIECE_BYTES", 2 * 200 * 200 * 8 - 1)
+    kernel_attention(q, k, v, kernel="linear", normalize=False, backend="torch")
+    assert not calls
+    monkeypatch.setattr(chunked, "ONE_PIECE_BYTES", 2 * 200 * 200 * 8)
+    out = kernel_attention(q, k, v, kernel="linear", normalize=False, backend="torch", dropout_p=0.5)
+    assert calls and torch.isfinite(out).all()
+    out.sum().backward()
+    assert torch.isfinite(q.grad).all()

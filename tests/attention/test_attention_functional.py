@@ -322,3 +322,33 @@ def test_tiled_dropout_backward_uses_the_forward_mask(small_chunks):
     g = randn(*out.shape, seed=75)
     (grad,) = torch.autograd.grad((out * g).sum(), eye)
     torch.testing.assert_close(grad, out.detach().transpose(-1, -2) @ g)
+
+
+def test_feature_product_kernels_tile_a_plain_dot_product(small_chunks, monkeypatch):
+    """Cosine and elu form their features once per call, and the tiles evaluate only their dot product."""
+    seen = []
+    part = chunked._kernel_part
+
+    def spy(plan, *args, **kwargs):
+        seen.append(plan.kernel.name)
+        return part(plan, *args, **kwargs)
+
+    monkeypatch.setattr(chunked, "_kernel_part", spy)
+    for case in ("cosine", "elu"):
+        kernel = make_kernel(case)
+        q = randn(1, 2, 13, 5, seed=80, requires_grad=True)
+        k = randn(1, 2, 11, 5, seed=81, requires_grad=True)
+        v = randn(1, 2, 11, 3, seed=82, requires_grad=True)
+        q.data[0, 0, 3] = 0.0  # a zero query: cosine similarity 0 with every key
+        for normalize in _modes(kernel):
+            out = kernel_attention(q, k, v, is_causal=True, kernel=kernel, normalize=normalize, backend="torch")
+            expected = reference_attention(q, k, v, kernel, normalize, True)
+            torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+            got = torch.autograd.grad(out.sum(), (q, k, v))
+            want = torch.autograd.grad(expected.sum(), (q, k, v))
+            for a, b in zip(got, want):
+                torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-9)
+    assert set(seen) == {"linear"}
+    assert not chunked._feature_product(make_kernel("taylor_edp"), 5)  # more features than dimensions
+    assert not chunked._feature_product(make_kernel("tanh"), 5)
+    assert not chunked._feature_product(attention_kernel(5), 5)
