@@ -31,8 +31,9 @@ import _harness
 import numpy as np
 
 ALPHAS = np.logspace(-4, 2, 13)
-LEARNER = dict(n_heads=4, head_dim=4, learning_rate=0.03, max_iter=3000, n_iter_no_change=200, alpha=1e-4,
-               validation_fraction=0.2, validation_split="pairs")
+# the learner's validation split is the setting's (new rows are held out to stop where new rows are predicted best)
+LEARNER = dict(n_heads=4, head_dim=4, learning_rate=0.03, max_iter=3000, n_iter_no_change=200, alpha=1e-2,
+               validation_fraction=0.2)
 METHODS = ("mean", "concat_krr", "kronecker", "two_sided", "learned", "learned_two_stage")
 SETTINGS = ("pairs", "rows", "columns", "both")
 _LEARNED: dict = {}
@@ -63,7 +64,7 @@ def _fit_ridge(make, Xx, Xy, Z, train, seed):
     return make(alpha=best, max_iter=3000).fit_grid(Xx, Xy, Z, train), float(np.min(errors))
 
 
-def _predict(method, Xx, Xy, Z, train, seed, kx=None, ky=None):
+def _predict(method, Xx, Xy, Z, train, seed, kx=None, ky=None, setting="pairs"):
     """Predictions on the whole grid of a method trained on the pairs of ``train``."""
     from rkbs.estimators import BinaryKernelLearner, BinaryKernelRidge
     from rkbs.kernels import AttentionKernel, get_kernel
@@ -108,10 +109,11 @@ def _predict(method, Xx, Xy, Z, train, seed, kx=None, ky=None):
         model, _ = _fit_ridge(lambda **kw: BinaryKernelRidge(kernel=kappa, mode="two_sided", **kw), Xx, Xy, Z,
                               train, seed)
         return model.predict_grid(Xx, Xy), {"alpha": model.alpha_}
-    cache_key = (Z.shape, train.tobytes(), seed)
+    cache_key = (Z.shape, train.tobytes(), seed, setting)
     if cache_key not in _LEARNED:  # "learned" and "learned_two_stage" share one learner per fold
         _LEARNED.clear()
-        _LEARNED[cache_key] = BinaryKernelLearner(**LEARNER, random_state=seed).fit_grid(Xx, Xy, Z, train)
+        _LEARNED[cache_key] = BinaryKernelLearner(**LEARNER, validation_split=setting,
+                                                        random_state=seed).fit_grid(Xx, Xy, Z, train)
     learner = _LEARNED[cache_key]
     info = {"n_iter": learner.n_iter_, "best_iter": learner.best_iter_}
     if method == "learned":
@@ -211,7 +213,7 @@ def run_accuracy(args, data_name):
             start = time.perf_counter()
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                P, info = _predict(key["method"], Xx, Xy, Z, train, seed, kx, ky)
+                P, info = _predict(key["method"], Xx, Xy, Z, train, seed, kx, ky, key["setting"])
             if np.unique(Z[test]).size < 2 and metric == "auc":
                 value = None  # a fold without both classes has no AUC
             else:

@@ -329,3 +329,30 @@ def test_learner_validation_split_holds_out_whole_rows_or_columns(split):
     if split in ("columns", "both"):
         assert not set(b[val]) & set(b[fit])
     assert val.sum() >= 2 and fit.sum() >= 2
+
+
+@pytest.mark.parametrize("mode", ["two_sided", "kronecker"])
+def test_gcv_path_equals_explicit_hat_matrix(mode):
+    rng = np.random.default_rng(4)
+    Xx, Zs = rng.normal(size=(5, 3)), rng.normal(size=(5, 4))
+    Xy = rng.normal(size=(4, 2 if mode == "two_sided" else 3))
+    kernel = KAPPA if mode == "two_sided" else get_kernel("rbf", gamma=0.4)
+    alphas = [1e-3, 0.1, 10.0]
+    model = BinaryKernelRidge(kernel=kernel, mode=mode, alphas=alphas, path_criterion="gcv").fit_grid(Xx, Xy, Zs)
+    assert not hasattr(model, "loo_mse_")
+    if mode == "two_sided":  # vec(K C K) = (K^T kron K) vec(C), column-major
+        K = kernel(Xx, Xy)
+        A = np.kron(K.T, K)
+    else:
+        G = np.kron(kernel(Xy, Xy), kernel(Xx, Xx))
+    z = Zs.ravel(order="F")
+    for alpha, score in zip(alphas, model.gcv_mse_):
+        if mode == "two_sided":
+            S = A @ np.linalg.solve(A.T @ A + alpha * np.eye(A.shape[1]), A.T)
+        else:
+            S = G @ np.linalg.inv(G + alpha * np.eye(G.shape[0]))
+        expected = np.mean((z - S @ z) ** 2) / (1 - np.trace(S) / z.size) ** 2
+        np.testing.assert_allclose(score, expected, rtol=1e-8)
+    assert model.alpha_ == alphas[int(np.argmin(model.gcv_mse_))]
+    with pytest.raises(ValueError, match="path_criterion must be"):
+        BinaryKernelRidge(kernel=kernel, mode=mode, alphas=alphas, path_criterion="kfold").fit_grid(Xx, Xy, Zs)
