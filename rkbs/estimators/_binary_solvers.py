@@ -23,17 +23,24 @@ __all__ = ["two_sided_path", "kronecker_path", "two_sided_lsqr", "kronecker_cg"]
 
 
 def _mm(*mats: np.ndarray) -> np.ndarray:
-    """A chain of float64 products in torch (its thread pool; numpy's BLAS threads would compete with it)."""
-    out = torch.from_numpy(np.ascontiguousarray(mats[0]))
+    """A chain of float64 products in torch (its thread pool; numpy's BLAS threads would compete with it).
+
+    Transposed (Fortran-ordered) operands are passed as strided views: GEMM reads them transposed, no copy.
+    """
+    out = torch.from_numpy(mats[0])
     for M in mats[1:]:
-        out = out @ torch.from_numpy(np.ascontiguousarray(M))
+        out = out @ torch.from_numpy(M)
     return out.numpy()
 
 
-def _eigh(K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Eigendecomposition of a symmetric Gram matrix by LAPACK's divide and conquer (syevd), in torch."""
-    lam, Q = torch.linalg.eigh(torch.from_numpy(np.ascontiguousarray(K)))
-    return lam.numpy(), Q.numpy()
+def _eigh(K: np.ndarray, overwrite: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Eigendecomposition of a symmetric Gram matrix by LAPACK's divide and conquer (syevd).
+
+    A C-ordered K is handed to LAPACK as K.T (Fortran order, the same symmetric matrix), so with
+    ``overwrite`` (the caller owns K) it is factorized in place, without a copy.
+    """
+    A = K.T if K.flags.c_contiguous else K
+    return scipy.linalg.eigh(A, driver="evd", check_finite=False, overwrite_a=overwrite)
 
 
 def _gcv(residual_sq: float, trace: float, n: int) -> float:
@@ -71,14 +78,15 @@ def two_sided_path(K: np.ndarray, Z: np.ndarray, alphas, loo: bool = False, gcv:
     return coefs, residuals, scores
 
 
-def kronecker_path(Kx: np.ndarray, Ky: np.ndarray, Z: np.ndarray, alphas, loo: bool = False, gcv: bool = False):
+def kronecker_path(Kx: np.ndarray, Ky: np.ndarray, Z: np.ndarray, alphas, loo: bool = False, gcv: bool = False,
+                   overwrite: bool = False):
     """Dual coefficients A (n_x, n_y) of (K_y (x) K_x + alpha I) vec(A) = vec(Z) for each alpha (KronRLS).
 
     Returns the list of A, with ``loo`` the leave-one-pair-out residual matrices (else []), and with ``gcv``
-    the GCV score of each alpha (else []).
+    the GCV score of each alpha (else []). With ``overwrite`` Kx and Ky are destroyed (no copies).
     """
-    lx, Qx = _eigh(Kx)
-    ly, Qy = _eigh(Ky)
+    lx, Qx = _eigh(Kx, overwrite)
+    ly, Qy = _eigh(Ky, overwrite)
     # Mercer Gram matrices (checked by the caller): eigenvalues below 0 are round-off
     lam = np.outer(np.maximum(lx, 0.0), np.maximum(ly, 0.0))
     M = _mm(Qx.T, Z, Qy)

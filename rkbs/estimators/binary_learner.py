@@ -86,7 +86,7 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
     n_iter_no_change : int, default=50
     bias : bool, default=True
         Biases of the query and key maps.
-    logit_cap : float or None, default=4.0
+    logit_cap : float or None, default=None
         ``c`` of the soft cap ``c tanh(l / c)`` of the (standardized-input) logits; None for none.
     n_features_x : int, default=None
         Number of query-side columns of ``X``; ``None`` splits the columns in half.
@@ -131,7 +131,7 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
 
     def __init__(self, n_heads=4, head_dim=8, *, alpha=1e-2, learning_rate=0.01, learning_rate_schedule="plateau",
                  max_iter=500, tol=1e-6, early_stopping=True, validation_fraction=0.1, validation_split="pairs",
-                 n_iter_no_change=50, bias=True, logit_cap=4.0, n_features_x=None, random_state=0, device="cpu"):
+                 n_iter_no_change=50, bias=True, logit_cap=None, n_features_x=None, random_state=0, device="cpu"):
         self.n_heads = n_heads
         self.head_dim = head_dim
         self.alpha = alpha

@@ -299,12 +299,14 @@ class BinaryKernelRidge(RegressorMixin, BaseEstimator):
                 Z[a, b] = z
             else:
                 Z = Z_full
-            path = two_sided_path if mode == "two_sided" else kronecker_path
+            path, extra = two_sided_path, {}
             if mode == "kronecker":
                 _check_psd(grams, self._precomputed())
+                # our own Gram matrices are not needed after their eigendecomposition: factorized in place
+                path, extra = kronecker_path, {"overwrite": not self._precomputed()}
             loo = alphas is not None and self.path_criterion == "loo"
             coefs, residuals, gcv = path(*grams, Z, [alpha] if alphas is None else alphas, loo=loo,
-                                         gcv=alphas is not None and not loo)
+                                         gcv=alphas is not None and not loo, **extra)
             if alphas is not None:
                 if loo:
                     self.loo_mse_ = scores = np.array([np.mean(r**2) for r in residuals])
