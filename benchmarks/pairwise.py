@@ -238,7 +238,8 @@ def run_accuracy(args, data_name):
     methods = [m for m in METHODS if m in args.methods]
     for seed in [] if args.report_only else args.seeds:
         folds = list(_synthetic_folds(Z.shape, seed) if data_name == "synthetic" else _nr_folds(data, seed))
-        keys = [dict(setting=s, method=m, fold=f, seed=seed) for s, f, _, _ in folds for m in methods]
+        keys = [dict(setting=s, method=m, fold=f, seed=seed) for s, f, _, _ in folds for m in methods
+                if s in args.settings]
         lookup = {(s, f): (tr, te) for s, f, tr, te in folds}
         for key in results.pending(keys, desc=f"{data_name} seed {seed}"):
             train, test = lookup[(key["setting"], key["fold"])]
@@ -334,6 +335,8 @@ def main():
                         choices=["synthetic", "nr", "speed"])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
                         help="the methods to run (the table and plot summarize all stored ones)")
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS,
+                        help="the cross-validation settings to run (the table summarizes all stored ones)")
     parser.add_argument("--report-only", action="store_true",
                         help="summarize and plot the stored results without running the pending ones")
     args = parser.parse_args()
