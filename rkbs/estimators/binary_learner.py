@@ -82,7 +82,8 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
     validation_split : {"pairs", "rows", "columns", "both"}, default="pairs"
         What the held-out pairs have in common, as in :class:`rkbs.model_selection.PairwiseKFold`: random pairs,
         every pair of a random ``validation_fraction`` of the rows (to stop where new rows are predicted best),
-        of the columns, or of both (pairs sharing a row or a column with them are left out of training).
+        of the columns, or of both (``validation_fraction`` of the rows and of the columns; pairs sharing a row
+        or a column with the validation block are left out of training).
     n_iter_no_change : int, default=50
     bias : bool, default=True
         Biases of the query and key maps.
@@ -242,8 +243,10 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
         if self.validation_split == "pairs":
             val[rng.permutation(n)[: int(round(frac * n))]] = True
         else:
-            # "both": a fraction sqrt(frac) of the rows and of the columns, so frac of the grid is held out
-            side = np.sqrt(frac) if self.validation_split == "both" else frac
+            # "both": frac of the rows and of the columns. Pairs sharing a row or a column with the validation
+            # block are dropped, so training keeps (1 - frac)^2 of the grid (holding out sqrt(frac) of each side
+            # kept only 30% of it at frac = 0.2, too little to learn from)
+            side = frac
             rows = np.isin(a, rng.permutation(n_x)[: int(round(side * n_x))]) if self.validation_split in (
                 "rows", "both") else np.ones(n, dtype=bool)
             cols = np.isin(b, rng.permutation(n_y)[: int(round(side * n_y))]) if self.validation_split in (
