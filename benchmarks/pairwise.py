@@ -22,8 +22,9 @@ training pairs grouped as the setting groups them (held-out rows for new rows), 
 when the inner training pairs fill a grid, else from iterative fits of a coarse grid (at most 1,000 LSQR or CG
 steps each, which bounds the time; such stops are recorded with their warning).
 
-Usage: ``python benchmarks/pairwise.py [--quick] [--part synthetic nr speed] [--report-only]``; writes
-``benchmarks/results/pairwise{,_speed}.{json,csv,png}``. Resumable per result.
+Usage: ``python benchmarks/pairwise.py [--quick] [--part synthetic nr speed] [--settings ...] [--methods ...]
+[--report-only]``; writes ``benchmarks/results/pairwise_{synthetic,nr,speed}.{json,csv,png}``. Resumable per
+result, so ``--methods`` / ``--settings`` split a long run into several commands writing one file.
 """
 
 from __future__ import annotations
