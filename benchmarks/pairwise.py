@@ -15,11 +15,16 @@ Methods: ``mean`` (the training mean), ``concat_krr`` (scikit-learn ``KernelRidg
 concatenated features, alpha and gamma by 3-fold grid search), ``kronecker`` (``BinaryKernelRidge``, two RBF
 kernels or the two similarity matrices as precomputed kernels), ``two_sided`` (the two-sided closed form with an
 ``AttentionKernel`` of random maps), ``learned`` (``BinaryKernelLearner`` end to end) and ``learned_two_stage``
-(its learned kernel in the two-sided closed form). Alphas of the closed forms come from the leave-one-pair-out
-path (``alphas=``) when the training pairs fill a grid, else from a held-out fifth of the training pairs.
+(its learned kernel in the two-sided closed form). The learner validates (early stopping) on held-out pairs,
+rows, columns or both, as the setting does. Alphas of the closed forms are chosen for the setting: new pairs on a
+full training grid by the exact leave-one-pair-out path (``alphas=``); otherwise on a held-out fifth of the
+training pairs grouped as the setting groups them (held-out rows for new rows), every alpha from one path fit
+when the inner training pairs fill a grid, else from iterative fits of a coarse grid (at most 1,000 LSQR or CG
+steps each, which bounds the time; such stops are recorded with their warning).
 
-Usage: ``python benchmarks/pairwise.py [--quick] [--part synthetic nr speed] [--report-only]``; writes
-``benchmarks/results/pairwise{,_speed}.{json,csv,png}``. Resumable per result.
+Usage: ``python benchmarks/pairwise.py [--quick] [--part synthetic nr speed] [--settings ...] [--methods ...]
+[--report-only]``; writes ``benchmarks/results/pairwise_{synthetic,nr,speed}.{json,csv,png}``. Resumable per
+result, so ``--methods`` / ``--settings`` split a long run into several commands writing one file.
 """
 
 from __future__ import annotations
@@ -31,10 +36,12 @@ import _harness
 import numpy as np
 
 ALPHAS = np.logspace(-4, 2, 13)
-LEARNER = dict(n_heads=4, head_dim=4, learning_rate=0.03, max_iter=3000, n_iter_no_change=200, alpha=1e-4,
-               validation_fraction=0.2, validation_split="pairs")
+# the learner's validation split is the setting's (new rows are held out to stop where new rows are predicted best)
+LEARNER = dict(n_heads=4, head_dim=4, learning_rate=0.03, max_iter=2000, n_iter_no_change=100, alpha=1e-2,
+               validation_fraction=0.2)
 METHODS = ("mean", "concat_krr", "kronecker", "two_sided", "learned", "learned_two_stage")
 SETTINGS = ("pairs", "rows", "columns", "both")
+_LSQR_ITER = 1000  # bounds the benchmark's time; a fit that stops there is recorded with its ConvergenceWarning
 _LEARNED: dict = {}
 
 
@@ -45,25 +52,57 @@ def _complete_block(train):
     return (rows, cols) if train[np.ix_(rows, cols)].all() and train.sum() == rows.sum() * cols.sum() else None
 
 
-def _fit_ridge(make, Xx, Xy, Z, train, seed):
-    """A BinaryKernelRidge with alpha chosen by the exact LOO path (full training grid) or a held-out fifth."""
-    block = _complete_block(train)
-    if block is not None:
-        r, c = block
-        model = make(alphas=ALPHAS).fit_grid(Xx[r], Xy[c], Z[np.ix_(r, c)])
-        return model, float(np.min(model.loo_mse_))
+def _fit_ridge(make, Xx, Xy, Z, train, seed, setting="pairs", precomputed=False):
+    """A BinaryKernelRidge fitted on ``train`` with alpha chosen for the setting: (model, block, error).
+
+    New pairs on a full training grid: the exact leave-one-pair-out path. Otherwise one held-out fold of the
+    training pairs grouped as the setting groups them (new rows are chosen on held-out rows), scored for every
+    alpha from one path fit when the inner training pairs fill a grid, else by iterative fits of a few alphas.
+    The block is the (rows, columns) of the model's training points; the error is the chosen alpha's
+    selection error (to compare kernels).
+    """
     from rkbs.model_selection import PairwiseKFold
 
-    inner_train, held = next(PairwiseKFold("pairs", 5, random_state=seed).split_grid(Z.shape, train))
-    errors = []
-    for alpha in ALPHAS[::3]:
-        m = make(alpha=alpha, max_iter=3000).fit_grid(Xx, Xy, Z, inner_train)
-        errors.append(np.mean((m.predict_grid(Xx, Xy)[held] - Z[held]) ** 2))
-    best = float(ALPHAS[::3][int(np.argmin(errors))])
-    return make(alpha=best, max_iter=3000).fit_grid(Xx, Xy, Z, train), float(np.min(errors))
+    def points(r, c, rt=None, ct=None):  # fit_grid / predict_grid arguments of rows rt (r) and columns ct (c)
+        rt, ct = (r, c) if rt is None else (rt, ct)
+        return (Xx[np.ix_(rt, r)], Xy[np.ix_(ct, c)]) if precomputed else (Xx[rt], Xy[ct])
+
+    block = _complete_block(train)
+    if block is not None and setting == "pairs":
+        model = make(alphas=ALPHAS).fit_grid(*points(*block), Z[np.ix_(*block)])
+        return model, block, float(np.min(model.loo_mse_))
+    # another seed than the outer folds' (the same permutation would hold out only outer test rows); the first
+    # inner fold that holds out training pairs
+    inner, held = next((tr, te) for tr, te in PairwiseKFold(setting, 5, random_state=seed + 1).split_grid(
+        Z.shape, train) if te.any() and tr.any())
+    inner_block = _complete_block(inner)
+    hr, hc = held.any(1), held.any(0)
+    if inner_block is not None:
+        path = make(alphas=ALPHAS).fit_grid(*points(*inner_block), Z[np.ix_(*inner_block)])
+        L, R = path._sides(*points(*inner_block, hr, hc))
+        alphas = ALPHAS
+        preds = [L @ coef @ R for coef in path.dual_coef_path_]
+    else:
+        alphas = ALPHAS[::4]  # iterative fits (missing pairs): a coarse grid and at most _LSQR_ITER steps each
+        full = np.ones(len(Xx), dtype=bool), np.ones(len(Xy), dtype=bool)
+        preds = [make(alpha=a, max_iter=_LSQR_ITER).fit_grid(*points(*full), Z, inner).predict_grid(
+            *points(*full, hr, hc)) for a in alphas]
+    target, keep = Z[np.ix_(hr, hc)], held[np.ix_(hr, hc)]
+    errors = [np.mean((P - target)[keep] ** 2) for P in preds]
+    best, error = float(alphas[int(np.argmin(errors))]), float(np.min(errors))
+    if block is not None:
+        return make(alpha=best).fit_grid(*points(*block), Z[np.ix_(*block)]), block, error
+    full = np.ones(len(Xx), dtype=bool), np.ones(len(Xy), dtype=bool)
+    return make(alpha=best, max_iter=3 * _LSQR_ITER).fit_grid(*points(*full), Z, train), full, error
 
 
-def _predict(method, Xx, Xy, Z, train, seed, kx=None, ky=None):
+def _predict_all(model, block, Xx, Xy, precomputed=False):
+    """Predictions on the whole grid of a model trained on the points of ``block``."""
+    r, c = block
+    return model.predict_grid(Xx[:, r], Xy[:, c]) if precomputed else model.predict_grid(Xx, Xy)
+
+
+def _predict(method, Xx, Xy, Z, train, seed, kx=None, ky=None, setting="pairs"):
     """Predictions on the whole grid of a method trained on the pairs of ``train``."""
     from rkbs.estimators import BinaryKernelLearner, BinaryKernelRidge
     from rkbs.kernels import AttentionKernel, get_kernel
@@ -78,26 +117,21 @@ def _predict(method, Xx, Xy, Z, train, seed, kx=None, ky=None):
         rows = np.hstack([Xx[a], Xy[b]])
         g = 1.0 / rows.shape[1]
         search = GridSearchCV(KernelRidge(kernel="rbf"), {"alpha": [1e-2, 1e-1, 1.0], "gamma": [g / 3, g]},
-                              cv=3).fit(rows, Z[a, b])
+                              cv=2).fit(rows, Z[a, b])
         A, B = np.meshgrid(np.arange(len(Xx)), np.arange(len(Xy)), indexing="ij")
         return search.predict(np.hstack([Xx[A.ravel()], Xy[B.ravel()]])).reshape(Z.shape), search.best_params_
     if method == "kronecker":
         if kx is not None:  # precomputed similarity matrices
             def make(**kw):
                 return BinaryKernelRidge(kernel="precomputed", mode="kronecker", **kw)
-            block = _complete_block(train)
-            if block is not None:
-                r, c = block
-                model = make(alphas=ALPHAS).fit_grid(kx[np.ix_(r, r)], ky[np.ix_(c, c)], Z[np.ix_(r, c)])
-                return model.predict_grid(kx[:, r], ky[:, c]), {"alpha": model.alpha_}
-            model, _ = _fit_ridge(make, kx, ky, Z, train, seed)
-            return model.predict_grid(kx, ky), {"alpha": model.alpha_}
+            model, block, _ = _fit_ridge(make, kx, ky, Z, train, seed, setting, precomputed=True)
+            return _predict_all(model, block, kx, ky, precomputed=True), {"alpha": model.alpha_}
         best = None
         for scale in (0.3, 1.0, 3.0):
             def make(scale=scale, **kw):
                 return BinaryKernelRidge(kernel="rbf", kernel_params={"gamma": scale / Xx.shape[1]}, kernel_y="rbf",
                                          kernel_y_params={"gamma": scale / Xy.shape[1]}, mode="kronecker", **kw)
-            model, err = _fit_ridge(make, Xx, Xy, Z, train, seed)
+            model, _, err = _fit_ridge(make, Xx, Xy, Z, train, seed, setting)
             if best is None or err < best[1]:
                 best = (model, err, scale)
         return best[0].predict_grid(Xx, Xy), {"alpha": best[0].alpha_, "gamma_scale": best[2]}
@@ -105,19 +139,20 @@ def _predict(method, Xx, Xy, Z, train, seed, kx=None, ky=None):
         rng = np.random.default_rng(seed)
         kappa = AttentionKernel(get_kernel("rbf", gamma=0.5), rng.normal(size=(Xx.shape[1], 8)) / np.sqrt(Xx.shape[1]),
                                 rng.normal(size=(Xy.shape[1], 8)) / np.sqrt(Xy.shape[1]))
-        model, _ = _fit_ridge(lambda **kw: BinaryKernelRidge(kernel=kappa, mode="two_sided", **kw), Xx, Xy, Z,
-                              train, seed)
+        model, _, _ = _fit_ridge(lambda **kw: BinaryKernelRidge(kernel=kappa, mode="two_sided", **kw), Xx, Xy, Z,
+                                 train, seed, setting)
         return model.predict_grid(Xx, Xy), {"alpha": model.alpha_}
-    cache_key = (Z.shape, train.tobytes(), seed)
+    cache_key = (Z.shape, train.tobytes(), seed, setting)
     if cache_key not in _LEARNED:  # "learned" and "learned_two_stage" share one learner per fold
         _LEARNED.clear()
-        _LEARNED[cache_key] = BinaryKernelLearner(**LEARNER, random_state=seed).fit_grid(Xx, Xy, Z, train)
+        _LEARNED[cache_key] = BinaryKernelLearner(**LEARNER, validation_split=setting,
+                                                        random_state=seed).fit_grid(Xx, Xy, Z, train)
     learner = _LEARNED[cache_key]
     info = {"n_iter": learner.n_iter_, "best_iter": learner.best_iter_}
     if method == "learned":
         return learner.predict_grid(Xx, Xy), info
-    model, _ = _fit_ridge(lambda **kw: BinaryKernelRidge(kernel=learner.kernel_, mode="two_sided", **kw), Xx, Xy,
-                          Z, train, seed)
+    model, _, _ = _fit_ridge(lambda **kw: BinaryKernelRidge(kernel=learner.kernel_, mode="two_sided", **kw), Xx,
+                             Xy, Z, train, seed, setting)
     return model.predict_grid(Xx, Xy), {**info, "alpha": model.alpha_}
 
 
@@ -201,17 +236,18 @@ def run_accuracy(args, data_name):
         score, metric = roc_auc_score, "auc"
         if not args.report_only:
             results.set_summary(kronecker_check=_nr_kronecker_check(data))
-    methods = METHODS
+    methods = [m for m in METHODS if m in args.methods]
     for seed in [] if args.report_only else args.seeds:
         folds = list(_synthetic_folds(Z.shape, seed) if data_name == "synthetic" else _nr_folds(data, seed))
-        keys = [dict(setting=s, method=m, fold=f, seed=seed) for s, f, _, _ in folds for m in methods]
+        keys = [dict(setting=s, method=m, fold=f, seed=seed) for s, f, _, _ in folds for m in methods
+                if s in args.settings]
         lookup = {(s, f): (tr, te) for s, f, tr, te in folds}
         for key in results.pending(keys, desc=f"{data_name} seed {seed}"):
             train, test = lookup[(key["setting"], key["fold"])]
             start = time.perf_counter()
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                P, info = _predict(key["method"], Xx, Xy, Z, train, seed, kx, ky)
+                P, info = _predict(key["method"], Xx, Xy, Z, train, seed, kx, ky, key["setting"])
             if np.unique(Z[test]).size < 2 and metric == "auc":
                 value = None  # a fold without both classes has no AUC
             else:
@@ -221,12 +257,12 @@ def run_accuracy(args, data_name):
                          **info})
     table = {}
     for s in SETTINGS:
-        for m in methods:
+        for m in METHODS:
             vals = [r[metric] for r in results.select(setting=s, method=m) if r.get(metric) is not None]
             if vals:
                 table[f"{s}/{m}"] = {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "folds": len(vals)}
     results.set_summary(metric=metric, table=table)
-    _plot(results, metric, methods, data_name)
+    _plot(results, metric, [m for m in METHODS if f"pairs/{m}" in table], data_name)
     return results
 
 
@@ -298,6 +334,10 @@ def main():
     parser = _harness.make_parser(__doc__, name="pairwise")
     parser.add_argument("--part", nargs="+", default=["synthetic", "nr", "speed"],
                         choices=["synthetic", "nr", "speed"])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
+                        help="the methods to run (the table and plot summarize all stored ones)")
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS,
+                        help="the cross-validation settings to run (the table summarizes all stored ones)")
     parser.add_argument("--report-only", action="store_true",
                         help="summarize and plot the stored results without running the pending ones")
     args = parser.parse_args()

@@ -9,15 +9,29 @@ import torch
 from ..kernels import Kernel
 from ..kernels._validation import default_scale
 
-__all__ = ["LearnedAttentionKernel"]
+__all__ = ["LearnedAttentionKernel", "soft_cap"]
+
+
+def soft_cap(logits: torch.Tensor, cap) -> torch.Tensor:
+    """``cap * tanh(logits / cap)``: logits bounded by ``cap`` (None: unchanged)."""
+    if cap is None:
+        return logits
+    if not (isinstance(cap, (int, float, np.floating)) and not isinstance(cap, bool) and np.isfinite(cap)
+            and cap > 0):
+        raise ValueError(f"logit_cap must be a finite number > 0 or None, got {cap!r}")
+    return cap * torch.tanh(logits / cap)
 
 
 class LearnedAttentionKernel(Kernel):
-    """``kappa(x, y) = sum_h w_h exp(<x W_q^h + b_q^h, y W_k^h + b_k^h> / sqrt(d))``.
+    """``kappa(x, y) = sum_h w_h exp(s(<x W_q^h + b_q^h, y W_k^h + b_k^h> / sqrt(d)))``.
 
     With zero biases and one unit-weight head it is ``AttentionKernel(EDP(1 / sqrt(d)), W_q, W_k)``. The biases
     give each head per-row and per-column factors (exp(<x W_q, b_k>) and exp(<b_q, y W_k>)), so the sum can
     carry row and column effects as well as interactions. Asymmetric and, in general, indefinite.
+
+    ``s`` soft-caps the logits, ``s(l) = c tanh(l / c)`` with ``c = logit_cap`` (the identity when None), so
+    every head is bounded by ``exp(c)``: an exponential head evaluated on points unlike the training ones
+    (new rows or columns) cannot blow up, while logits well inside ``(-c, c)`` are nearly unchanged.
 
     Parameters
     ----------
@@ -26,6 +40,8 @@ class LearnedAttentionKernel(Kernel):
     head_weights : ndarray of shape (n_heads,)
     query_bias : ndarray of shape (n_heads, d), default=None (zeros)
     key_bias : ndarray of shape (n_heads, d), default=None (zeros)
+    logit_cap : float, default=None
+        ``c > 0`` of the soft cap; None for uncapped logits.
 
     Examples
     --------
@@ -38,14 +54,16 @@ class LearnedAttentionKernel(Kernel):
 
     name = "learned_attention"
     family = "learned"
-    formula = "sum_h w_h exp(<x Wq_h + bq_h, y Wk_h + bk_h> / sqrt(d))"
+    formula = "sum_h w_h exp(c tanh(<x Wq_h + bq_h, y Wk_h + bk_h> / (c sqrt(d))))"
 
-    def __init__(self, query_maps=None, key_maps=None, head_weights=None, query_bias=None, key_bias=None):
+    def __init__(self, query_maps=None, key_maps=None, head_weights=None, query_bias=None, key_bias=None,
+                 logit_cap=None):
         self.query_maps = query_maps
         self.key_maps = key_maps
         self.head_weights = head_weights
         self.query_bias = query_bias
         self.key_bias = key_bias
+        self.logit_cap = logit_cap
 
     def _arrays(self, like: torch.Tensor):
         if self.query_maps is None or self.key_maps is None or self.head_weights is None:
@@ -84,7 +102,7 @@ class LearnedAttentionKernel(Kernel):
         Wq, Wk, w, bq, bk = self._arrays(x)
         q = x.unsqueeze(-3) @ Wq + bq.unsqueeze(-2)  # (..., H, n, d)
         k = y.unsqueeze(-3) @ Wk + bk.unsqueeze(-2)
-        return q @ k.transpose(-1, -2) * default_scale(None, Wq.shape[2]), w
+        return soft_cap(q @ k.transpose(-1, -2) * default_scale(None, Wq.shape[2]), self.logit_cap), w
 
     def evaluate(self, x, y):
         logits, w = self._logits(x, y)

@@ -1,8 +1,10 @@
 """BinaryKernelLearner: the Transformer as a kernel learner.
 
-It fits h(x, y) = sum_h w_h exp(<x W_q^h + b_q^h, y W_k^h + b_k^h> / sqrt(d)) -- H heads of the attention
-kernel mixed by output weights -- to pairwise responses by gradient descent (Adam, full batch) in torch, with
-weight decay, a validation split, early stopping with best-parameter restore and a learning-rate schedule.
+It fits h(x, y) = sum_h w_h exp(s(<x W_q^h + b_q^h, y W_k^h + b_k^h> / sqrt(d))) -- H heads of the attention
+kernel with soft-capped logits s, mixed by output weights -- to pairwise responses by gradient descent (Adam,
+full batch) in torch, with weight decay, a validation split, early stopping with best-parameter restore and a
+learning-rate schedule. It trains on standardized features and responses scaled to unit mean square, and folds
+the scales back into the maps, biases and weights, so the returned kernel takes the raw features.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._common import as_device_tensor, check_scalar_param, resolve_device
-from ._learned_kernel import LearnedAttentionKernel
+from ._learned_kernel import LearnedAttentionKernel, soft_cap
 from ._pairs import check_grid, index_domain, resolve_split, split_pairs
 
 __all__ = ["BinaryKernelLearner"]
@@ -33,10 +35,15 @@ _RISING = 2.0  # stopping with the loss this many times its best means training 
 class BinaryKernelLearner(RegressorMixin, BaseEstimator):
     """Learn an attention-form binary kernel from responses on pairs ``(x, y)``.
 
-    The model is ``h(x, y) = sum_{h=1}^H w_h exp(<x W_q^h + b_q^h, y W_k^h + b_k^h> / sqrt(d))`` with ``W_q^h``
-    of shape (n_features_x, d) and ``W_k^h`` of shape (n_features_y, d); the biases (``bias=True``) let heads
-    carry per-row and per-column effects. The parameters minimize the mean squared error on the observed pairs
-    plus ``alpha`` times their squared norm (weight decay), by full-batch Adam from a seeded initialization.
+    The model is ``h(x, y) = sum_{h=1}^H w_h exp(s(<x W_q^h + b_q^h, y W_k^h + b_k^h> / sqrt(d)))`` with
+    ``W_q^h`` of shape (n_features_x, d) and ``W_k^h`` of shape (n_features_y, d); the biases (``bias=True``) let
+    heads carry per-row and per-column effects, and ``s(l) = c tanh(l / c)`` soft-caps the logits at
+    ``c = logit_cap``, so that no head exceeds ``exp(c)`` on points unlike the training ones (an uncapped
+    exponential head extrapolates to new rows or columns without bound). The parameters minimize the mean
+    squared error on the observed pairs plus ``alpha`` times their squared norm (weight decay), by full-batch
+    Adam from a seeded initialization. Training is scale-free: the features of each side are standardized and
+    the responses divided by their root mean square (so ``alpha`` and ``learning_rate`` mean the same on any
+    data), and the scales are folded back into the returned parameters.
 
     With ``early_stopping`` a random ``validation_fraction`` of the observed pairs is held out; training stops
     when its loss has not improved by ``tol`` (relative) for ``n_iter_no_change`` steps, and the parameters with
@@ -56,8 +63,9 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
         H, the number of heads.
     head_dim : int, default=8
         d, the dimension of the query and key maps.
-    alpha : float, default=0.0
-        Weight decay (l2 on all parameters).
+    alpha : float, default=1e-2
+        Weight decay (l2 on all parameters, in the standardized units): it keeps the maps small, hence the
+        kernel smooth, which is what lets it generalise to new rows and columns.
     learning_rate : float, default=0.01
         Adam's initial step size.
     learning_rate_schedule : {"constant", "cosine", "plateau"}, default="plateau"
@@ -74,10 +82,13 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
     validation_split : {"pairs", "rows", "columns", "both"}, default="pairs"
         What the held-out pairs have in common, as in :class:`rkbs.model_selection.PairwiseKFold`: random pairs,
         every pair of a random ``validation_fraction`` of the rows (to stop where new rows are predicted best),
-        of the columns, or of both (pairs sharing a row or a column with them are left out of training).
+        of the columns, or of both (``validation_fraction`` of the rows and of the columns; pairs sharing a row
+        or a column with the validation block are left out of training).
     n_iter_no_change : int, default=50
     bias : bool, default=True
         Biases of the query and key maps.
+    logit_cap : float or None, default=None
+        ``c`` of the soft cap ``c tanh(l / c)`` of the (standardized-input) logits; None for none.
     n_features_x : int, default=None
         Number of query-side columns of ``X``; ``None`` splits the columns in half.
     random_state : int, RandomState instance or None, default=0
@@ -97,9 +108,10 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
     dual_coef_ : ndarray of shape (n_y, n_y)
         The identity (values of ``KernelAttention.from_estimator``).
     loss_curve_ : list of float
-        Training objective (mean squared error + penalty) per step.
+        Training objective (mean squared error + penalty) per step, in units of the responses' mean square.
     validation_scores_ : list of float
-        Monitored loss per step, starting with the initialization's (validation MSE with early stopping).
+        Monitored loss per step, starting with the initialization's (validation MSE with early stopping), in
+        units of the responses' mean square.
     best_iter_ : int
         The step whose parameters were restored (0: the initialization).
     n_iter_ : int
@@ -118,9 +130,9 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
     (30, 30)
     """
 
-    def __init__(self, n_heads=4, head_dim=8, *, alpha=0.0, learning_rate=0.01, learning_rate_schedule="plateau",
+    def __init__(self, n_heads=4, head_dim=8, *, alpha=1e-2, learning_rate=0.01, learning_rate_schedule="plateau",
                  max_iter=500, tol=1e-6, early_stopping=True, validation_fraction=0.1, validation_split="pairs",
-                 n_iter_no_change=50, bias=True, n_features_x=None, random_state=0, device="cpu"):
+                 n_iter_no_change=50, bias=True, logit_cap=None, n_features_x=None, random_state=0, device="cpu"):
         self.n_heads = n_heads
         self.head_dim = head_dim
         self.alpha = alpha
@@ -133,6 +145,7 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
         self.validation_split = validation_split
         self.n_iter_no_change = n_iter_no_change
         self.bias = bias
+        self.logit_cap = logit_cap
         self.n_features_x = n_features_x
         self.random_state = random_state
         self.device = device
@@ -142,13 +155,13 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
         """The learned kernel (all heads, weighted)."""
         check_is_fitted(self)
         return LearnedAttentionKernel(self.query_maps_, self.key_maps_, self.head_weights_, self.query_bias_,
-                                      self.key_bias_)
+                                      self.key_bias_, self.logit_cap_)
 
     @property
     def kernels_(self) -> list[LearnedAttentionKernel]:
         """The learned heads, each with unit weight (``kernel_`` is their sum weighted by ``head_weights_``)."""
         check_is_fitted(self)
-        return [LearnedAttentionKernel(Wq[None], Wk[None], np.ones(1), bq[None], bk[None])
+        return [LearnedAttentionKernel(Wq[None], Wk[None], np.ones(1), bq[None], bk[None], self.logit_cap_)
                 for Wq, Wk, bq, bk in zip(self.query_maps_, self.key_maps_, self.query_bias_, self.key_bias_)]
 
     @property
@@ -207,6 +220,7 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
             "tol": check_scalar_param("tol", self.tol, minimum=0.0),
             "frac": check_scalar_param("validation_fraction", self.validation_fraction, minimum=0.0, strict=True),
             "patience": check_scalar_param("n_iter_no_change", self.n_iter_no_change, minimum=1, integer=True),
+            "cap": check_scalar_param("logit_cap", self.logit_cap, minimum=0.0, strict=True, allow_none=True),
         }
         if p["frac"] >= 1:
             raise ValueError(f"validation_fraction must be < 1, got {self.validation_fraction!r}")
@@ -229,8 +243,10 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
         if self.validation_split == "pairs":
             val[rng.permutation(n)[: int(round(frac * n))]] = True
         else:
-            # "both": a fraction sqrt(frac) of the rows and of the columns, so frac of the grid is held out
-            side = np.sqrt(frac) if self.validation_split == "both" else frac
+            # "both": frac of the rows and of the columns. Pairs sharing a row or a column with the validation
+            # block are dropped, so training keeps (1 - frac)^2 of the grid (holding out sqrt(frac) of each side
+            # kept only 30% of it at frac = 0.2, too little to learn from)
+            side = frac
             rows = np.isin(a, rng.permutation(n_x)[: int(round(side * n_x))]) if self.validation_split in (
                 "rows", "both") else np.ones(n, dtype=bool)
             cols = np.isin(b, rng.permutation(n_y)[: int(round(side * n_y))]) if self.validation_split in (
@@ -252,6 +268,11 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
         val, train = self._validation_split(a, b, Xu.shape[0], Yu.shape[0], p["frac"], rng)
         a, b, z, val = a[train], b[train], z[train], val[train]
         dx, dy = Xu.shape[1], Yu.shape[1]
+        # scale-free training: standardized features, responses of unit mean square (folded back at the end)
+        (mu_x, sd_x), (mu_y, sd_y) = _standardizer(Xu), _standardizer(Yu)
+        z_scale = max(float(np.sqrt(np.mean(z[~val] ** 2))), 1e-300)
+        Yu_raw = Yu
+        Xu, Yu, z = (Xu - mu_x) / sd_x, (Yu - mu_y) / sd_y, z / z_scale
         # logits <x Wq, y Wk> / sqrt(d) of standard deviation _INIT_STD whatever the input scale: the initial
         # model is nearly the constant mean, and no exp() outlier dominates the first steps
         rms_x = max(float(np.sqrt(np.mean(Xu**2))), 1e-12)
@@ -270,7 +291,7 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
 
         def mse(part, ps):
             ia, ib, zt = part
-            return torch.mean((_pair_response(xs, ys, ia, ib, *ps) - zt) ** 2)
+            return torch.mean((_pair_response(xs, ys, ia, ib, *ps, cap=p["cap"]) - zt) ** 2)
 
         def objective(ps):
             loss = mse(idx[0], ps)
@@ -310,9 +331,13 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
         self.n_iter_, self.best_iter_ = it, best_iter
         _warn_training(reason, it, best_iter, self.validation_scores_, monitor is not None)
         Wq, Wk, w, *biases = best_params
-        self.query_maps_, self.key_maps_, self.head_weights_ = Wq, Wk, w
-        self.query_bias_, self.key_bias_ = biases if biases else (np.zeros((H, d)), np.zeros((H, d)))
-        self.centers_ = np.array(Yu, dtype=np.float64)
+        bq, bk = biases if biases else (np.zeros((H, d)), np.zeros((H, d)))
+        # fold the standardization back: ((x - mu) / sd) W + b = x (W / sd) + (b - (mu / sd) W)
+        self.query_maps_, self.query_bias_ = Wq / sd_x[None, :, None], bq - np.einsum("f,hfd->hd", mu_x / sd_x, Wq)
+        self.key_maps_, self.key_bias_ = Wk / sd_y[None, :, None], bk - np.einsum("f,hfd->hd", mu_y / sd_y, Wk)
+        self.head_weights_, self.logit_cap_ = w * z_scale, p["cap"]
+        self.response_scale_ = z_scale
+        self.centers_ = np.array(Yu_raw, dtype=np.float64)
         return self
 
     def _tensors(self):
@@ -339,7 +364,7 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
         rows = torch.arange(X.shape[0], device=device)
         with torch.no_grad():
             out = _pair_response(as_device_tensor(Xx, device, dtype), as_device_tensor(Xy, device, dtype), rows,
-                                 rows, *self._tensors())
+                                 rows, *self._tensors(), cap=self.logit_cap_)
         return _finite(out)
 
     def predict_grid(self, X_x, X_y):
@@ -372,14 +397,20 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
         return tags
 
 
-def _pair_response(xs, ys, ia, ib, Wq, Wk, w, bq=None, bk=None):
+def _standardizer(P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of each feature (1 for a constant one)."""
+    mu, sd = P.mean(axis=0), P.std(axis=0)
+    return mu, np.where(sd > 1e-12 * max(float(np.abs(P).max()), 1e-300), sd, 1.0)
+
+
+def _pair_response(xs, ys, ia, ib, Wq, Wk, w, bq=None, bk=None, *, cap=None):
     """h(xs[ia_i], ys[ib_i]) for pairs indexed into the distinct points: (n,)."""
     Q = xs @ Wq  # (H, n_x, d)
     K = ys @ Wk
     if bq is not None:
         Q = Q + bq[:, None]
         K = K + bk[:, None]
-    logits = (Q[:, ia] * K[:, ib]).sum(-1) / math.sqrt(Wq.shape[2])  # (H, n)
+    logits = soft_cap((Q[:, ia] * K[:, ib]).sum(-1) / math.sqrt(Wq.shape[2]), cap)  # (H, n)
     return w @ torch.exp(logits)
 
 

@@ -50,8 +50,12 @@ class BinaryKernelRidge(RegressorMixin, BaseEstimator):
         Regularization: ``alpha |C|^2`` (two-sided) or the tensor-product RKHS norm (Kronecker).
     alphas : array-like of float, default=None
         A regularisation path (values > 0): with responses on the full grid, one decomposition gives every
-        alpha's coefficients and exact leave-one-pair-out errors; the alpha with the smallest one is chosen
+        alpha's coefficients and its ``path_criterion``; the alpha with the smallest one is chosen
         (``alpha_``), as in scikit-learn's ``RidgeCV``. ``alpha`` is then ignored.
+    path_criterion : {"loo", "gcv"}, default="loo"
+        How ``alphas`` are compared: the exact leave-one-pair-out mean squared error (two extra matrix
+        products per alpha), or generalized cross-validation, its rotation-invariant approximation
+        ``(|Z - H|^2 / n) / (1 - tr(hat) / n)^2`` (O(n) per alpha from the decomposition alone).
     mode : {"auto", "two_sided", "kronecker"}, default="auto"
         ``"auto"``: Kronecker when the kernels are Mercer (symmetric positive definite) or precomputed,
         two-sided otherwise (asymmetric or indefinite kernels such as ``AttentionKernel``).
@@ -85,7 +89,9 @@ class BinaryKernelRidge(RegressorMixin, BaseEstimator):
     dual_coef_path_ : ndarray of shape (n_alphas, *dual_coef_.shape)
         With ``alphas``: the coefficients of every alpha.
     loo_mse_ : ndarray of shape (n_alphas,)
-        With ``alphas``: the leave-one-pair-out mean squared error of every alpha.
+        With ``alphas`` and ``path_criterion="loo"``: the leave-one-pair-out mean squared error of every alpha.
+    gcv_mse_ : ndarray of shape (n_alphas,)
+        With ``alphas`` and ``path_criterion="gcv"``: the GCV score of every alpha.
     solver_ : str
     n_iter_ : int or None
     n_features_in_ : int
@@ -109,14 +115,15 @@ class BinaryKernelRidge(RegressorMixin, BaseEstimator):
     """
 
     def __init__(self, kernel="rbf", *, kernel_params=None, kernel_y=None, kernel_y_params=None, alpha=1.0,
-                 alphas=None, mode="auto", solver="auto", n_features_x=None, tol=1e-8, max_iter=None,
-                 device="cpu"):
+                 alphas=None, path_criterion="loo", mode="auto", solver="auto", n_features_x=None, tol=1e-8,
+                 max_iter=None, device="cpu"):
         self.kernel = kernel
         self.kernel_params = kernel_params
         self.kernel_y = kernel_y
         self.kernel_y_params = kernel_y_params
         self.alpha = alpha
         self.alphas = alphas
+        self.path_criterion = path_criterion
         self.mode = mode
         self.solver = solver
         self.n_features_x = n_features_x
@@ -226,6 +233,8 @@ class BinaryKernelRidge(RegressorMixin, BaseEstimator):
         alphas = np.asarray(self.alphas, dtype=np.float64)
         if alphas.ndim != 1 or alphas.size == 0 or not np.all(np.isfinite(alphas)) or np.any(alphas <= 0):
             raise ValueError(f"alphas must be a non-empty 1-d array of finite values > 0, got {self.alphas!r}")
+        if self.path_criterion not in ("loo", "gcv"):
+            raise ValueError(f"path_criterion must be 'loo' or 'gcv', got {self.path_criterion!r}")
         return alphas
 
     def _training_grams(self, mode, kx, ky, Xu, Yu):
@@ -279,6 +288,8 @@ class BinaryKernelRidge(RegressorMixin, BaseEstimator):
         if mode == "kronecker" and solver == "eigh" and alpha == 0 and alphas is None:
             raise ValueError("alpha must be > 0 for mode='kronecker'")
         grams = self._training_grams(mode, kx, ky, Xu, Yu)
+        for stale in ("loo_mse_", "gcv_mse_", "dual_coef_path_"):  # path results of an earlier fit
+            self.__dict__.pop(stale, None)
         self.mode_, self.kernel_, self.kernel_y_ = mode, kx, ky
         self.x_centers_, self.y_centers_ = (None, None) if self._precomputed() else (Xu, Yu)
         self.solver_, self.n_iter_, self.alpha_ = solver, None, alpha
@@ -288,13 +299,23 @@ class BinaryKernelRidge(RegressorMixin, BaseEstimator):
                 Z[a, b] = z
             else:
                 Z = Z_full
-            path = two_sided_path if mode == "two_sided" else kronecker_path
+            path, extra = two_sided_path, {}
             if mode == "kronecker":
                 _check_psd(grams, self._precomputed())
-            coefs, residuals = path(*grams, Z, [alpha] if alphas is None else alphas, loo=alphas is not None)
+                # our own Gram matrices are not needed after their eigendecomposition: factorized in place
+                path, extra = kronecker_path, {"overwrite": not self._precomputed()}
+            loo = alphas is not None and self.path_criterion == "loo"
+            coefs, residuals, gcv = path(*grams, Z, [alpha] if alphas is None else alphas, loo=loo,
+                                         gcv=alphas is not None and not loo, **extra)
             if alphas is not None:
-                self.loo_mse_ = np.array([np.mean(r**2) for r in residuals])
-                best = int(np.nanargmin(np.where(np.isfinite(self.loo_mse_), self.loo_mse_, np.nan)))
+                if loo:
+                    self.loo_mse_ = scores = np.array([np.mean(r**2) for r in residuals])
+                else:
+                    self.gcv_mse_ = scores = np.array(gcv)
+                if not np.isfinite(scores).any():
+                    raise ValueError(f"no alpha of the path has a finite {self.path_criterion} score (the smoother "
+                                     "interpolates the grid); use larger alphas")
+                best = int(np.nanargmin(np.where(np.isfinite(scores), scores, np.nan)))
                 self.alpha_ = float(alphas[best])
                 self.dual_coef_path_ = np.stack(coefs)
                 coefs = [coefs[best]]
@@ -388,7 +409,7 @@ class BinaryKernelRidge(RegressorMixin, BaseEstimator):
         if Z.shape != (grams[0].shape[0], grams[-1].shape[-1]):
             raise ValueError(f"Z must have the training grid's shape, got {Z.shape}")
         path = two_sided_path if self.mode_ == "two_sided" else kronecker_path
-        _, residuals = path(*grams, Z, [self.alpha_], loo=True)
+        _, residuals, _ = path(*grams, Z, [self.alpha_], loo=True)
         return Z - residuals[0]
 
     def _stored_grams(self):
