@@ -211,6 +211,11 @@ def test_recall_and_long_tasks():
     x, y, select = recall.sample(3, np.random.RandomState(0))
     assert model(x)[select].shape == (12, cfg["recall_vocab"]) and y.shape == (3, 4)
     assert made["mlm-k0-long"].kernels == ("edp", "linear") and made["mlm-k0-long"].name == "mlm-k0-long"
+    text_cfg = dict(cfg, context=32, text_dim=24, text_layers=1, text_heads=3)
+    text = tasks_mod.make_tasks(["text"], text_cfg, 8)["text"]
+    model = text.build("edp", 0)
+    assert len(model.encoder.layers) == 1 and model.encoder.layers[0].n_heads == 3 and text.head_dim == 8
+    assert model.encoder.layers[0].is_causal and text.n_keys == 32
 
 
 @pytest.mark.parametrize("name", ["icl-gaussian-L1-attn", "recall-4"])
@@ -219,3 +224,14 @@ def test_scores_do_not_depend_on_the_chunk_size(name):
     model = task.build("linear", 0)
     assert task.score(model, task.test, chunk=1000) == pytest.approx(task.score(model, task.test, chunk=50),
                                                                      rel=1e-5)
+    assert task.score(model, task.test) == pytest.approx(task.score(model, task.test, chunk=50), rel=1e-5)
+
+
+def test_curves_record_validation_checkpoints(tmp_path):
+    compare.main(["--quick", "--curves", "--out", str(tmp_path), "--tasks", "root-k0", "--steps", "4",
+                  "--no-progress"])
+    data = json.loads((tmp_path / "compare_kernels_curves_quick.json").read_text())
+    (row,) = data["results"]
+    assert row["kernel"] == "edp" and row["lr"] == compare.QUICK["lr_grid"][1] and row["steps"] == 4
+    assert [c[0] for c in row["curve"]] == [1, 2, 3, 4] and all(0 <= c[1] <= 1 for c in row["curve"])
+    assert row["oracle"] == 1.0 and 0 <= row["test"] <= 1
