@@ -88,11 +88,14 @@ def readme_block(table, run, progress, ladder="compare_kernels_ladder.png", resu
              f"Status: {_status(progress)}. Source: `benchmarks/results/{results}` (command `{run.get('command')}`, "
              f"commit `{(run.get('git_commit') or '?')[:10]}`, {machine.get('processor')}, "
              f"{machine.get('usable_cpus')} CPUs). Gap to the oracle (mean over seeds; positive = worse); `*`: the "
-             "95% interval of the paired difference from EDP excludes zero.", "",
-             "| kernel | features/head | " + " | ".join(names) + " |",
-             "|---|---|" + "---|" * len(names),
-             "| *oracle* | | " + " | ".join(f"{table[n]['oracle_name']} {_fmt(table[n]['oracle'], 3)}"
-                                          for n in names) + " |"]
+             "95% interval of the paired difference from EDP excludes zero.", ""]
+    if not names:
+        lines += ["No task has results yet.", "", README_END]
+        return "\n".join(lines)
+    lines += ["| kernel | features/head | " + " | ".join(names) + " |",
+              "|---|---|" + "---|" * len(names),
+              "| *oracle* | | " + " | ".join(f"{table[n]['oracle_name']} {_fmt(table[n]['oracle'], 3)}"
+                                           for n in names) + " |"]
     for kernel in kernels:
         dims = [table[n]["kernels"][kernel].get("feature_dim") for n in names if kernel in table[n]["kernels"]]
         cells = []
@@ -105,8 +108,9 @@ def readme_block(table, run, progress, ladder="compare_kernels_ladder.png", resu
             star = "*" if diff and diff[1] is not None and (diff[1] > 0 or diff[2] < 0) else ""
             cells.append(f"{_fmt(k['gap'], 3)}{star}")
         lines.append(f"| {kernel} | {_dim(dims[0] if dims else None)} | " + " | ".join(cells) + " |")
-    lines += ["", f"![finite approximations of EDP against their feature dimension](benchmarks/results/{ladder})",
-              "", README_END]
+    if ladder:
+        lines += ["", f"![finite approximations of EDP against their feature dimension](benchmarks/results/{ladder})"]
+    lines += ["", README_END]
     return "\n".join(lines)
 
 

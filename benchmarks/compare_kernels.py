@@ -251,11 +251,11 @@ def report(results_path, out_dir=None, readme=None):
     run = data["runs"][-1] if data["runs"] else {}
     caption = _caption(run, progress)
     write_markdown(table, analyses, run, progress, stem.with_suffix(".md"), title=path.name)
-    plot_ladder(table, stem.parent / f"{stem.name}_ladder.png", caption)
+    ladder = plot_ladder(table, stem.parent / f"{stem.name}_ladder.png", caption)
     plot_swap(table, stem.parent / f"{stem.name}_swap.png", caption)
     plot_icl(table, stem.parent / f"{stem.name}_icl.png", caption)
     if readme is not None:
-        update_readme(readme, table, run, progress, ladder=f"{stem.name}_ladder.png", results=path.name)
+        update_readme(readme, table, run, progress, ladder=ladder and ladder.name, results=path.name)
     return table, progress
 
 

@@ -13,6 +13,7 @@ _BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(_BENCH))  # benchmarks/ is a folder of scripts; its modules import each other by name
 compare = importlib.import_module("compare_kernels")
 plan_mod = importlib.import_module("_compare_plan")
+report_mod = importlib.import_module("_compare_report")
 tasks_mod = importlib.import_module("_kernel_tasks")
 
 
@@ -136,6 +137,7 @@ def test_report_and_readme_from_a_partial_synthetic_file(tmp_path):
     assert table["late"]["kernels"]["edp"]["lr"] == 0.01 and list(table["late"]["kernels"]) == ["edp"]
     text = readme.read_text()
     assert text.startswith("# project\n\nintro\n") and "PARTIAL: 23 of 40 runs done" in text
+    assert "](benchmarks/results/compare_kernels_ladder.png)" in text
     line = next(ln for ln in text.splitlines() if ln.startswith("| prf-4 |"))
     assert line == "| prf-4 | 4 | 0.390* |  |"  # the interval excludes 0; prf-4 has no result on 'late'
     line = next(ln for ln in text.splitlines() if ln.startswith("| taylor_edp-2 |"))
@@ -144,6 +146,11 @@ def test_report_and_readme_from_a_partial_synthetic_file(tmp_path):
     assert (tmp_path / "compare_kernels_ladder.png").exists()
     compare.report(path, readme=readme)  # a second update replaces the block instead of appending one
     assert readme.read_text().count("compare_kernels table: start") == 1
+
+
+def test_readme_block_before_any_result():
+    block = report_mod.readme_block({}, {"command": "c", "git_commit": "abc"}, (5, 40))
+    assert "PARTIAL: 5 of 40 runs done" in block and "No task has results yet." in block and "| kernel" not in block
 
 
 def test_report_refuses_a_file_without_task_meta(tmp_path):
