@@ -124,6 +124,9 @@ def subspace_gain(kernel_id, seed, n_layers=3, eta=0.5):
     return dict(value=float(np.exp(np.mean(np.log(ratios)))), per_layer=ratios)
 
 
+_DIVERGED = 1e6  # an energy this many times its start (in absolute value) has diverged
+
+
 def energy_descent(kernel_id, seed, n_steps=8, n_tokens=50, dim=16):
     """Relative decrease per step of the attention energy under ``Y <- attention(Y, Y, Y)`` with this kernel."""
     from attention_kernels.functional import kernel_attention
@@ -139,6 +142,9 @@ def energy_descent(kernel_id, seed, n_steps=8, n_tokens=50, dim=16):
         if not torch.isfinite(Y).all():
             return dict(value=None, note="diverged", energies=energies)
         energies.append(float(attention_energy(Y)))
+        if not math.isfinite(energies[-1]) or abs(energies[-1]) > _DIVERGED * abs(energies[0]):
+            # an un-normalized map can grow without bound (odd Taylor truncations): no descent rate to report
+            return dict(value=None, note="diverged", energies=energies)
     e = np.array(energies)
     rate = float((e[0] - e[-1]) / (n_steps * abs(e[0])))
     return dict(value=rate, monotone=bool(np.all(np.diff(e) <= 1e-12 * abs(e[0]))), energies=energies)

@@ -49,6 +49,9 @@ def test_analyses_without_training():
     assert compare.subspace_gain("linear", 0)["value"] is None  # MSSA needs a normalized positive kernel
     energy = compare.energy_descent("edp", 0)
     assert energy["value"] > 0 and len(energy["energies"]) == 9
+    blown = compare.energy_descent("taylor_edp-1", 0)  # un-normalized 1 + s q.k: the iteration explodes
+    assert blown["value"] is None and blown["note"] == "diverged"
+    assert abs(blown["energies"][-1]) > 1e6 * abs(blown["energies"][0])
 
 
 def test_tasks_have_oracles_and_floors():
