@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import _harness
+from _kernel_tasks import feature_dim
 
 _LADDERS = (("taylor_edp-", "taylor_edp (degree 1..6)", "o"), ("prf-", "positive random features", "s"))
 
@@ -187,10 +188,11 @@ def plot_swap(table, path, caption=None):
         entry = table[name]
         edp = entry["kernels"]["edp"]
         for prefix, label, marker in _LADDERS:
-            pts = sorted((entry["kernels"].get(k, {}).get("feature_dim") or float("nan"), v)
-                         for k, v in edp["swap"].items() if k.startswith(prefix))
+            # from the kernel id, not the table: in a partial file the ladder kernels may not have trained yet
+            pts = sorted((feature_dim(k, entry["head_dim"]), v) for k, v in edp["swap"].items()
+                         if k.startswith(prefix))
             if pts:
-                ax.plot([p[0] for p in pts], [entry and _gap(entry, p[1]) for p in pts], marker=marker,
+                ax.plot([p[0] for p in pts], [_gap(entry, p[1]) for p in pts], marker=marker,
                         label=f"{label}, swapped in")
         ax.axhline(edp["gap"], color="k", ls="--", label="edp (trained)")
         ax.set_xscale("log")

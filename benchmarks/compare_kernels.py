@@ -270,8 +270,8 @@ def _caption(run, progress):
     machine = run.get("machine", {})
     done, total = progress
     status = "complete" if done >= total else f"PARTIAL: {done} of {total} runs done"
-    return (f"{run.get('command')}  |  commit {commit}  |  {machine.get('processor')}, "
-            f"{machine.get('usable_cpus')} CPUs  |  {status}")
+    return (f"{status}  |  {run.get('command')}  |  commit {commit}  |  {machine.get('processor')}, "
+            f"{machine.get('usable_cpus')} CPUs")  # the status first: a long command is cut at the figure's edge
 
 
 # ------------------------------------------------------------------------------------------------ main

@@ -114,6 +114,8 @@ def _synthetic_file(path):
         row["test"] = test
     rows += [_row("late", "edp", "probe", 0.01, 0, 0.5), _row("late", "edp", "probe", 0.003, 0, 0.4),
              _row("late", "edp", "final", 0.01, 0, 0.52)]
+    # the EDP model of 'late' was evaluated with ladder kernels that have not trained on 'late' yet
+    rows[-1]["swap"] = {"prf-4": 0.3, "prf-1024": 0.5, "taylor_edp-2": 0.51}
     data = {"layout": 1, "name": "compare_kernels", "key": ["task", "kernel", "phase", "lr", "seed"], "config": {},
             "runs": [{"command": "python benchmarks/compare_kernels.py", "git_commit": "abc", "machine": {}}],
             "results": rows,
@@ -146,7 +148,7 @@ def test_report_and_readme_from_a_partial_synthetic_file(tmp_path):
     line = next(ln for ln in text.splitlines() if ln.startswith("| taylor_edp-2 |"))
     assert "*" not in line
     assert "PARTIAL: 23 of 40" in (tmp_path / "compare_kernels.md").read_text()
-    assert (tmp_path / "compare_kernels_ladder.png").exists()
+    assert (tmp_path / "compare_kernels_ladder.png").exists() and (tmp_path / "compare_kernels_swap.png").exists()
     compare.report(path, readme=readme)  # a second update replaces the block instead of appending one
     assert readme.read_text().count("compare_kernels table: start") == 1
 
