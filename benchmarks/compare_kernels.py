@@ -127,6 +127,18 @@ def subspace_gain(kernel_id, seed, n_layers=3, eta=0.5):
 _DIVERGED = 1e6  # an energy this many times its start (in absolute value) has diverged
 
 
+def energy_rate(energies) -> float | None:
+    """Relative decrease per step, ``(E_0 - E_T) / (T |E_0|)``, of an energy trajectory; ``None`` if it diverged.
+
+    Diverged: a non-finite energy, or one ``_DIVERGED`` times its start in absolute value (an un-normalized map
+    can grow without bound, as odd Taylor truncations do). The report applies it to stored trajectories too.
+    """
+    e = np.asarray(energies, dtype=float)
+    if len(e) < 2 or not np.all(np.isfinite(e)) or np.max(np.abs(e)) > _DIVERGED * abs(e[0]):
+        return None
+    return float((e[0] - e[-1]) / ((len(e) - 1) * abs(e[0])))
+
+
 def energy_descent(kernel_id, seed, n_steps=8, n_tokens=50, dim=16):
     """Relative decrease per step of the attention energy under ``Y <- attention(Y, Y, Y)`` with this kernel."""
     from attention_kernels.functional import kernel_attention
@@ -142,12 +154,11 @@ def energy_descent(kernel_id, seed, n_steps=8, n_tokens=50, dim=16):
         if not torch.isfinite(Y).all():
             return dict(value=None, note="diverged", energies=energies)
         energies.append(float(attention_energy(Y)))
-        if not math.isfinite(energies[-1]) or abs(energies[-1]) > _DIVERGED * abs(energies[0]):
-            # an un-normalized map can grow without bound (odd Taylor truncations): no descent rate to report
+        if energy_rate(energies) is None:
             return dict(value=None, note="diverged", energies=energies)
     e = np.array(energies)
-    rate = float((e[0] - e[-1]) / (n_steps * abs(e[0])))
-    return dict(value=rate, monotone=bool(np.all(np.diff(e) <= 1e-12 * abs(e[0]))), energies=energies)
+    return dict(value=energy_rate(energies), monotone=bool(np.all(np.diff(e) <= 1e-12 * abs(e[0]))),
+                energies=energies)
 
 
 # ------------------------------------------------------------------------------------------------ statistics
@@ -247,7 +258,7 @@ def report(results_path, out_dir=None, readme=None):
     rows = data["results"]
     kernels, seeds, lr_grid = plan_["kernels"], plan_["seeds"], tuple(plan_["lr_grid"])
     table = summarize(rows, meta, kernels, seeds, lr_grid)
-    analyses = {a: {k: [r.get("value") for r in rows if r["task"] == a and r["kernel"] == k] for k in kernels}
+    analyses = {a: {k: [_analysis_value(r) for r in rows if r["task"] == a and r["kernel"] == k] for k in kernels}
                 for a in plan_["analyses"]}
     analyses = {a: {k: v for k, v in vals.items() if v} for a, vals in analyses.items()}
     progress = (len(rows), expected_runs(meta, kernels, len(seeds), lr_grid, plan_["analyses"]))
@@ -263,6 +274,13 @@ def report(results_path, out_dir=None, readme=None):
     if readme is not None:
         update_readme(readme, table, run, progress, ladder=ladder and ladder.name, results=path.name)
     return table, progress
+
+
+def _analysis_value(row):
+    """A stored analysis value; energy rates are recomputed from the stored trajectory (one divergence rule)."""
+    if row["task"] == "energy" and row.get("note") != "diverged" and row.get("energies"):
+        return energy_rate(row["energies"])
+    return row.get("value")
 
 
 def _caption(run, progress):

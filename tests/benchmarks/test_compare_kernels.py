@@ -52,6 +52,8 @@ def test_analyses_without_training():
     blown = compare.energy_descent("taylor_edp-1", 0)  # un-normalized 1 + s q.k: the iteration explodes
     assert blown["value"] is None and blown["note"] == "diverged"
     assert abs(blown["energies"][-1]) > 1e6 * abs(blown["energies"][0])
+    assert compare.energy_rate([2.0, 1.5, 1.0]) == pytest.approx(0.25)
+    assert compare.energy_rate([1.0, -2e6]) is None and compare.energy_rate([1.0, float("inf")]) is None
 
 
 def test_tasks_have_oracles_and_floors():
@@ -116,12 +118,15 @@ def _synthetic_file(path):
              _row("late", "edp", "final", 0.01, 0, 0.52)]
     # the EDP model of 'late' was evaluated with ladder kernels that have not trained on 'late' yet
     rows[-1]["swap"] = {"prf-4": 0.3, "prf-1024": 0.5, "taylor_edp-2": 0.51}
+    # an energy row as the first full-run snapshot stored it: a 'rate' from an exploded trajectory
+    rows.append(dict(task="energy", kernel="prf-4", phase="analysis", lr=None, seed=0, value=-1e40,
+                     energies=[1.0, 1e20, 1e41], run=0))
     data = {"layout": 1, "name": "compare_kernels", "key": ["task", "kernel", "phase", "lr", "seed"], "config": {},
             "runs": [{"command": "python benchmarks/compare_kernels.py", "git_commit": "abc", "machine": {}}],
             "results": rows,
             "summary": {"task_meta": {"toy": meta, "late": meta},
                         "plan": {"kernels": ["edp", "prf-4", "prf-16", "taylor_edp-2"], "seeds": [0, 1, 2],
-                                 "lr_grid": [0.003, 0.01], "analyses": []}}}
+                                 "lr_grid": [0.003, 0.01], "analyses": ["energy"]}}}
     path.write_text(json.dumps(data))
     return path
 
@@ -131,8 +136,8 @@ def test_report_and_readme_from_a_partial_synthetic_file(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("# project\n\nintro\n")
     table, progress = compare.report(path, readme=readme)
-    # 2 tasks x 4 kernels x (2 probes + 3 seeds) = 40 rows in a complete file; 23 are here
-    assert progress == (23, 40)
+    # 2 tasks x 4 kernels x (2 probes + 3 seeds) + 4 kernels x 3 seeds of energy = 52 rows; 24 are here
+    assert progress == (24, 52)
     toy = table["toy"]["kernels"]
     assert toy["edp"]["lr"] == 0.003 and toy["edp"]["mean"] == pytest.approx(0.91)
     assert toy["prf-4"]["gap"] == pytest.approx(1 - 0.61)
@@ -141,13 +146,14 @@ def test_report_and_readme_from_a_partial_synthetic_file(tmp_path):
     assert toy["prf-16"]["feature_dim"] == 16 and math.isinf(toy["edp"]["feature_dim"])
     assert table["late"]["kernels"]["edp"]["lr"] == 0.01 and list(table["late"]["kernels"]) == ["edp"]
     text = readme.read_text()
-    assert text.startswith("# project\n\nintro\n") and "PARTIAL: 23 of 40 runs done" in text
+    assert text.startswith("# project\n\nintro\n") and "PARTIAL: 24 of 52 runs done" in text
     assert "](benchmarks/results/compare_kernels_ladder.png)" in text
     line = next(ln for ln in text.splitlines() if ln.startswith("| prf-4 |"))
     assert line == "| prf-4 | 4 | 0.390* |  |"  # the interval excludes 0; prf-4 has no result on 'late'
     line = next(ln for ln in text.splitlines() if ln.startswith("| taylor_edp-2 |"))
     assert "*" not in line
-    assert "PARTIAL: 23 of 40" in (tmp_path / "compare_kernels.md").read_text()
+    markdown = (tmp_path / "compare_kernels.md").read_text()
+    assert "PARTIAL: 24 of 52" in markdown and "| prf-4 | n/a |" in markdown  # the rate is recomputed: diverged
     assert (tmp_path / "compare_kernels_ladder.png").exists() and (tmp_path / "compare_kernels_swap.png").exists()
     compare.report(path, readme=readme)  # a second update replaces the block instead of appending one
     assert readme.read_text().count("compare_kernels table: start") == 1
