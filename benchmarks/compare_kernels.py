@@ -306,6 +306,8 @@ def main(argv=None):
     parser.add_argument("--readme", type=Path, default=None, help="with --report: update this README's block")
     parser.set_defaults(threads=1)
     args = parser.parse_args(argv)
+    if args.readme is not None and args.report is None:
+        parser.error("--readme needs --report JSON (the README block is built from a results file)")
     if args.report is not None:
         table, (done, total) = report(args.report, None, args.readme)
         print(f"{args.report}: {done} of {total} runs done; {len(table)} task(s) with results")
@@ -335,7 +337,7 @@ def main(argv=None):
 
 def curves(args, spec, trained):
     """EDP (or the task's fixed kernel) at the grid's middle rate, validation every 1/20 of the steps."""
-    results = _harness.Results.open(argparse_name(args, "_curves"), key=("task", "kernel", "lr", "seed"),
+    results = _harness.Results.open(_with_name(args, "_curves"), key=("task", "kernel", "lr", "seed"),
                                     config=dict(cfg=spec["cfg"], steps=spec["steps"], batch=spec["batch"]))
     lr = spec["lr_grid"][len(spec["lr_grid"]) // 2]
     for name, task in make_tasks(trained, spec["cfg"], spec["n_eval"]).items():
@@ -349,7 +351,7 @@ def curves(args, spec, trained):
     return results
 
 
-def argparse_name(args, suffix):
+def _with_name(args, suffix):
     """A copy of the parsed flags writing to ``<name><suffix>``."""
     import argparse
 
@@ -393,10 +395,9 @@ def run(args, spec, kernels, task_names, trained):
     table = summarize(results.rows, meta, kernels, args.seeds, lr_grid)
     results.set_summary(tasks=table, seconds_last_invocation=time.perf_counter() - start)
     results.close()  # the rows stay readable; the file is free for the next run
-    table, (done, total) = report(results.path)
+    _, (done, total) = report(results.path)
     print(f"wrote {results.path.with_suffix('')}.json/.csv/.md and the plots ({done} of {total} runs done, "
           f"{time.perf_counter() - start:.0f} s)")
-    results.table = table
     return results
 
 

@@ -164,6 +164,12 @@ def test_readme_block_before_any_result():
     assert "PARTIAL: 5 of 40 runs done" in block and "No task has results yet." in block and "| kernel" not in block
 
 
+def test_readme_flag_needs_report(capsys):
+    with pytest.raises(SystemExit):
+        compare.main(["--readme", "README.md"])
+    assert "--readme needs --report" in capsys.readouterr().err
+
+
 def test_report_refuses_a_file_without_task_meta(tmp_path):
     path = tmp_path / "old.json"
     path.write_text(json.dumps({"layout": 1, "key": [], "config": {}, "runs": [], "results": [], "summary": {}}))
