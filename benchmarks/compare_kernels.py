@@ -14,7 +14,7 @@ with each kernel) and the descent of the attention energy under each kernel's st
 The run goes task by task (every kernel and seed of a task before the next task), so complete tasks accumulate;
 the report marks a partial file ("n of m runs done").
 
-    python benchmarks/compare_kernels.py --quick          # a small real run, about 1 CPU-minute
+    python benchmarks/compare_kernels.py --quick          # a small real run, about 1.5 CPU-minutes
     python benchmarks/compare_kernels.py --plan           # times a few steps of every kernel on every full task
     python benchmarks/compare_kernels.py --curves         # EDP learning curves of the full tasks (sets the steps)
     nice python benchmarks/compare_kernels.py             # the full run (resumable: rerun to continue)
