@@ -88,10 +88,16 @@ class Task:
     def loss(self, model, batch) -> torch.Tensor:
         return self._loss_and_score(model, batch)[0]
 
-    def score(self, model, batch, chunk: int = 512) -> float:
-        """The task's metric on a fixed set, evaluated in chunks without gradients."""
+    def score(self, model, batch, chunk: int | None = None) -> float:
+        """The task's metric on a fixed set, evaluated in chunks without gradients.
+
+        ``chunk`` (sequences per forward pass) defaults to about 8,192 tokens, so that the feature tensors of
+        the large random-feature kernels (batch x heads x tokens x 1024) stay small.
+        """
         model.eval()
         n = len(batch[1])
+        if chunk is None:
+            chunk = max(1, 8192 // max(1, self.n_keys))
         total = 0.0
         with torch.no_grad():
             for start in range(0, n, chunk):
@@ -144,8 +150,16 @@ def _tensors(x, target, select=None):
     return (torch.from_numpy(x), torch.from_numpy(target), None if select is None else torch.from_numpy(select))
 
 
-def hierarchical_task(kind: str, level: int, cfg: dict, n_eval: int) -> Task:
-    """Root classification (``kind="root"``) or one masked leaf (``"mlm"``) at filter level ``level``."""
+#: Kernels of the ``-long`` calibration variant of a hierarchical task (the budget that reaches 0.98 of BP).
+LONG_KERNELS = ("edp", "linear")
+
+
+def hierarchical_task(kind: str, level: int, cfg: dict, n_eval: int, long: bool = False) -> Task:
+    """Root classification (``kind="root"``) or one masked leaf (``"mlm"``) at filter level ``level``.
+
+    ``long=True`` names the task ``<kind>-k<level>-long`` and restricts it to :data:`LONG_KERNELS`: the same
+    task trained for longer, to show the configuration in which EDP reaches BP.
+    """
     depth, q = cfg["depth"], cfg["n_symbols"]
     grammar = make_hierarchical_grammar(q, sigma=1.0, random_state=cfg["grammar_seed"])
 
@@ -174,25 +188,55 @@ def hierarchical_task(kind: str, level: int, cfg: dict, n_eval: int) -> Task:
         floor = float(np.mean(counts.argmax(1)[position] == test[1].numpy()))
     build = _encoder_builder("classify" if kind == "root" else "tokens", q, cfg, vocab_size=q + 1,
                              max_len=2**depth)
-    return Task(f"{kind}-k{level}", "accuracy", True, 2**depth, sample, validation, test, build, oracle=oracle,
-                oracle_name="BP", floor=floor, head_dim=cfg["dim"] // cfg["heads"])
+    return Task(f"{kind}-k{level}" + ("-long" if long else ""), "accuracy", True, 2**depth, sample, validation,
+                test, build, oracle=oracle, oracle_name="BP", floor=floor, head_dim=cfg["dim"] // cfg["heads"],
+                kernels=LONG_KERNELS if long else None)
 
 
 def recall_task(n_pairs: int, cfg: dict, n_eval: int) -> Task:
-    """Multi-query associative recall with ``n_pairs`` pairs (oracle: 100%, the answer is in the context)."""
+    """Multi-query associative recall with ``n_pairs`` pairs (oracle: 100%, the answer is in the context).
+
+    Each (key, value) pair is one token (the one-hot key beside the one-hot value, embedded linearly) and each
+    query one token (the one-hot key, zeros for the value): one attention layer retrieves the answer, so the
+    task measures the attention matrix itself. ``n_pairs`` queries attend over ``2 * n_pairs`` tokens of which
+    ``n_pairs`` hold distinct keys; a normalized kernel with ``m`` features per head gives weights of rank at
+    most ``m``, so it cannot select one of ``n_pairs > m`` keys sharply (Arora et al., "Zoology", 2023).
+    """
     n_keys = n_values = cfg["recall_vocab"]
 
     def sample(n, rng):
         X, y = make_associative_recall(n, n_pairs, n_keys, n_values, random_state=rng)
-        select = np.zeros(X.shape, dtype=bool)
-        select[:, 2 * n_pairs:] = True
-        return _tensors(X, y, select)  # y row by row: logits[select] lists the queries in the same order
+        tokens, select = recall_pair_tokens(X, n_pairs, n_keys, n_values)
+        return _tensors(tokens, y, select)  # y row by row: logits[select] lists the queries in the same order
 
-    build = _encoder_builder("tokens", n_values, cfg, vocab_size=n_keys + n_values, max_len=3 * n_pairs)
-    return Task(f"recall-{n_pairs}", "accuracy", True, 3 * n_pairs, sample,
+    cfg = dict(cfg, layers=cfg.get("recall_layers", cfg["layers"]))
+    build = _encoder_builder("tokens", n_values, cfg, vocab_size=None, input_dim=n_keys + n_values,
+                             max_len=2 * n_pairs)
+    return Task(f"recall-{n_pairs}", "accuracy", True, 2 * n_pairs, sample,
                 sample(n_eval, np.random.RandomState(30_000 + n_pairs)),
                 sample(n_eval, np.random.RandomState(40_000 + n_pairs)), build, oracle=1.0, oracle_name="recall",
                 floor=1.0 / n_values, head_dim=cfg["dim"] // cfg["heads"])
+
+
+def recall_pair_tokens(X: np.ndarray, n_pairs: int, n_keys: int, n_values: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pair tokens of :func:`make_associative_recall` sequences: ``(tokens, select)``.
+
+    ``tokens`` has shape ``(n, n_pairs + n_queries, n_keys + n_values)`` (float32): row ``j < n_pairs`` is the
+    one-hot key of pair ``j`` beside its one-hot value, each later row the one-hot key of a query. ``select``
+    marks the query rows, in the order of the targets.
+    """
+    n, length = X.shape
+    n_queries = length - 2 * n_pairs
+    if n_queries < 1:
+        raise ValueError(f"X has {length} tokens per row, fewer than 2 * n_pairs + 1 = {2 * n_pairs + 1}")
+    tokens = np.zeros((n, n_pairs + n_queries, n_keys + n_values), dtype=np.float32)
+    rows = np.arange(n)[:, None]
+    tokens[rows, np.arange(n_pairs), X[:, 0 : 2 * n_pairs : 2]] = 1.0
+    tokens[rows, np.arange(n_pairs), X[:, 1 : 2 * n_pairs : 2]] = 1.0  # value ids already start at n_keys
+    tokens[rows, n_pairs + np.arange(n_queries), X[:, 2 * n_pairs :]] = 1.0
+    select = np.zeros((n, n_pairs + n_queries), dtype=bool)
+    select[:, n_pairs:] = True
+    return tokens, select
 
 
 def text_task(cfg: dict, n_eval: int) -> Task:
@@ -210,6 +254,8 @@ def text_task(cfg: dict, n_eval: int) -> Task:
         X, Y = make_char_windows(ids, n, context, random_state=rng)
         return _tensors(X, Y)
 
+    cfg = dict(cfg, dim=cfg.get("text_dim", cfg["dim"]), layers=cfg.get("text_layers", cfg["layers"]),
+               heads=cfg.get("text_heads", cfg["heads"]))
     build = _encoder_builder("tokens", corpus.vocab_size, cfg, vocab_size=corpus.vocab_size, max_len=context,
                              is_causal=True)
     return Task("text", "bits_per_char", False, context, lambda n, rng: windows(fit_ids, n, rng),
@@ -291,8 +337,9 @@ def make_tasks(names, cfg: dict, n_eval: int) -> dict[str, Any]:
     tasks = {}
     for name in names:
         kind, _, rest = name.partition("-")
-        if kind in ("root", "mlm") and rest.startswith("k") and rest[1:].isdigit():
-            tasks[name] = hierarchical_task(kind, int(rest[1:]), cfg, n_eval)
+        level, _, suffix = rest.partition("-")
+        if kind in ("root", "mlm") and level.startswith("k") and level[1:].isdigit() and suffix in ("", "long"):
+            tasks[name] = hierarchical_task(kind, int(level[1:]), cfg, n_eval, long=suffix == "long")
         elif kind == "recall" and rest.isdigit():
             tasks[name] = recall_task(int(rest), cfg, n_eval)
         elif name == "text":

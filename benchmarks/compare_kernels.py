@@ -2,17 +2,23 @@
 
 Models that are identical except for the attention kernel (same architecture, same initialisation and the same
 training batches for a given seed) are trained on each task. The learning rate of every (task, kernel) is chosen
-from ``--lr-grid`` on a validation set with the first seed; the other seeds reuse it. Reported per task: the
-metric, its gap to the oracle (belief propagation, the Bayes predictor, perfect recall) or to the best baseline,
-and the 95% confidence interval (t, paired over seeds) of each kernel's difference from EDP. Two ladders of finite
-approximations of EDP (``taylor_edp`` degree 1..6, positive random features m = 4..1024) are plotted against their
-feature dimension, with EDP as the asymptote and the number of keys marked. A swap test evaluates each trained
-EDP model with every approximation in place of EDP. Two analyses need no training: the SNR gain per layer of
-subspace denoising (MSSA with each kernel) and the descent of the attention energy under each kernel's step.
+on a validation set by short probe runs (``probe_fraction`` of the steps, one per rate of ``--lr-grid``, first
+seed); then every seed trains at that rate for the full steps. Reported per task: the metric, its gap to the
+oracle (belief propagation, the Bayes predictor, perfect recall) or to the best baseline, and the 95% confidence
+interval (t, paired over seeds) of each kernel's difference from EDP. Two ladders of finite approximations of EDP
+(``taylor_edp`` degree 1..6, positive random features m = 4..1024) are plotted against their feature dimension,
+with EDP as the asymptote and the number of keys marked. A swap test evaluates each trained EDP model with every
+approximation in place of EDP. Two analyses need no training: the SNR gain per layer of subspace denoising (MSSA
+with each kernel) and the descent of the attention energy under each kernel's step.
+
+The run goes task by task (every kernel and seed of a task before the next task), so complete tasks accumulate;
+the report marks a partial file ("n of m runs done").
 
     python benchmarks/compare_kernels.py --quick          # a small real run, about 1.5 CPU-minutes
-    python benchmarks/compare_kernels.py --plan           # times a few steps of every full task, prints the total
+    python benchmarks/compare_kernels.py --plan           # times a few steps of every kernel on every full task
+    python benchmarks/compare_kernels.py --curves         # EDP learning curves of the full tasks (sets the steps)
     nice python benchmarks/compare_kernels.py             # the full run (resumable: rerun to continue)
+    python benchmarks/compare_kernels.py --report benchmarks/results/compare_kernels.json --readme README.md
 
 Writes ``benchmarks/results/compare_kernels[_quick].{json,csv,md}``, ``..._ladder.png``, ``..._swap.png`` and
 ``..._icl.png``.
@@ -22,45 +28,56 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import _harness
 import numpy as np
 import torch
-from _compare_report import plot_icl, plot_ladder, plot_swap, write_markdown
+from _compare_plan import budget, learning_curve, plan
+from _compare_report import plot_icl, plot_ladder, plot_swap, update_readme, write_markdown
 from _kernel_tasks import ALL_KERNELS, LADDER, feature_dim, make_kernel, make_tasks
 
+_HIER = ("root-k0", "mlm-k0", "mlm-k2", "mlm-k3")
+_ICL = tuple(f"icl-{p}-L{d}-{b}" for p in ("gaussian", "tree") for d in (1, 2, 4, 8) for b in ("attn", "mlp"))
+# Steps: where EDP's validation curve flattens (``--curves``; docs/kernel_comparison.md has the curves); batches
+# and widths sized so that the whole run costs about 15 CPU-hours single-threaded (``--plan``).
 FULL = dict(
     kernels=ALL_KERNELS,
-    tasks=("root-k0", "mlm-k0", "mlm-k2", "mlm-k3", "recall-4", "recall-16", "recall-64", "text", "digits",
-           *(f"icl-{p}-L{d}-{b}" for p in ("gaussian", "tree") for d in (1, 2, 4, 8) for b in ("attn", "mlp"))),
-    analyses=("subspace", "energy"), seeds=(0, 1, 2, 3, 4), lr_grid=(1e-3, 3e-3, 1e-2),
-    cfg=dict(depth=3, n_symbols=4, grammar_seed=0, dim=48, layers=3, heads=4, recall_vocab=64, context=256,
-             icl_dim=8, icl_context=8, icl_noise=0.25, icl_branching=4),
-    steps={"root": 3000, "mlm": 6000, "recall": 4000, "text": 3000, "digits": 1500, "icl": 4000},
-    batch={"root": 128, "mlm": 128, "recall": 64, "text": 16, "digits": 64, "icl": 256}, n_eval=2000,
+    tasks=("recall-4", "recall-16", *_ICL, "recall-64", "root-k0", "mlm-k0", "mlm-k0-long", "text", "mlm-k2",
+           "mlm-k3", "digits"),
+    analyses=("subspace", "energy"), seeds=(0, 1, 2, 3, 4), lr_grid=(1e-3, 3e-3, 1e-2), probe_fraction=0.2,
+    cfg=dict(depth=3, n_symbols=4, grammar_seed=0, dim=48, layers=3, heads=4, recall_vocab=64, recall_layers=1,
+             context=256, text_dim=48, text_layers=2, text_heads=2, icl_dim=8, icl_context=8, icl_noise=0.25,
+             icl_branching=4),
+    steps={"root": 1500, "mlm": 3000, "mlm-k2": 1500, "mlm-k3": 1500, "mlm-long": 6000, "recall": 1000, "text": 1000,
+           "digits": 800, "icl": 3000},
+    batch={"root": 64, "mlm": 64, "mlm-k2": 64, "mlm-k3": 64, "mlm-long": 128, "recall": 16, "text": 8, "digits": 64,
+           "icl": 256}, n_eval=1000,
 )
 QUICK = dict(
     kernels=("edp", "linear", "taylor_edp-2", "prf-4", "prf-16"),
-    tasks=("root-k0", "digits", "icl-tree-L2-attn"), analyses=("subspace", "energy"), seeds=(0, 1),
-    lr_grid=(3e-3, 1e-2),
-    cfg=dict(depth=3, n_symbols=4, grammar_seed=0, dim=32, layers=2, heads=1, recall_vocab=16, context=64,
-             icl_dim=8, icl_context=8, icl_noise=0.25, icl_branching=4),
-    steps={"root": 300, "mlm": 300, "recall": 300, "text": 100, "digits": 300, "icl": 300},
-    batch={"root": 64, "mlm": 64, "recall": 64, "text": 16, "digits": 64, "icl": 128}, n_eval=500,
+    tasks=("root-k0", "recall-16", "digits", "icl-tree-L2-attn"), analyses=("subspace", "energy"), seeds=(0, 1),
+    lr_grid=(3e-3, 1e-2), probe_fraction=0.25,
+    cfg=dict(depth=3, n_symbols=4, grammar_seed=0, dim=32, layers=2, heads=1, recall_vocab=16, recall_layers=1,
+             context=64, icl_dim=8, icl_context=8, icl_noise=0.25, icl_branching=4),
+    steps={"root": 300, "mlm": 300, "mlm-long": 300, "recall": 200, "text": 100, "digits": 300, "icl": 300},
+    batch={"root": 64, "mlm": 64, "mlm-long": 64, "recall": 32, "text": 16, "digits": 64, "icl": 128}, n_eval=500,
 )
+_ANALYSES = ("subspace", "energy")
 
 
-def _family(task_name: str) -> str:
-    return task_name.split("-")[0]
+def make_optimizer(model, lr: float, steps: int):
+    """AdamW (weight decay 0.01) with a one-cycle schedule over ``steps`` (10% warm-up): one rule for every run."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(steps, 2), pct_start=0.1)
+    return optimizer, schedule
 
 
-def train(task, kernel_id, lr, seed, steps, batch, swap_kernels=()):
-    """Train one model; return validation and test metric, seconds, and (for EDP) the swap-test metrics."""
+def train(task, kernel_id, lr, seed, steps, batch, swap_kernels=(), evaluate_test=True):
+    """Train one model; return validation (and test) metric, seconds, and (for EDP) the swap-test metrics."""
     model = task.build(kernel_id, seed)
     rng = np.random.RandomState(seed)  # the same batches for every kernel
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(steps, 2),
-                                                   pct_start=0.1)
+    optimizer, schedule = make_optimizer(model, lr, steps)
     start, cpu_start = time.perf_counter(), time.process_time()
     loss = torch.tensor(float("nan"))
     for _ in range(steps):
@@ -71,7 +88,8 @@ def train(task, kernel_id, lr, seed, steps, batch, swap_kernels=()):
         optimizer.step()
         schedule.step()
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    row = dict(validation=task.score(model, task.validation), test=task.score(model, task.test),
+    row = dict(validation=task.score(model, task.validation),
+               test=task.score(model, task.test) if evaluate_test else None,
                final_train_loss=loss.item(), seconds=seconds, cpu_seconds=cpu_seconds, steps=steps, batch=batch)
     if swap_kernels and hasattr(model, "encoder"):
         swaps = {}
@@ -106,6 +124,21 @@ def subspace_gain(kernel_id, seed, n_layers=3, eta=0.5):
     return dict(value=float(np.exp(np.mean(np.log(ratios)))), per_layer=ratios)
 
 
+_DIVERGED = 1e6  # an energy this many times its start (in absolute value) has diverged
+
+
+def energy_rate(energies) -> float | None:
+    """Relative decrease per step, ``(E_0 - E_T) / (T |E_0|)``, of an energy trajectory; ``None`` if it diverged.
+
+    Diverged: a non-finite energy, or one ``_DIVERGED`` times its start in absolute value (an un-normalized map
+    can grow without bound, as odd Taylor truncations do). The report applies it to stored trajectories too.
+    """
+    e = np.asarray(energies, dtype=float)
+    if len(e) < 2 or not np.all(np.isfinite(e)) or np.max(np.abs(e)) > _DIVERGED * abs(e[0]):
+        return None
+    return float((e[0] - e[-1]) / ((len(e) - 1) * abs(e[0])))
+
+
 def energy_descent(kernel_id, seed, n_steps=8, n_tokens=50, dim=16):
     """Relative decrease per step of the attention energy under ``Y <- attention(Y, Y, Y)`` with this kernel."""
     from attention_kernels.functional import kernel_attention
@@ -121,9 +154,11 @@ def energy_descent(kernel_id, seed, n_steps=8, n_tokens=50, dim=16):
         if not torch.isfinite(Y).all():
             return dict(value=None, note="diverged", energies=energies)
         energies.append(float(attention_energy(Y)))
+        if energy_rate(energies) is None:
+            return dict(value=None, note="diverged", energies=energies)
     e = np.array(energies)
-    rate = float((e[0] - e[-1]) / (n_steps * abs(e[0])))
-    return dict(value=rate, monotone=bool(np.all(np.diff(e) <= 1e-12 * abs(e[0]))), energies=energies)
+    return dict(value=energy_rate(energies), monotone=bool(np.all(np.diff(e) <= 1e-12 * abs(e[0]))),
+                energies=energies)
 
 
 # ------------------------------------------------------------------------------------------------ statistics
@@ -139,143 +174,230 @@ def paired_ci(a, b, level=0.95):
     return mean, mean - half, mean + half
 
 
-def summarize(results, tasks, kernels_of, seeds, lr_grid):
-    """Per task and kernel: chosen lr (within ``lr_grid``), mean metric and gap over seeds, paired difference
-    from EDP, time."""
+def task_meta(task) -> dict:
+    """What the report needs of a task, stored in the results file so that it can be rebuilt without the data."""
+    return dict(metric=task.metric, higher_is_better=task.higher_is_better, oracle=task.oracle,
+                oracle_name=task.oracle_name, floor=task.floor, baselines=task.baselines, n_keys=task.n_keys,
+                head_dim=task.head_dim, kernels=None if task.kernels is None else list(task.kernels))
+
+
+def chosen_lr(rows, higher_is_better, lr_grid):
+    """The grid rate whose probe scored best on validation (a one-rate grid needs no probe).
+
+    ``None`` while a probe is missing; the middle rate when every probe diverged (non-finite validation).
+    """
+    if len(lr_grid) == 1:
+        return lr_grid[0]
+    probes = [r for r in rows if r.get("phase") == "probe" and r["lr"] in lr_grid]
+    if len({r["lr"] for r in probes}) < len(lr_grid):
+        return None
+    finite = [r for r in probes if r.get("validation") is not None and math.isfinite(r["validation"])]
+    if not finite:
+        return lr_grid[len(lr_grid) // 2]
+    return (max if higher_is_better else min)(finite, key=lambda r: r["validation"])["lr"]
+
+
+def summarize(rows, meta, kernels, seeds, lr_grid):
+    """Per task and kernel: chosen lr, mean metric and gap over seeds, paired difference from EDP, time.
+
+    ``rows`` are result rows, ``meta`` the :func:`task_meta` of each task; works on a partial file (a kernel
+    with no finished seed is left out, and ``seeds`` lists the ones done).
+    """
     table = {}
-    for name, task in tasks.items():
+    for name, m in meta.items():
         per_kernel = {}
-        for kernel in kernels_of(task):
-            rows = results.select(task=name, kernel=kernel)
-            first = [r for r in rows if r["seed"] == seeds[0] and r["lr"] in lr_grid and r.get("test") is not None]
-            if not first:
+        for kernel in m["kernels"] or kernels:
+            mine = [r for r in rows if r["task"] == name and r["kernel"] == kernel]
+            lr = chosen_lr(mine, m["higher_is_better"], lr_grid)
+            chosen = {r["seed"]: r for r in mine if r.get("phase") == "final" and r["lr"] == lr and r["seed"] in seeds
+                      and r.get("test") is not None}
+            if lr is None or not chosen:
                 continue
-            pick = max if task.higher_is_better else min
-            lr = pick(first, key=lambda r: r["validation"])["lr"]
-            chosen = {r["seed"]: r for r in rows if r["lr"] == lr and r["seed"] in seeds}
             per_kernel[kernel] = dict(lr=lr, seeds=sorted(chosen), test={s: r["test"] for s, r in chosen.items()},
-                                      seconds_per_step=float(np.median([r["seconds"] / r["steps"]
+                                      seconds_per_step=float(np.median([r["cpu_seconds"] / r["steps"]
                                                                         for r in chosen.values()])),
                                       swap=chosen[min(chosen)].get("swap"))
         if not per_kernel:
             continue
         means = {k: float(np.mean(list(v["test"].values()))) for k, v in per_kernel.items()}
-        best = (max if task.higher_is_better else min)(means.values())
+        best = (max if m["higher_is_better"] else min)(means.values())
+        ref = m["oracle"] if m["oracle"] is not None else best
         edp = per_kernel.get("edp")
         for kernel, entry in per_kernel.items():
             entry["mean"] = means[kernel]
-            entry["gap"] = task.gap(means[kernel], best)
+            entry["gap"] = (ref - means[kernel]) if m["higher_is_better"] else (means[kernel] - ref)
             if edp is not None and kernel != "edp":
                 common = sorted(set(entry["test"]) & set(edp["test"]))
                 if common:
                     entry["diff_vs_edp"] = paired_ci([entry["test"][s] for s in common],
                                                      [edp["test"][s] for s in common])
-            entry["feature_dim"] = feature_dim(kernel, task.head_dim) if task.kernels is None else None
-        table[name] = dict(metric=task.metric, higher_is_better=task.higher_is_better, oracle=task.oracle,
-                           oracle_name=task.oracle_name, floor=task.floor, baselines=task.baselines,
-                           n_keys=task.n_keys, best=best, kernels=per_kernel)
+            entry["feature_dim"] = feature_dim(kernel, m["head_dim"]) if m["kernels"] is None else None
+        table[name] = dict(m, best=best, kernels=per_kernel)
     return table
 
 
-def plan(args):
-    """Time a few training steps of EDP on every full task and print (and store) the cost of the full run.
+def expected_runs(meta, kernels, n_seeds, lr_grid, analyses) -> int:
+    """Rows a complete file holds: per trained (task, kernel) the probes and seeds; per analysis kernel x seed."""
+    probes = len(lr_grid) if len(lr_grid) > 1 else 0
+    trained = sum(len(m["kernels"] or kernels) * (probes + n_seeds) for m in meta.values())
+    return trained + len(analyses) * len(kernels) * n_seeds
 
-    Steps are timed in CPU seconds of this process (``time.process_time``), which on a shared machine estimates
-    the wall time of the same single-threaded run on a quiet one.
+
+# ------------------------------------------------------------------------------------------------ report
+def report(results_path, out_dir=None, readme=None):
+    """Tables and plots (and optionally the README block) from a results file, complete or partial.
+
+    Returns ``(table, progress)`` where ``progress = (rows done, rows of the complete run)``.
     """
-    tasks = make_tasks(FULL["tasks"], FULL["cfg"], 200)
-    total, lines = 0.0, []
-    for name, task in tasks.items():
-        family = _family(name)
-        n_kernels = len(task.kernels or FULL["kernels"])
-        n_runs = n_kernels * (len(FULL["lr_grid"]) + len(FULL["seeds"]) - 1)
-        probe = train(task, "edp" if task.kernels is None else task.kernels[0], 1e-3, 0, 5, FULL["batch"][family])
-        per_step = probe["cpu_seconds"] / 5
-        hours = per_step * FULL["steps"][family] * n_runs / 3600
-        total += hours
-        lines.append(f"{name:22s} {n_runs:4d} trainings x {FULL['steps'][family]} steps x {per_step * 1e3:7.1f} "
-                     f"ms = {hours:7.1f} h")
-        _harness.log(lines[-1])
-    run = _harness.run_info()
-    lines += [f"total: about {total:.0f} CPU-hours (EDP's step time for every kernel; single-threaded)",
-              f"measured {run['started']} by `{run['command']}` at commit {run['git_commit']}, "
-              f"load average {run['machine']['load_average']}"]
-    print("\n".join(lines[-2:]))
-    out = args.out / "compare_kernels_plan.txt"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    return total
+    data = _harness.load_results(results_path)
+    summary = data.get("summary", {})
+    meta, plan_ = summary.get("task_meta"), summary.get("plan")
+    if not meta or not plan_:
+        raise ValueError(f"{results_path} has no task_meta/plan in its summary: not a compare_kernels file of "
+                         "this layout (rerun compare_kernels.py on it to add them)")
+    rows = data["results"]
+    kernels, seeds, lr_grid = plan_["kernels"], plan_["seeds"], tuple(plan_["lr_grid"])
+    table = summarize(rows, meta, kernels, seeds, lr_grid)
+    analyses = {a: {k: [_analysis_value(r) for r in rows if r["task"] == a and r["kernel"] == k] for k in kernels}
+                for a in plan_["analyses"]}
+    analyses = {a: {k: v for k, v in vals.items() if v} for a, vals in analyses.items()}
+    progress = (len(rows), expected_runs(meta, kernels, len(seeds), lr_grid, plan_["analyses"]))
+    path = Path(results_path)
+    stem = (Path(out_dir) if out_dir else path.parent) / path.stem
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    run = data["runs"][-1] if data["runs"] else {}
+    caption = _caption(run, progress)
+    write_markdown(table, analyses, run, progress, stem.with_suffix(".md"), title=path.name)
+    ladder = plot_ladder(table, stem.parent / f"{stem.name}_ladder.png", caption)
+    plot_swap(table, stem.parent / f"{stem.name}_swap.png", caption)
+    plot_icl(table, stem.parent / f"{stem.name}_icl.png", caption)
+    if readme is not None:
+        update_readme(readme, table, run, progress, ladder=ladder and ladder.name, results=path.name)
+    return table, progress
 
 
+def _analysis_value(row):
+    """A stored analysis value; energy rates are recomputed from the stored trajectory (one divergence rule)."""
+    if row["task"] == "energy" and row.get("note") != "diverged" and row.get("energies"):
+        return energy_rate(row["energies"])
+    return row.get("value")
+
+
+def _caption(run, progress):
+    commit = (run.get("git_commit") or "?")[:10]
+    machine = run.get("machine", {})
+    done, total = progress
+    status = "complete" if done >= total else f"PARTIAL: {done} of {total} runs done"
+    return (f"{status}  |  {run.get('command')}  |  commit {commit}  |  {machine.get('processor')}, "
+            f"{machine.get('usable_cpus')} CPUs")  # the status first: a long command is cut at the figure's edge
+
+
+# ------------------------------------------------------------------------------------------------ main
 def main(argv=None):
     parser = _harness.make_parser(__doc__, name="compare_kernels", seeds=FULL["seeds"])
     parser.add_argument("--kernels", nargs="+", default=None, help=f"kernel ids (default: all {len(ALL_KERNELS)})")
     parser.add_argument("--tasks", nargs="+", default=None, help="task names (default: every task)")
-    parser.add_argument("--lr-grid", type=float, nargs="+", default=None, help="learning rates tried per kernel")
+    parser.add_argument("--lr-grid", type=float, nargs="+", default=None, help="learning rates probed per kernel")
     parser.add_argument("--steps", type=int, default=None, help="training steps of every task (default: per task)")
-    parser.add_argument("--plan", action="store_true", help="only time the full run and print its cost")
+    parser.add_argument("--plan", action="store_true", help="only time every kernel's steps and print the cost")
+    parser.add_argument("--curves", action="store_true", help="only train EDP with validation checkpoints")
+    parser.add_argument("--report", type=Path, default=None, metavar="JSON",
+                        help="only rebuild tables and plots from a results file (complete or partial)")
+    parser.add_argument("--readme", type=Path, default=None, help="with --report: update this README's block")
     parser.set_defaults(threads=1)
     args = parser.parse_args(argv)
+    if args.readme is not None and args.report is None:
+        parser.error("--readme needs --report JSON (the README block is built from a results file)")
+    if args.report is not None:
+        table, (done, total) = report(args.report, None, args.readme)
+        print(f"{args.report}: {done} of {total} runs done; {len(table)} task(s) with results")
+        return table
     _harness.setup(args)
-    if args.plan:
-        plan(args)
-        return None
     spec = QUICK if args.quick else FULL
     if args.seeds == list(FULL["seeds"]) and args.quick:
         args.seeds = list(QUICK["seeds"])
+    if args.steps is not None:
+        if args.steps < 2:
+            raise SystemExit(f"--steps must be >= 2, got {args.steps}")
+        spec = dict(spec, steps={key: args.steps for key in spec["steps"]})
+    if args.lr_grid:
+        spec = dict(spec, lr_grid=tuple(args.lr_grid))
     kernels = tuple(args.kernels or spec["kernels"])
     for k in kernels:
         make_kernel(k)  # unknown ids fail before any training
     task_names = tuple(args.tasks or (*spec["tasks"], *spec["analyses"]))
-    lr_grid = tuple(args.lr_grid or spec["lr_grid"])
-    if args.steps is not None:
-        if args.steps < 2:
-            raise SystemExit(f"--steps must be >= 2, got {args.steps}")
-        spec = dict(spec, steps={family: args.steps for family in spec["steps"]})
-    config = dict(cfg=spec["cfg"], steps=spec["steps"], batch=spec["batch"], n_eval=spec["n_eval"])
-    results = _harness.Results.open(args, key=("task", "kernel", "lr", "seed"), config=config)
-    trained = tuple(t for t in task_names if t not in ("subspace", "energy"))
+    trained = tuple(t for t in task_names if t not in _ANALYSES)
+    if args.plan:
+        return plan(spec, kernels, trained, len(args.seeds), args.out / f"{args.name}_plan",
+                    progress=not args.no_progress)
+    if args.curves:
+        return curves(args, spec, trained)
+    return run(args, spec, kernels, task_names, trained)
+
+
+def curves(args, spec, trained):
+    """EDP (or the task's fixed kernel) at the grid's middle rate, validation every 1/20 of the steps."""
+    results = _harness.Results.open(_with_name(args, "_curves"), key=("task", "kernel", "lr", "seed"),
+                                    config=dict(cfg=spec["cfg"], steps=spec["steps"], batch=spec["batch"]))
+    lr = spec["lr_grid"][len(spec["lr_grid"]) // 2]
+    for name, task in make_tasks(trained, spec["cfg"], spec["n_eval"]).items():
+        kernel = (task.kernels or ("edp",))[0]
+        steps, batch = budget(spec, name)
+        for key in results.pending([dict(task=name, kernel=kernel, lr=lr, seed=s) for s in args.seeds[:1]]):
+            row = learning_curve(task, kernel, lr, key["seed"], steps, batch, max(1, steps // 20))
+            results.add(dict(key, **row, steps=steps, batch=batch, oracle=task.oracle, floor=task.floor))
+            _harness.log(f"{name}: " + ", ".join(f"{s}:{v:.4f}" for s, v, _ in row["curve"]))
+    results.close()
+    return results
+
+
+def _with_name(args, suffix):
+    """A copy of the parsed flags writing to ``<name><suffix>``."""
+    import argparse
+
+    return argparse.Namespace(**dict(vars(args), name=args.name + suffix))
+
+
+def run(args, spec, kernels, task_names, trained):
+    config = dict(cfg=spec["cfg"], steps=spec["steps"], batch=spec["batch"], n_eval=spec["n_eval"],
+                  probe_fraction=spec["probe_fraction"])
+    results = _harness.Results.open(args, key=("task", "kernel", "phase", "lr", "seed"), config=config)
     tasks = make_tasks(trained, spec["cfg"], spec["n_eval"])
+    lr_grid = tuple(spec["lr_grid"])
+    analyses = tuple(a for a in _ANALYSES if a in task_names)
+    meta = {name: task_meta(task) for name, task in tasks.items()}
+    results.set_summary(task_meta=meta, plan=dict(kernels=list(kernels), seeds=list(args.seeds),
+                                                  lr_grid=list(lr_grid), analyses=list(analyses)))
     swap = tuple(k for k in kernels if k in LADDER)
-
-    def kernels_of(task):
-        return task.kernels or kernels
-
     start = time.perf_counter()
-    for name, task in tasks.items():
-        family = _family(name)
-        steps, batch = spec["steps"][family], spec["batch"][family]
-        for kernel in kernels_of(task):
-            grid = [dict(task=name, kernel=kernel, lr=lr, seed=args.seeds[0]) for lr in lr_grid]
-            for key in results.pending(grid, desc=f"{name} {kernel} lr"):
-                row = train(task, kernel, key["lr"], key["seed"], steps, batch, swap if kernel == "edp" else ())
-                results.add(dict(key, **row))
-            first = results.select(task=name, kernel=kernel, seed=args.seeds[0])
-            first = [r for r in first if r["lr"] in lr_grid]
-            lr = (max if task.higher_is_better else min)(first, key=lambda r: r["validation"])["lr"]
-            others = [dict(task=name, kernel=kernel, lr=lr, seed=s) for s in args.seeds[1:]]
-            for key in results.pending(others, desc=f"{name} {kernel} seeds"):
-                row = train(task, kernel, lr, key["seed"], steps, batch, swap if kernel == "edp" else ())
-                results.add(dict(key, **row))
-            tests = [r["test"] for r in results.select(task=name, kernel=kernel, lr=lr)]
-            _harness.log(f"{name:18s} {kernel:24s} lr={lr:g} test={np.mean(tests):.4f} over {len(tests)} seed(s)")
-    for analysis, fn in (("subspace", subspace_gain), ("energy", energy_descent)):
-        if analysis in task_names:
-            keys = [dict(task=analysis, kernel=k, lr=None, seed=s) for k in kernels for s in args.seeds]
+    for analysis, fn in (("subspace", subspace_gain), ("energy", energy_descent)):  # seconds: first
+        if analysis in analyses:
+            keys = [dict(task=analysis, kernel=k, phase="analysis", lr=None, seed=s) for k in kernels
+                    for s in args.seeds]
             for key in results.pending(keys, desc=analysis):
                 results.add(dict(key, **fn(key["kernel"], key["seed"])))
-    table = summarize(results, tasks, kernels_of, args.seeds, lr_grid)
-    analyses = {a: {k: [r.get("value") for r in results.select(task=a, kernel=k)] for k in kernels}
-                for a in ("subspace", "energy") if a in task_names}
-    results.set_summary(tasks=table, analyses=analyses, seconds_this_run=time.perf_counter() - start)
-    stem = results.path.with_suffix("")
-    caption = _harness.provenance_caption(results)
-    write_markdown(table, analyses, results, stem.with_suffix(".md"))
-    plot_ladder(table, stem.parent / f"{stem.name}_ladder.png", caption)
-    plot_swap(table, stem.parent / f"{stem.name}_swap.png", caption)
-    plot_icl(table, stem.parent / f"{stem.name}_icl.png", caption)
-    print(f"wrote {stem}.json/.csv/.md and the ladder and swap plots ({time.perf_counter() - start:.0f} s)")
+    for name, task in tasks.items():  # task by task: complete tasks accumulate
+        steps, batch = budget(spec, name)
+        probe_steps = max(2, round(spec["probe_fraction"] * steps))
+        for kernel in task.kernels or kernels:
+            if len(lr_grid) > 1:
+                grid = [dict(task=name, kernel=kernel, phase="probe", lr=lr, seed=args.seeds[0]) for lr in lr_grid]
+                for key in results.pending(grid, desc=f"{name} {kernel} lr"):
+                    results.add(dict(key, **train(task, kernel, key["lr"], key["seed"], probe_steps, batch,
+                                                  evaluate_test=False)))
+            lr = chosen_lr(results.select(task=name, kernel=kernel), task.higher_is_better, lr_grid)
+            seeds = [dict(task=name, kernel=kernel, phase="final", lr=lr, seed=s) for s in args.seeds]
+            for key in results.pending(seeds, desc=f"{name} {kernel} seeds"):
+                row = train(task, kernel, lr, key["seed"], steps, batch, swap if kernel == "edp" else ())
+                results.add(dict(key, **row))
+            tests = [r["test"] for r in results.select(task=name, kernel=kernel, phase="final", lr=lr)]
+            _harness.log(f"{name:18s} {kernel:24s} lr={lr:g} test={np.mean(tests):.4f} over {len(tests)} seed(s)")
+    table = summarize(results.rows, meta, kernels, args.seeds, lr_grid)
+    results.set_summary(tasks=table, seconds_last_invocation=time.perf_counter() - start)
     results.close()  # the rows stay readable; the file is free for the next run
+    _, (done, total) = report(results.path)
+    print(f"wrote {results.path.with_suffix('')}.json/.csv/.md and the plots ({done} of {total} runs done, "
+          f"{time.perf_counter() - start:.0f} s)")
     return results
 
 

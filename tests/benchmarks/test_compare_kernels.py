@@ -12,6 +12,8 @@ import pytest
 _BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(_BENCH))  # benchmarks/ is a folder of scripts; its modules import each other by name
 compare = importlib.import_module("compare_kernels")
+plan_mod = importlib.import_module("_compare_plan")
+report_mod = importlib.import_module("_compare_report")
 tasks_mod = importlib.import_module("_kernel_tasks")
 
 
@@ -47,6 +49,11 @@ def test_analyses_without_training():
     assert compare.subspace_gain("linear", 0)["value"] is None  # MSSA needs a normalized positive kernel
     energy = compare.energy_descent("edp", 0)
     assert energy["value"] > 0 and len(energy["energies"]) == 9
+    blown = compare.energy_descent("taylor_edp-1", 0)  # un-normalized 1 + s q.k: the iteration explodes
+    assert blown["value"] is None and blown["note"] == "diverged"
+    assert abs(blown["energies"][-1]) > 1e6 * abs(blown["energies"][0])
+    assert compare.energy_rate([2.0, 1.5, 1.0]) == pytest.approx(0.25)
+    assert compare.energy_rate([1.0, -2e6]) is None and compare.energy_rate([1.0, float("inf")]) is None
 
 
 def test_tasks_have_oracles_and_floors():
@@ -55,7 +62,7 @@ def test_tasks_have_oracles_and_floors():
     mlm = made["mlm-k0"]
     assert 0 < mlm.floor < mlm.oracle <= 1  # the positional marginal is below belief propagation
     recall = made["recall-4"]
-    assert recall.oracle == 1.0 and recall.floor == 1 / cfg["recall_vocab"] and recall.n_keys == 12
+    assert recall.oracle == 1.0 and recall.floor == 1 / cfg["recall_vocab"] and recall.n_keys == 8
     icl = made["icl-tree-L1-attn"]
     # the priors separate: full Bayes < top-level-cluster Bayes < ridge
     assert icl.oracle < icl.baselines["top-level Bayes"] < icl.baselines["ridge"]
@@ -66,19 +73,173 @@ def test_tasks_have_oracles_and_floors():
 @pytest.mark.slow
 def test_tiny_run_resumes_and_reports(tmp_path):
     argv = ["--quick", "--out", str(tmp_path), "--no-progress", "--tasks", "root-k0", "subspace", "--kernels",
-            "edp", "prf-4", "--steps", "3", "--seeds", "0", "1", "--lr-grid", "0.003"]
+            "edp", "prf-4", "--steps", "4", "--seeds", "0", "1", "--lr-grid", "0.003", "0.01"]
     first = compare.main(argv)
     data = json.loads((tmp_path / "compare_kernels_quick.json").read_text())
-    keys = {(r["task"], r["kernel"], r["seed"]) for r in data["results"]}
-    assert keys == {(t, k, s) for t in ("root-k0", "subspace") for k in ("edp", "prf-4") for s in (0, 1)}
-    edp_rows = [r for r in data["results"] if r["task"] == "root-k0" and r["kernel"] == "edp"]
-    assert all(set(r["swap"]) == {"prf-4"} for r in edp_rows)  # EDP-trained models evaluated with prf-4
+    keys = {(r["task"], r["kernel"], r["phase"], r["seed"]) for r in data["results"]}
+    finals = {("root-k0", k, "final", s) for k in ("edp", "prf-4") for s in (0, 1)}
+    probes = {("root-k0", k, "probe", 0) for k in ("edp", "prf-4")}  # one per grid rate, at the first seed
+    analyses = {("subspace", k, "analysis", s) for k in ("edp", "prf-4") for s in (0, 1)}
+    assert keys == finals | probes | analyses
+    probe_rows = [r for r in data["results"] if r["phase"] == "probe"]
+    assert len(probe_rows) == 4 and all(r["steps"] == 2 and r["test"] is None for r in probe_rows)
+    for kernel in ("edp", "prf-4"):  # the seeds train at the rate whose probe scored best on validation
+        mine = [r for r in probe_rows if r["kernel"] == kernel]
+        best = max(mine, key=lambda r: r["validation"])["lr"]
+        assert {r["lr"] for r in data["results"] if r["kernel"] == kernel and r["phase"] == "final"} == {best}
+    edp_rows = [r for r in data["results"] if r["kernel"] == "edp" and r["phase"] == "final"]
+    assert all(set(r["swap"]) == {"prf-4"} and r["steps"] == 4 for r in edp_rows)
     table = data["summary"]["tasks"]["root-k0"]
     assert table["oracle"] == 1.0 and table["kernels"]["prf-4"]["diff_vs_edp"][1] is not None
-    assert (tmp_path / "compare_kernels_quick.md").exists() and (tmp_path / "compare_kernels_quick_ladder.png").exists()
-    assert len(first) == 8
+    assert data["summary"]["task_meta"]["root-k0"]["n_keys"] == 8
+    assert "Status: complete." in (tmp_path / "compare_kernels_quick.md").read_text()
+    assert (tmp_path / "compare_kernels_quick_ladder.png").exists()
+    assert len(first) == 12
     again = compare.main(argv)  # everything stored: nothing is retrained
-    assert [r["run"] for r in again.rows] == [0] * 8
+    assert [r["run"] for r in again.rows] == [0] * 12
+
+
+def _row(task, kernel, phase, lr, seed, value):
+    return dict(task=task, kernel=kernel, phase=phase, lr=lr, seed=seed, validation=value,
+                test=None if phase == "probe" else value, cpu_seconds=2.0, steps=100, run=0)
+
+
+def _synthetic_file(path):
+    """A partial results file by hand: 'toy' done for three kernels (probes + 3 seeds), 'late' half done."""
+    meta = dict(metric="accuracy", higher_is_better=True, oracle=1.0, oracle_name="BP", floor=0.25, baselines={},
+                n_keys=8, head_dim=4, kernels=None)
+    rows = []
+    for kernel, base in (("edp", 0.9), ("prf-4", 0.6), ("prf-16", 0.85), ("taylor_edp-2", 0.88)):
+        rows += [_row("toy", kernel, "probe", 0.01, 0, base - 0.1), _row("toy", kernel, "probe", 0.003, 0, base)]
+        rows += [_row("toy", kernel, "final", 0.003, s, base + 0.01 * s) for s in range(3)]
+    for row, test in zip(rows[-3:], (0.93, 0.89, 0.92)):  # taylor_edp-2 - EDP = +0.03, -0.02, 0: covers 0
+        row["test"] = test
+    rows += [_row("late", "edp", "probe", 0.01, 0, 0.5), _row("late", "edp", "probe", 0.003, 0, 0.4),
+             _row("late", "edp", "final", 0.01, 0, 0.52)]
+    # the EDP model of 'late' was evaluated with ladder kernels that have not trained on 'late' yet
+    rows[-1]["swap"] = {"prf-4": 0.3, "prf-1024": 0.5, "taylor_edp-2": 0.51}
+    # an energy row as the first full-run snapshot stored it: a 'rate' from an exploded trajectory
+    rows.append(dict(task="energy", kernel="prf-4", phase="analysis", lr=None, seed=0, value=-1e40,
+                     energies=[1.0, 1e20, 1e41], run=0))
+    data = {"layout": 1, "name": "compare_kernels", "key": ["task", "kernel", "phase", "lr", "seed"], "config": {},
+            "runs": [{"command": "python benchmarks/compare_kernels.py", "git_commit": "abc", "machine": {}}],
+            "results": rows,
+            "summary": {"task_meta": {"toy": meta, "late": meta},
+                        "plan": {"kernels": ["edp", "prf-4", "prf-16", "taylor_edp-2"], "seeds": [0, 1, 2],
+                                 "lr_grid": [0.003, 0.01], "analyses": ["energy"]}}}
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_report_and_readme_from_a_partial_synthetic_file(tmp_path):
+    path = _synthetic_file(tmp_path / "compare_kernels.json")
+    readme = tmp_path / "README.md"
+    readme.write_text("# project\n\nintro\n")
+    table, progress = compare.report(path, readme=readme)
+    # 2 tasks x 4 kernels x (2 probes + 3 seeds) + 4 kernels x 3 seeds of energy = 52 rows; 24 are here
+    assert progress == (24, 52)
+    toy = table["toy"]["kernels"]
+    assert toy["edp"]["lr"] == 0.003 and toy["edp"]["mean"] == pytest.approx(0.91)
+    assert toy["prf-4"]["gap"] == pytest.approx(1 - 0.61)
+    mean, low, high = toy["prf-4"]["diff_vs_edp"]
+    assert mean == pytest.approx(-0.3) and low == pytest.approx(-0.3) and high == pytest.approx(-0.3)
+    assert toy["prf-16"]["feature_dim"] == 16 and math.isinf(toy["edp"]["feature_dim"])
+    assert table["late"]["kernels"]["edp"]["lr"] == 0.01 and list(table["late"]["kernels"]) == ["edp"]
+    text = readme.read_text()
+    assert text.startswith("# project\n\nintro\n") and "PARTIAL: 24 of 52 runs done" in text
+    assert "](benchmarks/results/compare_kernels_ladder.png)" in text
+    line = next(ln for ln in text.splitlines() if ln.startswith("| prf-4 |"))
+    assert line == "| prf-4 | 4 | 0.390* |  |"  # the interval excludes 0; prf-4 has no result on 'late'
+    line = next(ln for ln in text.splitlines() if ln.startswith("| taylor_edp-2 |"))
+    assert "*" not in line
+    markdown = (tmp_path / "compare_kernels.md").read_text()
+    assert "PARTIAL: 24 of 52" in markdown and "| prf-4 | n/a |" in markdown  # the rate is recomputed: diverged
+    assert (tmp_path / "compare_kernels_ladder.png").exists() and (tmp_path / "compare_kernels_swap.png").exists()
+    compare.report(path, readme=readme)  # a second update replaces the block instead of appending one
+    assert readme.read_text().count("compare_kernels table: start") == 1
+
+
+def test_readme_block_before_any_result():
+    block = report_mod.readme_block({}, {"command": "c", "git_commit": "abc"}, (5, 40))
+    assert "PARTIAL: 5 of 40 runs done" in block and "No task has results yet." in block and "| kernel" not in block
+
+
+def test_readme_flag_needs_report(capsys):
+    with pytest.raises(SystemExit):
+        compare.main(["--readme", "README.md"])
+    assert "--readme needs --report" in capsys.readouterr().err
+
+
+def test_report_refuses_a_file_without_task_meta(tmp_path):
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"layout": 1, "key": [], "config": {}, "runs": [], "results": [], "summary": {}}))
+    with pytest.raises(ValueError, match="no task_meta"):
+        compare.report(path)
+
+
+def test_lr_choice_and_run_counts():
+    rows = [dict(phase="probe", lr=1e-3, validation=0.5), dict(phase="probe", lr=3e-3, validation=0.7),
+            dict(phase="final", lr=1e-3, validation=0.9)]
+    assert compare.chosen_lr(rows, True, (1e-3, 3e-3)) == 3e-3
+    assert compare.chosen_lr(rows, False, (1e-3, 3e-3)) == 1e-3
+    assert compare.chosen_lr(rows[:1], True, (1e-3, 3e-3)) is None  # a probe still missing
+    assert compare.chosen_lr([], True, (1e-2,)) == 1e-2  # one rate: no probes
+    diverged = [dict(phase="probe", lr=lr, validation=None) for lr in (1e-3, 3e-3, 1e-2)]
+    assert compare.chosen_lr(diverged, False, (1e-3, 3e-3, 1e-2)) == 3e-3  # all diverged: the middle rate
+    spec = dict(lr_grid=(1e-3, 3e-3, 1e-2), probe_fraction=0.2)
+    assert plan_mod.runs_per_kernel(spec, 5) == pytest.approx(5.6)
+    assert plan_mod.runs_per_kernel(dict(spec, lr_grid=(1e-3,)), 5) == 5
+    assert [plan_mod.family(n) for n in ("mlm-k0", "mlm-k0-long", "icl-tree-L1-mlp")] == ["mlm", "mlm-long", "icl"]
+    meta = {"a": dict(kernels=None), "b": dict(kernels=["linear"])}
+    assert compare.expected_runs(meta, ["edp", "prf-4"], 5, (1e-3, 3e-3), ["subspace"]) == 2 * 7 + 7 + 2 * 5
+
+
+def test_full_spec_covers_every_task_and_family():
+    spec = compare.FULL
+    assert set(spec["kernels"]) == set(tasks_mod.ALL_KERNELS) and tuple(spec["seeds"]) == (0, 1, 2, 3, 4)
+    for s in (compare.FULL, compare.QUICK):
+        assert {plan_mod.family(t) for t in s["tasks"]} <= set(s["steps"]) == set(s["batch"])
+    names = set(spec["tasks"])
+    assert {"root-k0", "mlm-k0", "mlm-k2", "mlm-k3", "recall-4", "recall-16", "recall-64", "text", "digits"} <= names
+    assert len([t for t in names if t.startswith("icl-")]) == 16
+
+
+def test_plan_times_every_kernel(tmp_path):
+    spec = dict(compare.QUICK, steps=dict(compare.QUICK["steps"], root=100))
+    result = plan_mod.plan(spec, ("edp", "prf-4"), ("root-k0",), 2, tmp_path / "plan", progress=False)
+    row = result["tasks"]["root-k0"]
+    assert set(row["ms_per_step"]) == {"edp", "prf-4"} and row["steps"] == 100
+    per_run = plan_mod.runs_per_kernel(spec, 2)
+    assert result["total_hours"] == pytest.approx(sum(row["ms_per_step"].values()) * 100 * per_run / 3600)
+    assert "total: about" in (tmp_path / "plan.txt").read_text()
+
+
+def test_recall_pair_tokens_by_hand():
+    X = np.array([[2, 5 + 1, 0, 5 + 3, 1, 5 + 0, 0, 1]])  # keys 2, 0, 1 with values 1, 3, 0; queries 0 and 1
+    tokens, select = tasks_mod.recall_pair_tokens(X, 3, 5, 4)
+    assert tokens.shape == (1, 5, 9) and tokens.dtype == np.float32
+    assert np.nonzero(tokens[0, 0])[0].tolist() == [2, 6] and np.nonzero(tokens[0, 1])[0].tolist() == [0, 8]
+    assert np.nonzero(tokens[0, 3])[0].tolist() == [0] and np.nonzero(tokens[0, 4])[0].tolist() == [1]
+    assert select.tolist() == [[False, False, False, True, True]]
+    with pytest.raises(ValueError, match="fewer than 2 \\* n_pairs \\+ 1"):
+        tasks_mod.recall_pair_tokens(X[:, :6], 3, 5, 4)
+
+
+def test_recall_and_long_tasks():
+    cfg = dict(compare.QUICK["cfg"])
+    made = tasks_mod.make_tasks(["recall-4", "mlm-k0-long"], cfg, 50)
+    recall = made["recall-4"]
+    assert recall.n_keys == 8 and recall.validation[0].shape == (50, 8, 2 * cfg["recall_vocab"])
+    model = recall.build("edp", 0)
+    assert len(model.encoder.layers) == cfg["recall_layers"]
+    x, y, select = recall.sample(3, np.random.RandomState(0))
+    assert model(x)[select].shape == (12, cfg["recall_vocab"]) and y.shape == (3, 4)
+    assert made["mlm-k0-long"].kernels == ("edp", "linear") and made["mlm-k0-long"].name == "mlm-k0-long"
+    text_cfg = dict(cfg, context=32, text_dim=24, text_layers=1, text_heads=3)
+    text = tasks_mod.make_tasks(["text"], text_cfg, 8)["text"]
+    model = text.build("edp", 0)
+    assert len(model.encoder.layers) == 1 and model.encoder.layers[0].n_heads == 3 and text.head_dim == 8
+    assert model.encoder.layers[0].is_causal and text.n_keys == 32
 
 
 @pytest.mark.parametrize("name", ["icl-gaussian-L1-attn", "recall-4"])
@@ -87,3 +248,14 @@ def test_scores_do_not_depend_on_the_chunk_size(name):
     model = task.build("linear", 0)
     assert task.score(model, task.test, chunk=1000) == pytest.approx(task.score(model, task.test, chunk=50),
                                                                      rel=1e-5)
+    assert task.score(model, task.test) == pytest.approx(task.score(model, task.test, chunk=50), rel=1e-5)
+
+
+def test_curves_record_validation_checkpoints(tmp_path):
+    compare.main(["--quick", "--curves", "--out", str(tmp_path), "--tasks", "root-k0", "--steps", "4",
+                  "--no-progress"])
+    data = json.loads((tmp_path / "compare_kernels_curves_quick.json").read_text())
+    (row,) = data["results"]
+    assert row["kernel"] == "edp" and row["lr"] == compare.QUICK["lr_grid"][1] and row["steps"] == 4
+    assert [c[0] for c in row["curve"]] == [1, 2, 3, 4] and all(0 <= c[1] <= 1 for c in row["curve"])
+    assert row["oracle"] == 1.0 and 0 <= row["test"] <= 1
