@@ -22,7 +22,7 @@ float64 (O(n_s m^2)). Falkon's own preconditioner is the case X_s = C (n_s = m, 
 accurate only where the ridge dominates the landmarks' sampling error, alpha / n >~ 1 / m: at the small alpha
 that fits smooth targets best it is not (n = 10^5, m = 1,000, alpha = 1e-2: the preconditioned system's
 condition number is 3.5e3 and CG still misses the direct solution by 4% in prediction after 40 iterations),
-while n_s = 10 m rows give a condition number of 7.7 and 1e-4 in 10 iterations. Kernel blocks are computed in
+while n_s = 10 m rows give a condition number of 7.7 and 3e-4 in 10 iterations. Kernel blocks are computed in
 the rows' dtype (float32 on request), every sum and the CG recurrences in float64.
 """
 
