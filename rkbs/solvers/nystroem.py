@@ -347,15 +347,16 @@ def _sketch_factor(p: NystroemProblem, to_range: torch.Tensor | None) -> torch.T
     G.diagonal().add_(p.alpha)
     # alpha = 0 leaves G singular where the sketch is: a jitter of eps * m * max(diag) and up keeps it factorable
     jitter = float(G.diagonal().max()) * p.m * torch.finfo(torch.float64).eps
-    while True:
+    for _ in range(20):  # the jitter reaches max(diag) within ~13 steps
         L, info = torch.linalg.cholesky_ex(G)
         if int(info) == 0 and bool(torch.isfinite(L).all()):
             return L
         if not jitter > 0 or not math.isfinite(jitter):
-            raise ValueError(f"the falkon preconditioner is not positive definite (its largest diagonal entry "
-                             f"is {float(G.diagonal().max()):.3g}); {_HINT}")
+            break
         G.diagonal().add_(jitter)
         jitter *= 10
+    raise ValueError(f"the falkon preconditioner is not positive definite (its largest diagonal entry is "
+                     f"{float(G.diagonal().max()):.3g}); {_HINT}")
 
 
 def _falkon(p: NystroemProblem) -> tuple[torch.Tensor, dict]:
