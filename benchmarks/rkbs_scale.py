@@ -6,12 +6,16 @@ fit time, and the held-out R^2 (d = 10, y = sin(x0) + cos(x1) x2 + noise, RBF ga
 
 methods:
 
-- ``sklearn``: scikit-learn's ``Nystroem`` + ``Ridge(fit_intercept=False)`` (the n x m feature matrix);
+- ``sklearn``: scikit-learn's ``Nystroem`` + ``Ridge(fit_intercept=False)`` (the n x m feature matrix, so up to
+  n = 200,000);
 - ``direct``: rkbs ``solver="cholesky"``, float64 (normal equations accumulated block by block, O(n m^2));
 - ``falkon64`` / ``falkon32``: rkbs ``solver="falkon"`` (preconditioned CG over row blocks) in float64 or float32;
 - ``falkon32-memmap``: the same, the rows read from a float32 ``.npy`` memory map (out of core);
 - ``falkon32-2proc``: two processes (gloo, one thread each) inside ``rkbs.distributed.data_parallel``;
 - ``exact``: rkbs exact kernel ridge (n x n Cholesky) at n = 10,000, for the dense path's peak memory.
+
+The Falkon library itself is not a peer here: ``pip index versions falkon`` finds no distribution on the package
+index this machine reaches (Falkon ships its wheels, built per torch and CUDA version, from its own index).
 
 Usage: ``python benchmarks/rkbs_scale.py [--quick] [--max-n 10000000] [--threads 2] [--sizes N ...]
 [--methods M ...]``; resumable (each finished
@@ -170,7 +174,7 @@ def main(argv=None) -> None:
         plan = sorted((p for p in plan if p[1] in args.methods), key=lambda p: (p[0], args.methods.index(p[1])))
     results = _harness.Results.open(args, key=("n", "method", "seed"),
                                     config={"d": D, "m": m, "gamma": GAMMA, "alpha": ALPHA, "tol": TOL,
-                                            "max_iter": MAX_ITER, "shared_machine": True})
+                                            "max_iter": MAX_ITER, "falkon_preconditioner": "sketch of 10 m rows"})
     for key in results.pending([dict(n=n, method=meth, seed=s) for n, meth, _ in plan for s in args.seeds]):
         world = 2 if key["method"].endswith("2proc") else 1
         dtype = np.float32 if "32" in key["method"] else np.float64
@@ -186,8 +190,10 @@ def main(argv=None) -> None:
 def _report(results, args) -> None:
     rows = sorted(results.rows, key=lambda r: (r["n"], r["method"]))
     direct = {r["n"]: r["test_r2"] for r in rows if r["method"] == "direct"}
-    lines = ["Shared 2-core machine (timings pessimistic; re-run `python benchmarks/rkbs_scale.py` on a quiet "
-             "one).", "", "| n | method | processes | fit (s) | peak above data (MiB) | test R^2 | R^2 - direct | "
+    machine = ("Quiet machine." if args.out.name == "quiet" else
+               "Shared 2-core machine (timings pessimistic; re-run `python benchmarks/rkbs_scale.py --out "
+               "benchmarks/results/quiet` on a quiet one).")
+    lines = [machine, "", "| n | method | processes | fit (s) | peak above data (MiB) | test R^2 | R^2 - direct | "
              "iterations |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         gap = f"{r['test_r2'] - direct[r['n']]:+.4f}" if r["n"] in direct else "-"

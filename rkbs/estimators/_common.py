@@ -161,7 +161,7 @@ def prepare_representer(est: Any, X: np.ndarray, Z: np.ndarray,
     problem = RepresenterProblem(
         kernel=kernel, X=Xt, C=Xt if square else as_device_tensor(centers, device, dtype), Z=Z,
         alpha=alpha, square=square, normalize=bool(est.normalize), tol=tol, max_iter=max_iter,
-        block_size=block_size, sample_weight=sample_weight,
+        block_size=block_size, sample_weight=sample_weight, random_state=est.random_state,
     )
     if sparse_input:
         est.kernel_, est.centers_, est._sparse_embedding = kernel, centers_sparse.copy(), emb

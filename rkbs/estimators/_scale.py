@@ -98,7 +98,7 @@ def fit_streamed(est: Any, X: Any, y: Any, sample_weight: Any = None) -> np.ndar
     problem = NystroemProblem(
         kernel=kernel, rows=rows, C=torch.tensor(centers, dtype=torch.float64, device=device), alpha=alpha,
         penalty=penalty, dtype=_dtype(rows, device, default_dtype), normalize=bool(est.normalize), tol=tol,
-        max_iter=max_iter, block_size=block_size, group=group)
+        max_iter=max_iter, block_size=block_size, group=group, random_state=est.random_state)
     beta, info = solve_nystroem(problem, "cholesky" if solver == "cholesky" else "falkon")
     est.kernel_, est.centers_, est.penalty_, est.solver_ = kernel, centers, penalty, solver
     est.n_iter_ = 1 if info["n_iter"] is None else max(int(info["n_iter"]), 1)

@@ -14,6 +14,7 @@ from ._common import (accepts_sparse, check_sample_weight, check_scalar_param, f
                       predict_expansion, prepare_representer)
 from ._logistic import fit_logistic
 from ._precomputed import is_precomputed
+from ._scale import fit_streamed, is_streamed, predict_streamed
 
 __all__ = ["RKBSClassifier"]
 
@@ -111,7 +112,9 @@ class RKBSClassifier(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features) or numpy.memmap
+            With ``n_components`` set and ``loss="squared"``, a memory map is read block by block, never copied
+            to memory (out of core; see :class:`RKBSRegressor`).
         y : array-like of shape (n_samples,)
             Class labels (at least two classes).
         sample_weight : array-like of shape (n_samples,), default=None
@@ -121,13 +124,22 @@ class RKBSClassifier(ClassifierMixin, BaseEstimator):
         -------
         self : RKBSClassifier
         """
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], accept_sparse=("csr", "csc"))
-        check_classification_targets(y)
-        sw = check_sample_weight(sample_weight, X)
         if not isinstance(self.fit_intercept, (bool, np.bool_)):
             raise TypeError(f"fit_intercept must be a bool, got {self.fit_intercept!r}")
         if self.loss not in ("squared", "logistic"):
             raise ValueError(f"loss must be 'squared' or 'logistic', got {self.loss!r}")
+        streamed = is_streamed(X, self, sample_weight)
+        if streamed and (not isinstance(X, np.memmap) or self.loss != "squared"):
+            raise ValueError("X: RKBSClassifier reads out-of-core rows from a numpy memory map with "
+                             "loss='squared' (labels in memory as y); a RowChunks carries numeric targets: fit "
+                             "RKBSRegressor on -1/+1 columns, or load the rows")
+        if streamed:
+            y = np.asarray(y)
+            if y.ndim != 1 or y.shape[0] != X.shape[0]:
+                raise ValueError(f"y must be 1-d with one label per row of X ({X.shape[0]}), got shape {y.shape}")
+        else:
+            X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], accept_sparse=("csr", "csc"))
+        check_classification_targets(y)
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         if self.classes_.shape[0] < 2:
             raise ValueError(f"y has only one class ({self.classes_[0]!r}); a classifier needs at least two "
@@ -135,6 +147,11 @@ class RKBSClassifier(ClassifierMixin, BaseEstimator):
         if self.loss == "squared":
             Z = LabelBinarizer(neg_label=-1, pos_label=1).fit_transform(y_idx).astype(np.float64)
             check_scalar_param("alpha", self.alpha, minimum=0.0)  # one alpha for every class
+            if streamed:
+                self.dual_coef_ = fit_streamed(self, X, Z)
+                self.intercept_ = np.zeros(Z.shape[1])
+                return self
+            sw = check_sample_weight(sample_weight, X)
             beta, b = fit_representer(self, X, Z, sw, self.fit_intercept)
             self.dual_coef_, self.intercept_ = beta.astype(X.dtype, copy=False), b.astype(X.dtype, copy=False)
             return self
@@ -144,6 +161,7 @@ class RKBSClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"loss='logistic' takes penalty 'auto', 'coef' or 'rkhs' (a convex problem), got "
                              f"{self.penalty!r}")
         check_scalar_param("alpha", self.alpha, minimum=0.0)
+        sw = check_sample_weight(sample_weight, X)
         Y = np.eye(self.classes_.shape[0])[y_idx]
         problem = prepare_representer(self, X, Y, sw)
         B, b, self.n_iter_ = fit_logistic(problem, self.penalty_, Y, fit_intercept=bool(self.fit_intercept),
@@ -154,6 +172,8 @@ class RKBSClassifier(ClassifierMixin, BaseEstimator):
 
     def _scores(self, X):
         check_is_fitted(self)
+        if is_streamed(X, self):
+            return predict_streamed(self, X, self.dual_coef_) + np.asarray(self.intercept_)
         X = validate_data(self, X, dtype=[np.float64, np.float32], accept_sparse=("csr", "csc"), reset=False)
         F = predict_expansion(self, X, self.dual_coef_)
         F += np.asarray(self.intercept_, dtype=F.dtype)

@@ -139,7 +139,7 @@ def nystroem_problem(p: RepresenterProblem, penalty: str, group=None) -> Nystroe
     return NystroemProblem(kernel=p.kernel, rows=as_row_source(p.X, p.Z), C=p.C.double(), alpha=p.alpha,
                            penalty=penalty, dtype=p.X.dtype, normalize=p.normalize, tol=p.tol,
                            max_iter=p.max_iter, block_size=p.block_size, group=group,
-                           sample_weight=p.sample_weight)
+                           sample_weight=p.sample_weight, random_state=p.random_state)
 
 
 def solve_representer(p: RepresenterProblem, penalty: str, solver: str,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,6 +42,8 @@ class RepresenterProblem:
         Rows per block of the kernel operators.
     sample_weight : numpy.ndarray of shape (n,) or None
         Non-negative weights of the training rows (None: all ones); see :mod:`rkbs.solvers._weighting`.
+    random_state : int, RandomState instance or None
+        Draws the rows of the falkon preconditioner's sketch (:mod:`rkbs.solvers.nystroem`).
     """
 
     kernel: Kernel
@@ -54,6 +57,7 @@ class RepresenterProblem:
     max_iter: int | None = None
     block_size: int | None = None
     sample_weight: np.ndarray | None = None
+    random_state: Any = None
 
     @property
     def n(self) -> int:

@@ -3,7 +3,7 @@
 - ``penalty="rkhs"`` (Mercer kernels): min |K beta - Z|^2 + alpha beta^T K beta. Full Gram: (K + alpha I) beta
   = Z by Cholesky or CG, exactly scikit-learn's KernelRidge. Nystroem landmarks C:
   (A^T A + alpha K_CC) beta = A^T Z with A = K(X, C), the same estimator as Nystroem features + Ridge
-  (CG runs with a Falkon-style preconditioner built from K_CC).
+  (solved over row blocks by :mod:`rkbs.solvers.nystroem`).
 - ``spectrum="clip" | "flip" | "shift"``: an indefinite symmetric Gram matrix K = U diag(lam) U^T is replaced by
   U diag(t(lam)) U^T, t = max(lam, 0), |lam| or lam - min(lam_min, 0), which is positive semi-definite; the
   RKHS problem is then solved exactly in the eigenbasis, and new points see the same transformation
@@ -77,29 +77,12 @@ def _operator(p: RepresenterProblem) -> tuple[LinearOperator, np.ndarray]:
     return op, A.rmatmat(wt.targets(p))
 
 
-def _nystroem_preconditioner(p: RepresenterProblem) -> LinearOperator:
-    """Falkon-style preconditioner for the landmark system (A^T W A + alpha K_mm).
-
-    Uniform landmarks give A^T W A ~ (sum(w) / m) K_mm^2, so (sum(w)/m K_mm^2 + alpha K_mm)^{-1}, applied
-    through the eigendecomposition of the m x m matrix K_mm, clusters the spectrum of the preconditioned system
-    near 1.
-    """
-    lam, U = scipy.linalg.eigh(kernel_gram(p.kernel, p.C, p.C, block_size=p.block_size), check_finite=False)
-    lam = np.maximum(lam, 0.0)
-    total = p.n if p.sample_weight is None else float(p.sample_weight.sum())
-    d = (total / p.m) * lam**2 + p.alpha * lam
-    d = np.maximum(d, d.max() * p.m * np.finfo(float).eps)
-    return LinearOperator((p.m, p.m), matvec=lambda v: U @ ((U.T @ np.ravel(v)) / d), dtype=np.float64)
-
-
 # Refinement passes after a Krylov solve that stopped on its own criterion above the relative tolerance.
 _REFINE_STEPS = 3
 
 
 def _krylov(p: RepresenterProblem, method, name: str, **kwargs) -> tuple[np.ndarray, dict]:
     op, rhs = _operator(p)
-    if name == "cg" and not p.square:
-        kwargs["M"] = _nystroem_preconditioner(p)
     beta = np.zeros((op.shape[1], rhs.shape[1]))
     n_iter = []
     for j in range(rhs.shape[1]):

@@ -121,9 +121,31 @@ def test_falkon_float32_on_request():
 
 
 def test_falkon_warns_when_it_stops_at_max_iter():
-    X, y = _data(300, 3)
+    X, y = _data(3000, 3)  # more rows than the preconditioner's sketch (10 m), which is then not exact
     with pytest.warns(ConvergenceWarning, match="solver='falkon' did not converge in 1 iterations"):
         RKBSRegressor(alpha=1e-6, n_components=100, solver="falkon", max_iter=1, random_state=0).fit(X, y)
+
+
+@pytest.mark.parametrize("penalty", ["rkhs", "coef"])
+def test_falkon_preconditioner(penalty):
+    from rkbs.solvers import NystroemProblem, solve_nystroem
+
+    X, y = _data(2001, 4)
+    Xt, C = torch.tensor(X), torch.tensor(X[:100])
+    kw = dict(kernel=get_kernel("rbf", gamma=0.1), rows=as_row_source(Xt, y[:, None]), C=C, penalty=penalty,
+              random_state=0, max_iter=500)
+    direct, _ = solve_nystroem(NystroemProblem(alpha=1e-3, **kw), "cholesky")
+    # a sketch of every row is the system itself: one iteration, a second for round-off at tol=1e-10
+    beta, info = solve_nystroem(NystroemProblem(alpha=1e-3, tol=1e-10, sketch_size=2001, **kw), "falkon")
+    assert info["n_iter"] <= 2
+    A = kw["kernel"].evaluate(Xt, C).numpy()
+    np.testing.assert_allclose(A @ beta, A @ direct, atol=1e-5)  # an ill-conditioned system (gamma = 0.1)
+    # a small ridge (alpha / n = 5e-7, below Falkon's 1 / m): the landmarks alone (sketch_size=m, Falkon's
+    # preconditioner) leave CG several times more iterations than the default sketch of 10 m rows (23 / 271
+    # for rkhs, 14 / 54 for coef)
+    iters = {s: solve_nystroem(NystroemProblem(alpha=1e-3, tol=1e-8, sketch_size=s, **kw), "falkon")[1]["n_iter"]
+             for s in (100, None)}
+    assert iters[None] <= 40 and 2 * iters[None] < iters[100], iters
 
 
 def test_auto_picks_falkon_for_large_nystroem_and_refuses_misuse():
@@ -181,6 +203,27 @@ def test_memmap_and_chunks_fit_like_in_memory(tmp_path, solver):
     np.testing.assert_allclose(on_disk.predict(Xmm), ref.predict(X), atol=1e-8)
     np.testing.assert_allclose(chunked.predict(X), ref.predict(X), atol=1e-8)
     np.testing.assert_allclose(ref.predict(chunks), ref.predict(X), atol=1e-10)
+
+
+def test_classifier_on_a_memmap_fits_like_in_memory(tmp_path):
+    X, y = _data(701, 3)
+    labels = np.array(["a", "b", "c"])[np.digitize(y, [-0.5, 0.5])]
+    np.save(tmp_path / "X.npy", X)
+    Xmm = np.load(tmp_path / "X.npy", mmap_mode="r")
+    kw = dict(alpha=1e-1, n_components=40, random_state=0, block_size=100)
+    ref = RKBSClassifier(**kw).fit(X, labels)
+    on_disk = RKBSClassifier(**kw).fit(Xmm, labels)
+    np.testing.assert_allclose(on_disk.dual_coef_, ref.dual_coef_, rtol=1e-6, atol=1e-10)
+    np.testing.assert_allclose(on_disk.decision_function(Xmm), ref.decision_function(X), atol=1e-8)
+    np.testing.assert_array_equal(on_disk.predict(Xmm), ref.predict(X))
+    with pytest.raises(ValueError, match="X: RKBSClassifier reads out-of-core rows from a numpy memory map"):
+        RKBSClassifier(loss="logistic", **kw).fit(Xmm, labels)
+    with pytest.raises(ValueError, match="X: RKBSClassifier reads out-of-core rows"):
+        RKBSClassifier(**kw).fit(RowChunks(lambda: [(X, y)]), None)
+    with pytest.raises(ValueError, match="y must be 1-d with one label per row of X"):
+        RKBSClassifier(**kw).fit(Xmm, labels[:10])
+    with pytest.raises(ValueError, match="y has only one class"):
+        RKBSClassifier(**kw).fit(Xmm, np.zeros(701))
 
 
 def test_out_of_core_errors(tmp_path):
