@@ -65,11 +65,17 @@ def reference_attention(
     normalize: bool = True,
     return_lse: bool = False,
     compute_dtype: torch.dtype = torch.float64,
+    window: tuple[int, int] | None = None,
+    alibi_slopes: torch.Tensor | None = None,
+    sinks: torch.Tensor | None = None,
+    softcap: float | None = None,
 ):
     """Float64 reference of :func:`triton_ops.kernel_attention` (same arguments, O(N^2) memory).
 
     Computed in ``compute_dtype`` (float64 by default; the inputs' own dtype gives "eager PyTorch", the error
-    yardstick of the GPU tests) on the inputs' device; differentiable with autograd.
+    yardstick of the GPU tests) on the inputs' device; differentiable with autograd. The features are those of
+    :func:`triton_ops.kernel_attention` (dense batches only; a packed batch is the concatenation of its
+    sequences' results).
 
     Examples
     --------
@@ -95,23 +101,48 @@ def reference_attention(
         v = v.repeat_interleave(group, dim=1)
     nq, nk = q.shape[-2], k.shape[-2]
     val, is_log = _log_or_weight(spec.kernel_id, spec.c0, spec.c1, spec.degree, q, k)
+    if softcap is not None:
+        if not is_log:
+            raise ValueError("softcap needs an exponential kernel")
+        val = softcap * torch.tanh(val / softcap)
     keep = torch.ones(nq, nk, dtype=torch.bool, device=q.device)
     if is_causal:
         keep = torch.tril(keep)  # top-left aligned, like torch SDPA's is_causal
+    # window and ALiBi: query i sits at key position i + nk - nq (bottom-right aligned)
+    dist = (torch.arange(nq, device=q.device).unsqueeze(-1) + (nk - nq) - torch.arange(nk, device=q.device))
+    if window is not None:
+        left, right = window
+        if left >= 0:
+            keep = keep & (dist <= left)
+        if right >= 0:
+            keep = keep & (-dist <= right)
     bias = None
     if mask is not None:
         if mask.dtype == torch.bool:
             keep = keep & mask
         else:
             bias = mask.to(compute_dtype)
+    if alibi_slopes is not None:
+        slopes = alibi_slopes.to(compute_dtype).reshape(-1, q.shape[1], 1, 1)
+        alibi = -slopes * dist.abs().to(compute_dtype)
+        bias = alibi if bias is None else bias + alibi
+    sink = None
+    if sinks is not None:
+        if not normalize:
+            raise ValueError("sinks need normalize=True")
+        sink = sinks.to(compute_dtype).reshape(1, -1, 1, 1)
     if is_log:
         logw = val if bias is None else val + bias
         logw = logw.masked_fill(~keep, float("-inf"))
         if normalize:
             m = logw.amax(-1, keepdim=True)
+            if sink is not None:
+                m = torch.maximum(m, sink.expand_as(m))
             m = torch.where(torch.isfinite(m), m, torch.zeros_like(m)).detach()
             w = torch.exp(logw - m)
             tot = w.sum(-1, keepdim=True)
+            if sink is not None:
+                tot = tot + torch.exp(sink - m)
             out = (w @ v) / torch.where(tot > 0, tot, torch.ones_like(tot))
             lse = (torch.log(tot) + m).squeeze(-1)
         else:
@@ -123,6 +154,8 @@ def reference_attention(
         w = w.masked_fill(~keep, 0.0)
         if normalize:
             tot = w.sum(-1, keepdim=True)
+            if sink is not None:
+                tot = tot + torch.exp(sink)
             out = (w @ v) / torch.where(tot != 0, tot, torch.ones_like(tot))
             lse = torch.log(tot).squeeze(-1)
         else:
