@@ -196,7 +196,8 @@ def kernel_attention(
     backend : {"auto", "torch", "triton", "linear"}, default="auto"
         "torch": normalized EDP/RBF through torch's fused SDPA, everything else tiled with a recomputing
         backward (O(L * tile) memory, any device and kernel). "triton": the fused :mod:`triton_ops` kernel
-        (CUDA; dot-family and exp_intersection kernels; no dropout, none of the feature arguments below).
+        (CUDA; dot-family and exp_intersection kernels; every feature argument below, packed batches in one
+        launch, split-KV decoding; no dropout).
         "linear": finite feature maps in O((L + S) m Ev) (causal, key-padding masks, packed batches and
         ``return_lse``). "auto": triton on CUDA where fused, linear for finite-feature kernels past the
         measured crossover length, else torch; the feature arguments select torch.
@@ -254,6 +255,10 @@ def kernel_attention(
     off_q, off_k = check_cu_seqlens(query, key, value, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k)
     if attn_mask is not None:
         raise ValueError("attn_mask is not supported with cu_seqlens_q/cu_seqlens_k; use window or is_causal")
+    if backend == "triton":  # one fused launch over the packed batch
+        return _triton_packed(query, key, value, dropout_p, is_causal, enable_gqa, k_obj, normalize, extras,
+                              cu_seqlens_q, cu_seqlens_k, max(b - a for a, b in zip(off_q, off_q[1:])),
+                              max(b - a for a, b in zip(off_k, off_k[1:])))
 
     def run(q, k, v):
         return _attention(q, k, v, None, dropout_p, is_causal, enable_gqa, k_obj, normalize, backend, extras)
@@ -271,13 +276,12 @@ def _attention(query, key, value, attn_mask, dropout_p, is_causal, enable_gqa, k
     chosen = _choose_backend(backend, query, key, mask, dropout_p, k_obj, extras, normalize)
     out_dtype = _out_dtype(query)
     if chosen == "triton":
-        ops = _triton_ops()
-        out = ops.kernel_attention(
+        res = _triton_ops().kernel_attention(
             query, key if enable_gqa else key_g, value if enable_gqa else value_g, attn_mask,
             spec=k_obj.fused_spec(query.shape[-1]), is_causal=is_causal, enable_gqa=enable_gqa,
-            normalize=normalize,
+            normalize=normalize, **_triton_features(extras, mask.window, query.shape[-3]),
         )
-        return out.to(out_dtype)
+        return (res[0].to(out_dtype), res[1]) if extras.return_lse else res.to(out_dtype)
     dtype = _compute_dtype(query.dtype)
     q, k, v = query.to(dtype), key_g.to(dtype), value_g.to(dtype)
     if mask.bias is not None:
@@ -299,6 +303,33 @@ def _attention(query, key, value, attn_mask, dropout_p, is_causal, enable_gqa, k
         out, lse = res
         return out.to(out_dtype), lse
     return res.to(out_dtype)
+
+
+def _triton_features(extras: Extras, window, heads: int) -> dict:
+    """The feature arguments in triton_ops' conventions (-1 for an unbounded window side, (H,) or (B, H) slopes)."""
+    slopes = extras.alibi_slopes
+    if slopes is not None:
+        slopes = slopes.reshape(heads) if slopes.shape[0] == 1 else slopes.reshape(-1, heads)
+    return dict(
+        window=None if window is None else tuple(-1 if w is None else w for w in window), alibi_slopes=slopes,
+        sinks=extras.sinks, softcap=extras.softcap, return_lse=extras.return_lse,
+    )
+
+
+def _triton_packed(query, key, value, dropout_p, is_causal, enable_gqa, k_obj, normalize, extras: Extras,
+                   cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k):
+    """A packed batch on the fused back end: one launch, programs over (sequence, query block)."""
+    q4 = query.transpose(0, 1).unsqueeze(0)  # validate as the (1, heads, total, dim) view the kernels index
+    k4, v4 = (t.transpose(0, 1).unsqueeze(0) for t in (key, value))
+    _validate(q4, k4, v4, dropout_p, normalize, "triton", enable_gqa, k_obj)
+    _choose_backend("triton", q4, k4, None, dropout_p, k_obj, extras, normalize)  # the triton checks need no mask
+    res = _triton_ops().kernel_attention(
+        query, key, value, spec=k_obj.fused_spec(query.shape[-1]), is_causal=is_causal, enable_gqa=enable_gqa,
+        normalize=normalize, cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k, max_seqlen_q=max_seqlen_q,
+        max_seqlen_k=max_seqlen_k, **_triton_features(extras, extras.window, query.shape[-2]),
+    )
+    out_dtype = _out_dtype(query)
+    return (res[0].to(out_dtype), res[1]) if extras.return_lse else res.to(out_dtype)
 
 
 def _choose_backend(backend: str, query, key, mask: MaskSpec, dropout_p: float, kernel: Kernel,
@@ -325,9 +356,6 @@ def _choose_backend(backend: str, query, key, mask: MaskSpec, dropout_p: float, 
             )
         if dropout_p > 0:
             raise ValueError("backend='triton' does not apply dropout; use dropout_p=0.0 or backend='torch'")
-        if extras.any_feature or mask.window is not None:
-            name = extras.first_feature() or "window"
-            raise ValueError(f"backend='triton' does not support {name} yet; use backend='torch'")
         return "triton"
     tiled_features = (
         mask.window is not None or extras.alibi_slopes is not None or extras.sinks is not None
