@@ -231,22 +231,41 @@ def kernel_attention(
         exactly softmax attention. A ``ValueError`` when ``spec.nonnegative`` is False. Rows whose weights are
         all zero (every key masked) give zeros, never NaN.
     return_lse : bool, default=False
-        Also return ``lse`` (B, Hq, Nq) float32, the log of the row sum of weights (``-inf`` for rows with no
-        weight), not differentiable. Only in normalized mode (``ValueError`` otherwise).
+        Also return ``lse`` (B, Hq, Nq) float32 ((Hq, total_q) for a packed batch), the log of the row sum of
+        weights, sinks included (``-inf`` for rows with no weight); differentiable. Only in normalized mode
+        (``ValueError`` otherwise).
     precision : {"default", "ieee", "tf32"}
         For float32 inputs: ``"ieee"`` computes the matmuls in full fp32 (no tf32); ``"tf32"`` allows tf32;
         ``"default"`` follows ``torch.get_float32_matmul_precision()`` (``"highest"`` means ieee).
         Ignored for float16/bfloat16 (fp32 accumulation always).
+    window : (int, int), optional
+        Sliding window ``(left, right)``, bottom-right aligned as FlashAttention's ``window_size``: query ``i``
+        sees keys ``i + Nk - Nq - left <= j <= i + Nk - Nq + right`` (-1: that side unbounded), combinable with
+        ``is_causal``. Key blocks outside the window are skipped (O(N window) work).
+    alibi_slopes : Tensor of shape (Hq,) or (B, Hq), optional
+        Multiplies the weight by ``exp(-slope |i + Nk - Nq - j|)`` (ALiBi for EDP). Differentiable.
+    sinks : Tensor of shape (Hq,), optional
+        ``exp(sink)`` joins every row sum (GPT-OSS's attention sinks). Needs ``normalize``. Differentiable.
+    softcap : float, optional
+        ``softcap * tanh(x / softcap)`` on the natural log-kernel ``x`` before masks and ALiBi (Gemma 2 for
+        EDP); exponential kernels only.
+    cu_seqlens_q, cu_seqlens_k : Tensor of shape (batch + 1,), optional
+        A packed batch: ``query`` (total_q, Hq, D), ``key``/``value`` (total_k, Hkv, D/Dv), sequence ``b`` in
+        rows ``cu[b]:cu[b + 1]`` (int32/int64 offsets from 0). No ``attn_mask``. Outputs are packed too.
+    max_seqlen_q, max_seqlen_k : int, optional
+        The longest sequences of the packed batch (checked against the offsets).
 
     Returns
     -------
-    out : Tensor of shape (B, Hq, Nq, Dv), dtype of ``query``
-    lse : Tensor of shape (B, Hq, Nq), float32
+    out : Tensor of shape (B, Hq, Nq, Dv) (packed: (total_q, Hq, Dv)), dtype of ``query``
+    lse : Tensor of shape (B, Hq, Nq) (packed: (Hq, total_q)), float32
         Only when ``return_lse``.
 
     Notes
     -----
-    Differentiable in ``query``, ``key``, ``value`` (and a float ``attn_mask``) through a backward pass by
+    A forward with few query blocks and a long key sequence (decoding) splits the keys over more programs and
+    merges their partial results (split-KV). Differentiable in ``query``, ``key``, ``value``, ``alibi_slopes``,
+    ``sinks`` (and a float ``attn_mask``) through a backward pass by
     recomputation. ``laplacian`` takes the subgradient 0 of the distance at ``q = k``; ``exp_intersection``
     splits the gradient of ``min`` at ties in halves (like ``torch.minimum``). Non-finite inputs propagate (not
     checked, to avoid a device synchronization). In float16 the weights of un-normalized exponential kernels
