@@ -60,7 +60,9 @@ def _window(window) -> tuple[int, int] | None:
         return None
     if (not isinstance(window, (tuple, list)) or len(window) != 2
             or any(isinstance(w, bool) or not isinstance(w, numbers.Integral) or w < -1 for w in window)):
-        raise ValueError(f"`window` must be None or a pair (left, right) of ints >= -1 (-1 = unbounded), got {window!r}.")
+        raise ValueError(
+            f"`window` must be None or a pair (left, right) of ints >= -1 (-1 = unbounded), got {window!r}."
+        )
     left, right = int(window[0]), int(window[1])
     return None if left == -1 and right == -1 else (left, right)
 

@@ -230,6 +230,8 @@ def _fwd_kernel(
         lo = tl.minimum(tl.maximum(lo, ks), hi)
         a = tl.minimum(tl.maximum(a, lo), hi)
         bnd = tl.minimum(tl.maximum(bnd, a), hi)
+    if not (WINDOW or SPLIT):  # a constant start lets the compiler see the interior loop's first block
+        a = 0
     if WINDOW:
         acc, l_i, m_i = _fwd_inner(
             acc, l_i, m_i, q, qn, q_base, sqm, k_base, v_base, kn_base, M, b, h, rows, lo, a,
@@ -240,8 +242,8 @@ def _fwd_kernel(
     acc, l_i, m_i = _fwd_inner(
         acc, l_i, m_i, q, qn, q_base, sqm, k_base, v_base, kn_base, M, b, h, rows, a, bnd,
         skn, svn, smb, smh, smm, smn, nq, nk, shift, WL, WR, slope, cap, D, DV, c0, c1,
-        KERNEL, DEGREE, EXP, NORMS, NORMALIZE, DROP_ROW, MASK_KIND, PRECISION, COORD_CHUNK, MASK_KIND == 1, False, False,
-        SOFTCAP, ALIBI, EVEN_D, APPROX, BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV,
+        KERNEL, DEGREE, EXP, NORMS, NORMALIZE, DROP_ROW, MASK_KIND, PRECISION, COORD_CHUNK, MASK_KIND == 1, False,
+        False, SOFTCAP, ALIBI, EVEN_D, APPROX, BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV,
     )
     if ((CAUSAL or WINDOW) or (VARLEN or SPLIT)) or (not EVEN_N):  # compile the checked stage only where it can run
         acc, l_i, m_i = _fwd_inner(
