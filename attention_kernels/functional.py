@@ -199,8 +199,8 @@ def kernel_attention(
         (CUDA; dot-family and exp_intersection kernels; every feature argument below, packed batches in one
         launch, split-KV decoding; no dropout).
         "linear": finite feature maps in O((L + S) m Ev) (causal, key-padding masks, packed batches and
-        ``return_lse``). "auto": triton on CUDA where fused, linear for finite-feature kernels past the
-        measured crossover length, else torch; the feature arguments select torch.
+        ``return_lse``). "auto": triton on CUDA where fused (feature arguments and packed batches included),
+        linear for finite-feature kernels past the measured crossover length, else torch.
     window : (int, int), optional
         Sliding window ``(left, right)`` aligned bottom-right as FlashAttention's ``window_size``: query i
         attends keys j with ``i + S - L - left <= j <= i + S - L + right``; -1 leaves a side unbounded, so
@@ -255,7 +255,7 @@ def kernel_attention(
     off_q, off_k = check_cu_seqlens(query, key, value, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k)
     if attn_mask is not None:
         raise ValueError("attn_mask is not supported with cu_seqlens_q/cu_seqlens_k; use window or is_causal")
-    if backend == "triton":  # one fused launch over the packed batch
+    if backend == "triton" or (backend == "auto" and _auto_packed_fused(query, dropout_p, k_obj, extras)):
         return _triton_packed(query, key, value, dropout_p, is_causal, enable_gqa, k_obj, normalize, extras,
                               cu_seqlens_q, cu_seqlens_k, max(b - a for a, b in zip(off_q, off_q[1:])),
                               max(b - a for a, b in zip(off_k, off_k[1:])))
@@ -314,6 +314,14 @@ def _triton_features(extras: Extras, window, heads: int) -> dict:
         window=None if window is None else tuple(-1 if w is None else w for w in window), alibi_slopes=slopes,
         sinks=extras.sinks, softcap=extras.softcap, return_lse=extras.return_lse,
     )
+
+
+def _auto_packed_fused(query, dropout_p, k_obj: Kernel, extras: Extras) -> bool:
+    """Whether backend="auto" runs a packed batch as one fused launch (CUDA, a fused kernel, no dropout)."""
+    if not query.is_cuda or dropout_p > 0 or query.dtype not in _TRITON_DTYPES or not _is_fused(
+            k_obj, _triton_ops(), query.shape[-1]):
+        return False
+    return extras.softcap is None or k_obj.fused_spec(query.shape[-1]).exponential
 
 
 def _triton_packed(query, key, value, dropout_p, is_causal, enable_gqa, k_obj, normalize, extras: Extras,
@@ -385,10 +393,10 @@ def _choose_backend(backend: str, query, key, mask: MaskSpec, dropout_p: float, 
         return "linear"
     if backend == "auto":
         # the fused primitive takes (B, H, N, D) float16/bfloat16/float32 tensors
-        if (query.is_cuda and dropout_p == 0 and query.ndim == 4 and query.dtype in _TRITON_DTYPES
-                and not tiled_features and not extras.return_lse):
-            ops = _triton_ops()
-            if _is_fused(kernel, ops, query.shape[-1]):
+        if query.is_cuda and dropout_p == 0 and query.ndim == 4 and query.dtype in _TRITON_DTYPES:
+            ops = _triton_ops()  # it takes every feature argument (softcap with exponential kernels only)
+            if _is_fused(kernel, ops, query.shape[-1]) and (
+                    extras.softcap is None or kernel.fused_spec(query.shape[-1]).exponential):
                 return "triton"
         if kernel.has_features and mask.keys_only() and dropout_p == 0 and not tiled_features:
             m = kernel.feature_dim(query.shape[-1])

@@ -174,3 +174,13 @@ def test_triton_decoding_against_a_cache_matches_torch_backend():
         return kernel_attention(q, k, v, kernel="edp", window=(-1, 0), backend=backend, return_lse=True)
 
     _compare([lambda: run("triton"), lambda: run("torch")], [q, k, v])
+
+
+@pytest.mark.gpu
+def test_auto_takes_triton_with_feature_arguments_on_cuda():
+    q, k, v = _inputs(torch.bfloat16, shape=(1, 2, 2, 64, 64, 64))
+    kern = resolve_kernel("edp")
+    _, _, mask = _prepare(q, k, v, None, False, 0.0, True, "auto", False, kern)
+    extras = Extras(window=(8, 0), sinks=torch.zeros(2, device=DEVICE), return_lse=True)
+    assert _choose_backend("auto", q, k, mask, 0.0, kern, extras, True) == "triton"
+    assert _choose_backend("auto", q, k, mask, 0.0, resolve_kernel("sigmoid"), Extras(softcap=2.0), True) == "torch"

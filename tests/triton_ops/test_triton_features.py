@@ -23,44 +23,45 @@ if not triton_ops.is_available():
     pytest.skip("needs CUDA or Triton's interpreter", allow_module_level=True)
 
 
-def _close(actual, expected, what):
+def _close(actual, expected, what, dtype=torch.float32):
     assert actual.shape == expected.shape, what
     assert torch.isfinite(actual).all(), f"{what}: non-finite values"
     err = rel_err(actual, expected)
-    assert err <= TOL[torch.float32], f"{what}: relative error {err:.2e}"
+    assert err <= TOL[dtype], f"{what}: relative error {err:.2e}"
 
 
-def _tensors(gen, *shapes, positive=False):
+def _tensors(gen, *shapes, positive=False, dtype=torch.float32):
     ts = [torch.randn(s, generator=gen) for s in shapes]
     if positive:
         ts = [t.abs() for t in ts]
-    return [t.to(DEVICE).requires_grad_() for t in ts]
+    return [t.to(DEVICE, dtype).requires_grad_() for t in ts]
 
 
-def _grads_match(out, ref, lse, ref_lse, inputs, gen):
+def _grads_match(out, ref, lse, ref_lse, inputs, gen, dtype=torch.float32):
     """Compare out (and lse) and the gradients of one random loss that also weighs the finite lse entries."""
-    _close(out, ref, "out")
-    go = torch.randn(out.shape, generator=gen).to(DEVICE)
+    _close(out, ref, "out", dtype)
+    go = torch.randn(out.shape, generator=gen).to(DEVICE, out.dtype)
     loss, ref_loss = (out * go).sum(), (ref * go.double()).sum()
     if lse is not None:
         finite = torch.isfinite(ref_lse)
         assert torch.equal(torch.isfinite(lse), finite)
-        _close(lse[finite], ref_lse[finite], "lse")
+        _close(lse[finite], ref_lse[finite], "lse", dtype)
         gl = torch.randn(lse.shape, generator=gen).to(DEVICE)
         loss = loss + (lse * gl)[finite].sum()
         ref_loss = ref_loss + (ref_lse * gl.double())[finite].sum()
     grads = torch.autograd.grad(loss, inputs)
     ref_grads = torch.autograd.grad(ref_loss, inputs, allow_unused=True)
     for i, (g, rg) in enumerate(zip(grads, ref_grads)):
-        _close(g, torch.zeros_like(g, dtype=torch.float64) if rg is None else rg, f"gradient of input {i}")
+        _close(g, torch.zeros_like(g, dtype=torch.float64) if rg is None else rg, f"gradient of input {i}", dtype)
 
 
 def check(kernel, params, normalize, causal, shape, *, window=None, alibi=None, sinks=False, softcap=None,
-          splits=None, seed=0):
+          splits=None, seed=0, dtype=torch.float32):
     """Fused against reference; ``alibi``: None, "heads" ((H,) slopes) or "batch" ((B, H) slopes)."""
     b, hq, hk, nq, nk, d, dv = shape
     gen = torch.Generator().manual_seed(seed)
-    q, k, v = _tensors(gen, (b, hq, nq, d), (b, hk, nk, d), (b, hk, nk, dv), positive=kernel == "exp_intersection")
+    q, k, v = _tensors(gen, (b, hq, nq, d), (b, hk, nk, d), (b, hk, nk, dv), positive=kernel == "exp_intersection",
+                       dtype=dtype)
     extra = {}
     if alibi is not None:
         extra["alibi_slopes"] = (0.3 * torch.rand((hq,) if alibi == "heads" else (b, hq), generator=gen)).to(
@@ -77,7 +78,7 @@ def check(kernel, params, normalize, causal, shape, *, window=None, alibi=None, 
         _launch.SPLIT_KV = previous
     ref = reference_attention(q, k, v, **kw)
     (out, lse), (ref_out, ref_lse) = (res, ref) if normalize else ((res, None), (ref, None))
-    _grads_match(out, ref_out, lse, ref_lse, [q, k, v, *extra.values()], gen)
+    _grads_match(out, ref_out, lse, ref_lse, [q, k, v, *extra.values()], gen, dtype)
 
 
 # (kernel, params, normalize, causal, (B, Hq, Hkv, Nq, Nk, D, Dv), features)
@@ -152,6 +153,25 @@ def test_lse_merges_partial_results():
     lse = torch.logsumexp(torch.stack([l1, l2, sinks.view(1, 2, 1).expand_as(l1)]), 0)
     merged = torch.exp(l1 - lse).unsqueeze(-1) * o1 + torch.exp(l2 - lse).unsqueeze(-1) * o2
     torch.testing.assert_close(merged, full, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("kernel,params,normalize,features", [
+    ("edp", {}, True, dict(window=(200, 0), alibi="heads", sinks=True, softcap=30.0)),
+    ("rbf", {}, True, dict(window=(-1, 64), sinks=True)),
+    ("sigmoid", {"coef0": -2.0}, False, dict(alibi="batch", window=(300, 300))),
+])
+def test_features_on_a_gpu(kernel, params, normalize, features, dtype):
+    check(kernel, params, normalize, True, (2, 8, 2, 700, 1000, 128, 128), dtype=dtype, **features)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("nq", [1, 16])
+def test_decoding_on_a_gpu_splits_the_keys(nq):
+    """The launch's own split-KV choice (not pinned) for a few queries against 20k keys."""
+    check("edp", {}, True, False, (2, 8, 2, nq, 20000, 128, 128), window=(-1, 0), sinks=True,
+          dtype=torch.bfloat16)
 
 
 # ------------------------------------------------------------------------------------------------------ packed batches
