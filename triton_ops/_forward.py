@@ -57,10 +57,10 @@ def softcapped(lw, cap, APPROX: tl.constexpr):
 
 
 @triton.jit
-def key_range(r0, nq, nk, shift, WL, WR, CAUSAL: tl.constexpr, WINDOW: tl.constexpr, BLOCK_M: tl.constexpr,
-              BLOCK_N: tl.constexpr):
+def key_range(r0, nq, nk, shift, WL, WR, CAUSAL: tl.constexpr, WINDOW: tl.constexpr, VARLEN: tl.constexpr,
+              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     """Key bounds of query rows [r0, r0 + BLOCK_M): [lo, a) and [b, hi) need the band check, [a, b) holds
-    whole blocks every row sees (lo, a, b multiples of BLOCK_N). Empty when the block has no query row."""
+    whole blocks every row sees (lo, a, b multiples of BLOCK_N). VARLEN: empty past the sequence end."""
     r1 = r0 + BLOCK_M
     zero = r0 * 0  # a tensor even where nk was specialized to the constant 1
     hi = zero + nk
@@ -75,7 +75,8 @@ def key_range(r0, nq, nk, shift, WL, WR, CAUSAL: tl.constexpr, WINDOW: tl.conste
         full = tl.minimum(full, r0 + shift + WR + 1)
         lo = (tl.maximum(r0 + shift - WL, 0) // BLOCK_N) * BLOCK_N
         a = ((tl.maximum(r1 - 1 + shift - WL, 0) + BLOCK_N - 1) // BLOCK_N) * BLOCK_N
-    hi = tl.where(r0 < nq, hi, 0)
+    if VARLEN:  # a query block past its sequence's end
+        hi = tl.where(r0 < nq, hi, 0)
     b = (tl.maximum(full, 0) // BLOCK_N) * BLOCK_N
     lo = tl.minimum(lo, hi)
     a = tl.minimum(tl.maximum(a, lo), hi)
@@ -218,10 +219,17 @@ def _fwd_kernel(
     # every row of this program sees, so they skip the bounds check and the band select; [lo, a) and [b, hi)
     # hold what is left: the blocks the window's left edge, the causal diagonal or the window's right edge
     # cross, or the last partial block. Blocks outside [lo, hi) are never visited: O(N window) work.
-    lo, a, bnd, hi = key_range(pid_m * BLOCK_M, nq, nk, shift, WL, WR, CAUSAL, WINDOW, BLOCK_M, BLOCK_N)
-    if not ((CAUSAL or WINDOW) or VARLEN):
+    if ((CAUSAL or WINDOW) or (VARLEN or SPLIT)):
+        lo, a, bnd, hi = key_range(pid_m * BLOCK_M, nq, nk, shift, WL, WR, CAUSAL, WINDOW, VARLEN, BLOCK_M,
+                                   BLOCK_N)
+    else:  # every key: plain bounds keep the register allocation of the feature-free kernel
+        lo = 0
+        a = 0
+        hi = NK
         if EVEN_N:
-            bnd = hi
+            bnd = NK
+        else:
+            bnd = (NK // BLOCK_N) * BLOCK_N
     if SPLIT:  # this program's slice of the keys: [ks, ke), block-aligned, the last one open-ended
         pid_s = tl.program_id(2)
         ks = ((pid_s * SPLIT_N) // BLOCK_N) * BLOCK_N
