@@ -143,27 +143,30 @@ def _dkdv_kernel(
     rk = tl.zeros([BLOCK_N], dtype=tl.float32)
     # the queries that see this key block: i >= j (causal), i + shift - WL <= j <= i + shift + WR (window)
     c_first = pid_n * BLOCK_N
-    lo = c_first * 0
-    hi = lo + nq
+    lo = 0
+    hi = nq
     if CAUSAL:
-        lo = c_first
+        lo = (c_first // BLOCK_M) * BLOCK_M
     if WINDOW:
-        lo = tl.maximum(lo, c_first - shift - WR)
+        lo = (tl.maximum(tl.maximum(lo, c_first - shift - WR), 0) // BLOCK_M) * BLOCK_M
         hi = tl.minimum(hi, c_first + BLOCK_N - shift + WL)
-    lo = (tl.maximum(lo, 0) // BLOCK_M) * BLOCK_M
-    hi = tl.where(c_first < nk, hi, 0)
+    if VARLEN:  # a key block past its sequence's end
+        hi = tl.where(c_first < nk, hi, 0)
     for g in range(GROUP):
         h = hk * GROUP + g
         bh = b * H + h
-        rvec = bh * NQ + q_off
-        q_base = Q + b * sqb + h * sqh + q_off * sqm
         slope = 0.0
         if ALIBI:
             slope = tl.load(SLOPES + b * ssb + h)
-        dsl = tl.zeros([1], dtype=tl.float32)
+        if SLOPE_GRAD:
+            dsl = tl.zeros([1], dtype=tl.float32)
         for start_m in range(lo, hi, BLOCK_M):
             rows = start_m + offs_m
             rmask = rows < nq
+            # the per-head bases are formed inside the loop, as the loads need them: kept live across it they
+            # cost the dK/dV kernel (at its register limit) spills
+            rvec = bh * NQ + q_off
+            q_base = Q + b * sqb + h * sqh + q_off * sqm
             q = tl.load(
                 q_base + rows[:, None].to(tl.int64) * sqm + offs_d[None, :],
                 mask=rmask[:, None] & (offs_d[None, :] < D), other=0.0,
