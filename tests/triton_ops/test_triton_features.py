@@ -120,6 +120,22 @@ def test_every_feature_on_more_kernels(kernel, params, normalize):
     check(kernel, params, normalize, True, (2, 2, 1, 20, 37, 40, 24), **features)
 
 
+def test_window_never_reads_blocks_outside_it():
+    """Block skipping, observed: NaN keys/values far behind the window (and NaN queries far ahead of a key block)
+    would reach the results through the matmuls if their blocks were visited and only masked. The rows and keys
+    checked are at least 128 positions (the largest block) away from the NaN ones."""
+    gen = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(1, 1, 400, 16, generator=gen).to(DEVICE) for _ in range(3))
+    k[..., :8, :], v[..., :8, :] = float("nan"), float("nan")
+    q[..., 392:, :] = float("nan")
+    q, k, v = (t.requires_grad_() for t in (q, k, v))
+    out = triton_ops.kernel_attention(q, k, v, spec=get_kernel("edp").fused_spec(16), window=(4, 0))
+    assert torch.isfinite(out[..., 256:384, :]).all()
+    dq, dk, dv = torch.autograd.grad(out[..., 256:384, :].sum(), (q, k, v))
+    assert torch.isfinite(dq[..., 256:384, :]).all()
+    assert torch.isfinite(dk[..., 128:256, :]).all() and torch.isfinite(dv[..., 128:256, :]).all()
+
+
 # ------------------------------------------------------------------------------------------------ split-KV decoding
 @pytest.mark.parametrize("kernel,params,normalize,shape,features,splits", [
     ("edp", {}, True, (1, 2, 1, 3, 70, 40, 24), dict(sinks=True), 3),
