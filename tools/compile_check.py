@@ -49,7 +49,7 @@ class Case:
     backward: bool = True
     params: tuple = ()  # kernel parameters as (name, value) pairs
     seq: int = 1000  # not a multiple of any block size: the bounds-checked code paths are compiled too
-    features: tuple = ()  # model features: "window", "alibi", "sinks", "softcap", "varlen", "split" (split-KV)
+    features: tuple = ()  # "window", "alibi", "sinks", "softcap", "varlen", "split" (split-KV decoding, GQA packed)
 
 
 @dataclass
@@ -198,9 +198,9 @@ def compile_case(case: Case, arch: int = 90, candidates: bool = True) -> list[Co
     if feat.varlen:  # one packed batch of (1, heads, total, dim)
         q = torch.empty((shape[0] * case.seq, shape[1], case.head_dim), dtype=dtype, device="meta")
         q = q.transpose(0, 1).unsqueeze(0)
-    if "split" in case.features:  # a decoding shape: 4 queries against the cache
+    if "split" in case.features:  # decoding: 4 queries of 4 heads sharing one key/value head (packed GQA)
         q = torch.empty((shape[0], shape[1], 4, case.head_dim), dtype=dtype, device="meta")
-    kv = torch.empty((shape[0], shape[1], case.seq, case.head_dim), dtype=dtype, device="meta") if (
+    kv = torch.empty((shape[0], 1, case.seq, case.head_dim), dtype=dtype, device="meta") if (
         "split" in case.features) else q
     previous, _launch._CAPTURE = _launch._CAPTURE, capture
     previous_split, _launch.SPLIT_KV = _launch.SPLIT_KV, (8 if "split" in case.features else None)

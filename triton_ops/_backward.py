@@ -285,7 +285,8 @@ def _dq_kernel(
         slope = tl.load(SLOPES + b * ssb + h)
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
     rq = tl.zeros([BLOCK_M], dtype=tl.float32)
-    lo, _, _, hi = key_range(pid_m * BLOCK_M, nq, nk, shift, WL, WR, CAUSAL, WINDOW, VARLEN, BLOCK_M, BLOCK_N)
+    r0 = pid_m * BLOCK_M
+    lo, _, _, hi = key_range(r0, r0 + BLOCK_M, nq, nk, shift, WL, WR, CAUSAL, WINDOW, VARLEN, BLOCK_N)
     for start_n in range(lo, hi, BLOCK_N):
         cols = start_n + offs_n
         k = tl.load(

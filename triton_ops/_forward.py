@@ -57,11 +57,10 @@ def softcapped(lw, cap, APPROX: tl.constexpr):
 
 
 @triton.jit
-def key_range(r0, nq, nk, shift, WL, WR, CAUSAL: tl.constexpr, WINDOW: tl.constexpr, VARLEN: tl.constexpr,
-              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
-    """Key bounds of query rows [r0, r0 + BLOCK_M): [lo, a) and [b, hi) need the band check, [a, b) holds
+def key_range(r0, r1, nq, nk, shift, WL, WR, CAUSAL: tl.constexpr, WINDOW: tl.constexpr, VARLEN: tl.constexpr,
+              BLOCK_N: tl.constexpr):
+    """Key bounds of query rows [r0, r1): [lo, a) and [b, hi) need the band check, [a, b) holds
     whole blocks every row sees (lo, a, b multiples of BLOCK_N). VARLEN: empty past the sequence end."""
-    r1 = r0 + BLOCK_M
     zero = r0 * 0  # a tensor even where nk was specialized to the constant 1
     hi = zero + nk
     full = zero + nk
@@ -167,41 +166,60 @@ def _fwd_kernel(
     NORMALIZE: tl.constexpr, DROP_ROW: tl.constexpr, CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr,
     PRECISION: tl.constexpr, EVEN_N: tl.constexpr, EVEN_D: tl.constexpr, COORD_CHUNK: tl.constexpr,
     APPROX: tl.constexpr, SOFTCAP: tl.constexpr, ALIBI: tl.constexpr, WINDOW: tl.constexpr, SINK: tl.constexpr,
-    VARLEN: tl.constexpr, SPLIT: tl.constexpr,
+    VARLEN: tl.constexpr, SPLIT: tl.constexpr, PACK_GQA: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
     pid_bh = tl.program_id(1)
-    h = (pid_bh % H).to(tl.int64)
-    hk = h // GROUP
-    if VARLEN:  # one packed sequence: batch stride 0, rows offset by its start
-        seq = pid_bh // H
-        b = 0
-        q0 = tl.load(CUQ + seq)
-        k0 = tl.load(CUK + seq)
-        nq = tl.load(CUQ + seq + 1) - q0
-        nk = tl.load(CUK + seq + 1) - k0
-        q_off = q0.to(tl.int64)
-        k_off = k0.to(tl.int64)
-    else:
-        b = (pid_bh // H).to(tl.int64)
+    if PACK_GQA:  # decoding: one program per (batch, kv head); block row r is query r % NQ of head r // NQ
+        hk = (pid_bh % HK).to(tl.int64)
+        b = (pid_bh // HK).to(tl.int64)
+        r = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        row_ok = r < NQ * GROUP
+        h = hk * GROUP + tl.minimum(r // NQ, GROUP - 1).to(tl.int64)  # padding rows repeat a head, never stored
+        h_mask = hk * GROUP  # masks are shared by the heads here (head stride 0)
+        rows = r % NQ
         nq = NQ
         nk = NK
         q_off = 0
         k_off = 0
+    else:
+        h = (pid_bh % H).to(tl.int64)
+        hk = h // GROUP
+        h_mask = h
+        if VARLEN:  # one packed sequence: batch stride 0, rows offset by its start
+            seq = pid_bh // H
+            b = 0
+            q0 = tl.load(CUQ + seq)
+            k0 = tl.load(CUK + seq)
+            nq = tl.load(CUQ + seq + 1) - q0
+            nk = tl.load(CUK + seq + 1) - k0
+            q_off = q0.to(tl.int64)
+            k_off = k0.to(tl.int64)
+        else:
+            b = (pid_bh // H).to(tl.int64)
+            nq = NQ
+            nk = NK
+            q_off = 0
+            k_off = 0
+        rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        row_ok = rows < nq
     shift = nk - nq  # bottom-right alignment of the window and ALiBi
-    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
     offs_dv = tl.arange(0, BLOCK_DV)
-    q_base = Q + b * sqb + h * sqh + q_off * sqm
+    q_base = Q + b * sqb + h * sqh + q_off * sqm  # one row pointer per block row with PACK_GQA
     rvec = (b * H + h) * NQ + q_off  # (B, H, NQ) row vectors: norms, lse
 
-    q = tl.load(
-        q_base + rows[:, None].to(tl.int64) * sqm + offs_d[None, :],
-        mask=(rows[:, None] < nq) & (offs_d[None, :] < D), other=0.0,
-    )
+    if PACK_GQA:
+        q = tl.load((q_base + rows.to(tl.int64) * sqm)[:, None] + offs_d[None, :],
+                    mask=row_ok[:, None] & (offs_d[None, :] < D), other=0.0)
+    else:
+        q = tl.load(
+            q_base + rows[:, None].to(tl.int64) * sqm + offs_d[None, :],
+            mask=(rows[:, None] < nq) & (offs_d[None, :] < D), other=0.0,
+        )
     if NORMS:  # row norms (squared; inverse for cosine) are precomputed once per row in float32
-        qn = tl.load(QN + rvec + rows, mask=rows < nq, other=0.0)
+        qn = tl.load(QN + rvec + rows, mask=row_ok, other=0.0)
     else:
         qn = tl.zeros([BLOCK_M], dtype=tl.float32)
     k_base = K + b * skb + hk * skh + k_off * skn
@@ -209,7 +227,10 @@ def _fwd_kernel(
     kn_base = KN + (b * HK + hk) * NK + k_off
     slope = 0.0
     if ALIBI:
-        slope = tl.load(SLOPES + b * ssb + h)
+        if PACK_GQA:
+            slope = tl.load(SLOPES + b * ssb + h)[:, None]  # one slope per block row
+        else:
+            slope = tl.load(SLOPES + b * ssb + h)
 
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
@@ -220,8 +241,13 @@ def _fwd_kernel(
     # hold what is left: the blocks the window's left edge, the causal diagonal or the window's right edge
     # cross, or the last partial block. Blocks outside [lo, hi) are never visited: O(N window) work.
     if ((CAUSAL or WINDOW) or (VARLEN or SPLIT)):
-        lo, a, bnd, hi = key_range(pid_m * BLOCK_M, nq, nk, shift, WL, WR, CAUSAL, WINDOW, VARLEN, BLOCK_M,
-                                   BLOCK_N)
+        if PACK_GQA:  # the block's rows are all NQ queries (of several heads)
+            r0 = pid_m * 0
+            r1 = r0 + NQ
+        else:
+            r0 = pid_m * BLOCK_M
+            r1 = r0 + BLOCK_M
+        lo, a, bnd, hi = key_range(r0, r1, nq, nk, shift, WL, WR, CAUSAL, WINDOW, VARLEN, BLOCK_N)
     else:  # every key: plain bounds keep the register allocation of the feature-free kernel
         lo = 0
         a = 0
@@ -242,20 +268,20 @@ def _fwd_kernel(
         a = 0
     if WINDOW:
         acc, l_i, m_i = _fwd_inner(
-            acc, l_i, m_i, q, qn, q_base, sqm, k_base, v_base, kn_base, M, b, h, rows, lo, a,
+            acc, l_i, m_i, q, qn, q_base, sqm, k_base, v_base, kn_base, M, b, h_mask, rows, lo, a,
             skn, svn, smb, smh, smm, smn, nq, nk, shift, WL, WR, slope, cap, D, DV, c0, c1,
             KERNEL, DEGREE, EXP, NORMS, NORMALIZE, DROP_ROW, MASK_KIND, PRECISION, COORD_CHUNK, True, CAUSAL,
             True, SOFTCAP, ALIBI, EVEN_D, APPROX, BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV,
         )
     acc, l_i, m_i = _fwd_inner(
-        acc, l_i, m_i, q, qn, q_base, sqm, k_base, v_base, kn_base, M, b, h, rows, a, bnd,
+        acc, l_i, m_i, q, qn, q_base, sqm, k_base, v_base, kn_base, M, b, h_mask, rows, a, bnd,
         skn, svn, smb, smh, smm, smn, nq, nk, shift, WL, WR, slope, cap, D, DV, c0, c1,
         KERNEL, DEGREE, EXP, NORMS, NORMALIZE, DROP_ROW, MASK_KIND, PRECISION, COORD_CHUNK, MASK_KIND == 1, False,
         False, SOFTCAP, ALIBI, EVEN_D, APPROX, BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV,
     )
     if ((CAUSAL or WINDOW) or (VARLEN or SPLIT)) or (not EVEN_N):  # compile the checked stage only where it can run
         acc, l_i, m_i = _fwd_inner(
-            acc, l_i, m_i, q, qn, q_base, sqm, k_base, v_base, kn_base, M, b, h, rows, bnd, hi,
+            acc, l_i, m_i, q, qn, q_base, sqm, k_base, v_base, kn_base, M, b, h_mask, rows, bnd, hi,
             skn, svn, smb, smh, smm, smn, nq, nk, shift, WL, WR, slope, cap, D, DV, c0, c1,
             KERNEL, DEGREE, EXP, NORMS, NORMALIZE, DROP_ROW, MASK_KIND, PRECISION, COORD_CHUNK, True, CAUSAL,
             WINDOW, SOFTCAP, ALIBI, EVEN_D, APPROX, BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV,
@@ -284,9 +310,9 @@ def _fwd_kernel(
         else:
             lse = tl.log(tl.where(nonzero, l_i, 1.0))
         lse = tl.where(nonzero, lse, float("-inf"))
-        tl.store(l_base + rows, lse, mask=rows < nq)
-    tl.store(
-        o_base + rows[:, None].to(tl.int64) * som + offs_dv[None, :],
-        acc.to(O.dtype.element_ty),
-        mask=(rows[:, None] < nq) & (offs_dv[None, :] < DV),
-    )
+        tl.store(l_base + rows, lse, mask=row_ok)
+    if PACK_GQA:
+        o_ptrs = (o_base + rows.to(tl.int64) * som)[:, None] + offs_dv[None, :]
+    else:
+        o_ptrs = o_base + rows[:, None].to(tl.int64) * som + offs_dv[None, :]
+    tl.store(o_ptrs, acc.to(O.dtype.element_ty), mask=row_ok[:, None] & (offs_dv[None, :] < DV))

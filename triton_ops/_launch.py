@@ -85,12 +85,13 @@ def _meta(block: Block) -> dict:
 # The autotuner re-times when one of these changes (and the dtypes of the tensor arguments, which triton adds).
 _TUNE_KEY = ("KERNEL", "DEGREE", "NORMALIZE", "CAUSAL", "MASK_KIND", "PRECISION", "BLOCK_D", "BLOCK_DV", "TUNE_N",
              "SOFTCAP", "ALIBI", "WINDOW", "VARLEN")
+_FWD_TUNE_KEY = _TUNE_KEY + ("SPLIT", "PACK_GQA")
 
 
-def _autotuned(kernel, space: list[Block], kind: str):
+def _autotuned(kernel, space: list[Block], kind: str, key=_TUNE_KEY):
     configs = [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=st) for m, n, w, st in space]
     return triton.autotune(
-        configs, key=list(_TUNE_KEY), prune_configs_by={"early_config_prune": _pruner(kind)},
+        configs, key=list(key), prune_configs_by={"early_config_prune": _pruner(kind)},
         do_bench=lambda fn, quantiles: _bench(fn, quantiles),  # looked up per call, so tests can spy on it
     )(kernel)
 
@@ -98,7 +99,8 @@ def _autotuned(kernel, space: list[Block], kind: str):
 _CANDIDATES = {"fwd": fwd_candidates, "dkdv": dkdv_candidates, "dq": dq_candidates}
 # The forward kernel's interior key blocks skip bounds checks when the block divides the key length.
 _fwd_tuned = _autotuned(
-    triton.heuristics({"EVEN_N": lambda a: a["NK"] % a["BLOCK_N"] == 0})(_fwd_kernel), FWD_SPACE + DECODE_SPACE, "fwd"
+    triton.heuristics({"EVEN_N": lambda a: a["NK"] % a["BLOCK_N"] == 0})(_fwd_kernel), FWD_SPACE + DECODE_SPACE, "fwd",
+    _FWD_TUNE_KEY,
 )
 _dkdv_tuned = _autotuned(_dkdv_kernel, DKDV_SPACE, "dkdv")
 _dq_tuned = _autotuned(_dq_kernel, DQ_SPACE, "dq")
@@ -228,6 +230,18 @@ def _num_splits(q, programs: int, nk: int, feat: Features) -> int:
     return max(1, min(want, nk // _MIN_KEYS_PER_SPLIT, 128))
 
 
+# Decoding with grouped-query heads: the GROUP query heads that share a key/value head are rows of one block, so
+# each key/value block is read once per group instead of once per query head (FlashDecoding's GQA packing).
+PACK_GQA_MAX_QUERIES = 16
+
+
+def _pack_gqa(group: int, nq: int, feat: Features, coord_chunk: bool, mask_kind: int, mask_strides) -> bool:
+    """Whether the forward packs the heads of a group into its query blocks: a few queries, no packed batch, no
+    coordinate chunks (their loads take one row pointer), a mask shared by the heads (head stride 0)."""
+    return (group > 1 and nq <= PACK_GQA_MAX_QUERIES and not feat.varlen and not coord_chunk
+            and (mask_kind == 0 or mask_strides[1] == 0))
+
+
 def _merge_splits(out_p, lse_p, sinks, normalize: bool):
     """Merge split-KV partial results: out = sum_s exp(lse_s - lse) out_s, lse = logsumexp_s lse_s (and sink)."""
     if not normalize:
@@ -253,7 +267,12 @@ def forward(q, k, v, mask_view, mask_kind, spec: KernelSpec, normalize, causal, 
     hk, nk, dv = k.shape[1], k.shape[2], v.shape[-1]
     nseq = feat.cu_seqlens_q.numel() - 1 if feat.varlen else b
     rows_q = feat.max_seqlen_q if feat.varlen else nq
-    splits = _num_splits(q, nseq * hq * _cdiv(rows_q, 64), nk, feat)
+    block_d, block_dv = _pow2(d), _pow2(dv)
+    m, ms = _mask_args(mask_view, q)
+    pack = _pack_gqa(hq // hk, nq, feat, _coord_chunk(spec, block_d), mask_kind, ms)
+    heads = hk if pack else hq  # programs along grid axis 1, per sequence
+    rows = nq * (hq // hk) if pack else rows_q  # block rows per (sequence, head of axis 1)
+    splits = _num_splits(q, nseq * heads * _cdiv(rows, 64), nk, feat)
     if feat.varlen:  # packed (total, H, Dv) output, seen as (1, H, total, Dv)
         out = torch.empty((nq, hq, dv), device=q.device, dtype=q.dtype).transpose(0, 1).unsqueeze(0)
     else:
@@ -263,8 +282,6 @@ def forward(q, k, v, mask_view, mask_kind, spec: KernelSpec, normalize, causal, 
     if splits > 1:
         o_dst = torch.empty((splits, b, hq, nq, dv), device=q.device, dtype=torch.float32)
         l_dst = torch.empty((splits, b, hq, nq) if normalize else (1, 0), device=q.device, dtype=torch.float32)
-    block_d, block_dv = _pow2(d), _pow2(dv)
-    m, ms = _mask_args(mask_view, q)
     qn, kn = _norms(spec, q, k)
     slopes, ssb, cuq, cuk = _feature_args(q, feat)
     wl, wr = _window_args(feat, nq, nk)
@@ -282,11 +299,12 @@ def forward(q, k, v, mask_view, mask_kind, spec: KernelSpec, normalize, causal, 
         NORMALIZE=normalize, CAUSAL=causal, MASK_KIND=mask_kind, PRECISION=precision,
         EVEN_D=(d == block_d and dv == block_dv), COORD_CHUNK=_coord_chunk(spec, block_d),
         APPROX=q.dtype != torch.float32, **_feature_flags(spec, normalize, feat),
-        SINK=feat.sinks is not None and splits == 1, SPLIT=splits > 1, BLOCK_D=block_d, BLOCK_DV=block_dv,
+        SINK=feat.sinks is not None and splits == 1, SPLIT=splits > 1, PACK_GQA=pack, BLOCK_D=block_d,
+        BLOCK_DV=block_dv,
     )
     with torch.cuda.device(q.device) if q.is_cuda else nullcontext():
         _run(_fwd_tuned, "fwd", int(spec.kernel_id), max(block_d, block_dv), q.dtype, causal,
-             lambda meta: (_cdiv(rows_q, meta["BLOCK_M"]), nseq * hq, splits), args, flags,
+             lambda meta: (_cdiv(rows, meta["BLOCK_M"]), nseq * heads, splits), args, flags,
              _case(q, m, rows_q, feat.max_seqlen_k if feat.varlen else nk), decode=splits > 1)
     if splits > 1:
         merged, lse_m = _merge_splits(o_dst, l_dst, feat.sinks, normalize)

@@ -264,7 +264,8 @@ def kernel_attention(
     Notes
     -----
     A forward with few query blocks and a long key sequence (decoding) splits the keys over more programs and
-    merges their partial results (split-KV). Differentiable in ``query``, ``key``, ``value``, ``alibi_slopes``,
+    merges their partial results (split-KV); with grouped-query heads and at most 16 queries, the heads of a
+    group share one program and its key/value reads. Differentiable in ``query``, ``key``, ``value``, ``alibi_slopes``,
     ``sinks`` (and a float ``attn_mask``) through a backward pass by
     recomputation. ``laplacian`` takes the subgradient 0 of the distance at ``q = k``; ``exp_intersection``
     splits the gradient of ``min`` at ties in halves (like ``torch.minimum``). Non-finite inputs propagate (not

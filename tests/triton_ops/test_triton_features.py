@@ -147,6 +147,31 @@ def test_split_kv_decoding_matches_reference(kernel, params, normalize, shape, f
     check(kernel, params, normalize, False, shape, splits=splits, **features)
 
 
+@pytest.mark.parametrize("kernel,normalize,causal,shape,features,splits", [
+    ("edp", True, False, (2, 8, 2, 1, 45, 40, 24), dict(alibi="batch", sinks=True, window=(20, 0)), None),
+    ("edp", True, False, (2, 8, 2, 1, 45, 40, 24), dict(alibi="batch", sinks=True, window=(20, 0)), 3),
+    ("sigmoid", False, False, (1, 4, 1, 5, 37, 80, 16), dict(alibi="heads", window=(-1, 0)), 2),
+    ("rbf", True, True, (1, 6, 2, 7, 30, 16, 16), dict(softcap=2.0), None),  # 21 rows: a partial second block
+])
+def test_grouped_heads_packed_into_decoding_blocks(kernel, normalize, causal, shape, features, splits):
+    """A few queries with grouped-query heads: the heads of a group share the program (and its key reads)."""
+    params = {"coef0": -0.5} if kernel == "sigmoid" else {}
+    check(kernel, params, normalize, causal, shape, splits=splits, **features)
+
+
+@pytest.mark.parametrize("per_head", [False, True])
+def test_grouped_decoding_with_a_mask(per_head):
+    """Key-padding masks shared by the heads take the packed path; per-head masks the one-head-per-program one."""
+    gen = torch.Generator().manual_seed(6)
+    q, k, v = (t.detach() for t in _tensors(gen, (2, 4, 2, 16), (2, 1, 29, 16), (2, 1, 29, 16)))
+    mask = torch.rand(2, 4 if per_head else 1, 1, 29, generator=gen).to(DEVICE) < 0.7
+    kw = dict(spec=get_kernel("edp").fused_spec(16), enable_gqa=True, return_lse=True)
+    out, lse = triton_ops.kernel_attention(q, k, v, mask, precision="ieee", **kw)
+    ref, ref_lse = reference_attention(q, k, v, mask, **kw)
+    _close(out, ref, "out")
+    _close(lse, ref_lse, "lse")
+
+
 def test_decoding_is_bottom_right_aligned():
     """One query against a cache with window (-1, 0) sees every key (FlashAttention's KV-cache alignment)."""
     gen = torch.Generator().manual_seed(3)
