@@ -98,7 +98,7 @@ def linear_attention(
 
 def _causal_sums(phi_q: torch.Tensor, phi_k: torch.Tensor, v: torch.Tensor, chunk: int):
     """Numerator (..., Nq, d_v) and row sum (..., Nq) of causal linear attention (key j seen by query i >= j)."""
-    nq, used = phi_q.shape[-2], phi_k.shape[-2]
+    nq = phi_q.shape[-2]
     n_chunks = -(-nq // chunk)
     padded = n_chunks * chunk
     phi_q = _pad_to(phi_q, padded)
