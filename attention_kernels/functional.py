@@ -212,9 +212,11 @@ def kernel_attention(
         A learned sink logit per head: ``exp(sink)`` joins every row sum of the normalized weights (GPT-OSS;
         "softmax1" when 0), for any non-negative kernel. Needs ``normalize=True``. Differentiable.
     softcap : float, optional
-        ``c * tanh(x / c)`` on the log-kernel ``x`` (for EDP the score ``s q.k``: Gemma 2's logit soft-capping),
-        before masks and ALiBi. Needs a kernel evaluated through its log-kernel (edp, rbf, laplacian,
-        exp_intersection).
+        ``c * tanh(u / c)`` in place of ``u``, before masks and ALiBi: ``u`` is the exponent of the exponential
+        kernels (edp, rbf, laplacian, exp_intersection; for EDP the score ``s q.k``: Gemma 2's logit
+        soft-capping) and the argument of the outer function of the other dot-family kernels, the scaled dot
+        product ``s q.k`` (cosine: ``q.k / (|q| |k|)``), e.g. polynomial ``(c tanh(s q.k / c) + coef0)^p``.
+        Other kernels raise a ValueError (see ``docs/attention.md``, "Soft-capping").
     cu_seqlens_q, cu_seqlens_k : torch.Tensor of shape (batch + 1,), optional
         Packed variable-length batch (the layout of torch's ``varlen_attn``): query (total_q, heads, E), key
         and value (total_k, kv_heads, E / Ev); int32/int64 offsets from 0. ``attn_mask`` is not supported here.
@@ -318,10 +320,9 @@ def _triton_features(extras: Extras, window, heads: int) -> dict:
 
 def _auto_packed_fused(query, dropout_p, k_obj: Kernel, extras: Extras) -> bool:
     """Whether backend="auto" runs a packed batch as one fused launch (CUDA, a fused kernel, no dropout)."""
-    if not query.is_cuda or dropout_p > 0 or query.dtype not in _TRITON_DTYPES or not _is_fused(
-            k_obj, _triton_ops(), query.shape[-1]):
-        return False
-    return extras.softcap is None or k_obj.fused_spec(query.shape[-1]).exponential
+    # every fused kernel takes every feature argument (softcap included)
+    return bool(query.is_cuda and dropout_p == 0 and query.dtype in _TRITON_DTYPES
+                and _is_fused(k_obj, _triton_ops(), query.shape[-1]))
 
 
 def _triton_packed(query, key, value, dropout_p, is_causal, enable_gqa, k_obj, normalize, extras: Extras,
@@ -394,9 +395,8 @@ def _choose_backend(backend: str, query, key, mask: MaskSpec, dropout_p: float, 
     if backend == "auto":
         # the fused primitive takes (B, H, N, D) float16/bfloat16/float32 tensors
         if query.is_cuda and dropout_p == 0 and query.ndim == 4 and query.dtype in _TRITON_DTYPES:
-            ops = _triton_ops()  # it takes every feature argument (softcap with exponential kernels only)
-            if _is_fused(kernel, ops, query.shape[-1]) and (
-                    extras.softcap is None or kernel.fused_spec(query.shape[-1]).exponential):
+            ops = _triton_ops()  # it takes every feature argument, for every fused kernel
+            if _is_fused(kernel, ops, query.shape[-1]):
                 return "triton"
         if kernel.has_features and mask.keys_only() and dropout_p == 0 and not tiled_features:
             m = kernel.feature_dim(query.shape[-1])

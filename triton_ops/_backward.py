@@ -12,7 +12,8 @@ dK = dscore^T Q + 2 k colsum(d|k|^2) (dot kernels), or the min-rule for the coor
 ``_dkdv_kernel`` owns one key block and loops over the queries of every head of its group (no atomics);
 ``_dq_kernel`` owns one query block and loops over the keys. Both visit only the blocks of the causal/window
 band. ALiBi enters as one more additive bias (its slope gradient, ``sum_ij t_ij (-|i + shift - j|)``, is summed
-per key block into ``DSLOPE``); a soft cap multiplies the log-weight derivatives by ``1 - tanh^2``; sinks only
+per key block into ``DSLOPE``); a soft cap multiplies the log-weight derivatives (exponential kernels) or the
+outer function's derivative (the others, ``capped_weight``) by ``1 - tanh^2``; sinks only
 change ``lse`` (their gradient is a row reduction done by the caller).
 """
 
@@ -20,7 +21,9 @@ import triton
 import triton.language as tl
 
 from ._coordinate import coordinate_grads, coordinate_grads_chunked, coordinate_score_chunked
-from ._epilogue import _EXP_INTERSECTION, LOG2E, log2_weight, raw_score, row_constant, weight, weight_derivatives
+from ._epilogue import (
+    _EXP_INTERSECTION, LOG2E, capped_weight, log2_weight, raw_score, row_constant, weight, weight_derivatives,
+)
 from ._forward import alibi_bias, band_keep, key_range, load_mask_tile, softcapped
 
 
@@ -50,7 +53,8 @@ def _tile_grads(
     dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
     if NORMALIZE:
         dp = dp - delta[:, None]
-    ds, dqn, dkn = weight_derivatives(s, qn, kn, c0, c1, KERNEL, DEGREE, APPROX)
+    if EXP or not SOFTCAP:
+        ds, dqn, dkn = weight_derivatives(s, qn, kn, c0, c1, KERNEL, DEGREE, APPROX)
     if EXP:
         lw = log2_weight(s, qn, kn, c0, KERNEL, DROP_ROW, True)
         if SOFTCAP:
@@ -72,7 +76,10 @@ def _tile_grads(
         t = p * dp  # dLoss/dlog(w) = G * w, which is also the bias gradient
         u = t  # the derivatives of exponential kernels are of log(w), so they multiply G * w
     else:
-        w = weight(s, qn, kn, c0, c1, KERNEL, DEGREE, APPROX)
+        if SOFTCAP:  # the cap sits inside the outer function: its chain factor comes with the derivatives
+            w, ds, dqn, dkn = capped_weight(s, qn, kn, c0, c1, cap, KERNEL, DEGREE, APPROX)
+        else:
+            w = weight(s, qn, kn, c0, c1, KERNEL, DEGREE, APPROX)
         if (MASK_KIND == 2) or ALIBI:
             e = tl.exp2(bias * LOG2E)
             w = w * e

@@ -82,7 +82,7 @@ def _offsets(name: str, cu, total: int, device) -> tuple[torch.Tensor, list[int]
     return cu.to(torch.int32).contiguous(), offsets
 
 
-def check_features(query, key, *, heads: int, batch: int, exponential: bool, normalize: bool, window=None,
+def check_features(query, key, *, heads: int, batch: int, normalize: bool, window=None,
                    alibi_slopes=None, sinks=None, softcap=None, cu_seqlens_q=None, cu_seqlens_k=None,
                    max_seqlen_q=None, max_seqlen_k=None) -> Features:
     """Validate the feature arguments of :func:`triton_ops.kernel_attention` (errors name the argument)."""
@@ -102,9 +102,6 @@ def check_features(query, key, *, heads: int, batch: int, exponential: bool, nor
         if isinstance(softcap, bool) or not isinstance(softcap, numbers.Real) or not (
                 math.isfinite(softcap) and softcap > 0):
             raise ValueError(f"`softcap` must be a finite positive number or None, got {softcap!r}.")
-        if not exponential:
-            raise ValueError("`softcap` caps the log-kernel, so it needs an exponential kernel (edp, rbf, "
-                             "laplacian, exp_intersection).")
         cap = float(softcap)
     if (cu_seqlens_q is None) != (cu_seqlens_k is None):
         raise ValueError("`cu_seqlens_q` and `cu_seqlens_k` must be given together (a packed batch).")

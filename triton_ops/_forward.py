@@ -6,7 +6,9 @@ consecutive query heads (grouped-query attention). Exponential kernels in normal
 maximum (FlashAttention's online softmax, base 2); the other kernels accumulate weights and their row sum
 directly. Head dims are padded to a power of two with masked loads.
 
-The model features are compile-time switches: SOFTCAP (``cap * tanh(x / cap)`` on the natural log-kernel),
+The model features are compile-time switches: SOFTCAP (``cap * tanh(u / cap)`` on the natural log-kernel of
+the exponential kernels, on the outer function's argument ``u = c0 q.k`` (cosine: ``q.k / (|q| |k|)``) of the
+others),
 ALIBI (``-slope |i + nk - nq - j|`` added to the log-weight), WINDOW (keys ``i + nk - nq - WL <= j <=
 i + nk - nq + WR``, bottom-right aligned; key blocks outside it are never visited), SINK (``exp(sink)`` joins
 the row sum) and VARLEN (a packed batch: the sequence of a program and its offsets come from ``CUQ``/``CUK``).
@@ -16,7 +18,7 @@ import triton
 import triton.language as tl
 
 from ._coordinate import coordinate_score_chunked
-from ._epilogue import LN2, LOG2E, _tanh, log2_weight, raw_score, row_constant, weight
+from ._epilogue import LN2, LOG2E, _tanh, capped_weight, log2_weight, raw_score, row_constant, weight
 
 
 @triton.jit
@@ -144,7 +146,10 @@ def _fwd_inner(
             else:
                 p = tl.exp2(lw)
         else:
-            p = weight(s, qn, kn, c0, c1, KERNEL, DEGREE, APPROX)
+            if SOFTCAP:
+                p, _, _, _ = capped_weight(s, qn, kn, c0, c1, cap, KERNEL, DEGREE, APPROX)
+            else:
+                p = weight(s, qn, kn, c0, c1, KERNEL, DEGREE, APPROX)
             if MASK_KIND == 2:
                 p = p * tl.exp2(load_mask_tile(M, b, h, rows, cols, smb, smh, smm, smn, nq, nk, MASK_KIND) * LOG2E)
             if ALIBI:

@@ -247,8 +247,9 @@ def kernel_attention(
     sinks : Tensor of shape (Hq,), optional
         ``exp(sink)`` joins every row sum (GPT-OSS's attention sinks). Needs ``normalize``. Differentiable.
     softcap : float, optional
-        ``softcap * tanh(x / softcap)`` on the natural log-kernel ``x`` before masks and ALiBi (Gemma 2 for
-        EDP); exponential kernels only.
+        ``softcap * tanh(u / softcap)`` in place of ``u`` before masks and ALiBi, every epilogue: ``u`` is the
+        natural exponent of the exponential kernels (Gemma 2 for EDP) and the argument of the others' outer
+        function (``c0 q.k``; cosine ``q.k / (|q| |k|)``), e.g. polynomial ``(cap(c0 q.k) + c1)^degree``.
     cu_seqlens_q, cu_seqlens_k : Tensor of shape (batch + 1,), optional
         A packed batch: ``query`` (total_q, Hq, D), ``key``/``value`` (total_k, Hkv, D/Dv), sequence ``b`` in
         rows ``cu[b]:cu[b + 1]`` (int32/int64 offsets from 0). No ``attn_mask``. Outputs are packed too.
@@ -313,7 +314,7 @@ def kernel_attention(
     if return_lse and not normalize:
         raise ValueError("`return_lse=True` needs `normalize=True` (the log-sum-exp is the log of the row sum).")
     feat = check_features(
-        query, key, heads=heads, batch=batch, exponential=spec.exponential, normalize=normalize, window=window,
+        query, key, heads=heads, batch=batch, normalize=normalize, window=window,
         alibi_slopes=alibi_slopes, sinks=sinks, softcap=softcap, cu_seqlens_q=cu_seqlens_q,
         cu_seqlens_k=cu_seqlens_k, max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k,
     )

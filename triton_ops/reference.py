@@ -23,29 +23,37 @@ def _sq_dist(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     return (qn + kn - 2.0 * q @ k.transpose(-1, -2)).clamp_min(0.0)
 
 
-def _log_or_weight(kid, c0, c1, degree, q, k):
-    """Return (value, is_log): the log-weight for exponential kernels, else the weight."""
+def _log_or_weight(kid, c0, c1, degree, q, k, softcap=None):
+    """Return (value, is_log): the log-weight for exponential kernels, else the weight.
+
+    ``softcap`` maps u to softcap * tanh(u / softcap), u the exponent of the exponential kernels or the argument
+    of the others' outer function (c0 q.k; cosine: q.k / (|q| |k|)).
+    """
+    def cap(u):
+        return u if softcap is None else softcap * torch.tanh(u / softcap)
+
     if kid == EDP:
-        return c0 * (q @ k.transpose(-1, -2)), True
+        return cap(c0 * (q @ k.transpose(-1, -2))), True
     if kid == RBF:
-        return -c0 * _sq_dist(q, k), True
+        return cap(-c0 * _sq_dist(q, k)), True
     if kid == LAPLACIAN:
         sq = _sq_dist(q, k)
         # subgradient 0 at distance 0, like the fused kernel
         dist = torch.where(sq > 0, sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt(), torch.zeros_like(sq))
-        return -c0 * dist, True
+        return cap(-c0 * dist), True
     if kid == EXP_INTERSECTION:
-        return c0 * torch.minimum(q.unsqueeze(-2), k.unsqueeze(-3)).sum(-1), True
-    x = c0 * (q @ k.transpose(-1, -2)) + c1
+        return cap(c0 * torch.minimum(q.unsqueeze(-2), k.unsqueeze(-3)).sum(-1)), True
+    u = cap(c0 * (q @ k.transpose(-1, -2)))
+    x = u + c1
     if kid == POLYNOMIAL:
         return x**degree if degree > 0 else torch.ones_like(x), False
     if kid == LINEAR:
-        return c0 * (q @ k.transpose(-1, -2)), False
+        return u, False
     if kid == COSINE:
         qn = (q * q).sum(-1, keepdim=True)
         kn = (k * k).sum(-1).unsqueeze(-2)
         inv = torch.where(qn > 0, qn.clamp_min(1e-300).rsqrt(), 0.0) * torch.where(kn > 0, kn.clamp_min(1e-300).rsqrt(), 0.0)
-        return (q @ k.transpose(-1, -2)) * inv, False
+        return cap((q @ k.transpose(-1, -2)) * inv), False
     if kid == SIGMOID:
         return torch.sigmoid(x), False
     if kid == TANH:
@@ -100,11 +108,7 @@ def reference_attention(
         k = k.repeat_interleave(group, dim=1)
         v = v.repeat_interleave(group, dim=1)
     nq, nk = q.shape[-2], k.shape[-2]
-    val, is_log = _log_or_weight(spec.kernel_id, spec.c0, spec.c1, spec.degree, q, k)
-    if softcap is not None:
-        if not is_log:
-            raise ValueError("softcap needs an exponential kernel")
-        val = softcap * torch.tanh(val / softcap)
+    val, is_log = _log_or_weight(spec.kernel_id, spec.c0, spec.c1, spec.degree, q, k, softcap)
     keep = torch.ones(nq, nk, dtype=torch.bool, device=q.device)
     if is_causal:
         keep = torch.tril(keep)  # top-left aligned, like torch SDPA's is_causal

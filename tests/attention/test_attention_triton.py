@@ -100,9 +100,10 @@ def test_edp_triton_equals_sdpa_in_bf16():
 FEATURE_CASES = [
     ("edp", True, {}, dict(softcap=3.0, sinks=True, alibi=True, window=(4, 2))),
     ("rbf", True, {}, dict(sinks=True, window=(-1, 0))),
-    ("sigmoid", True, {"coef0": -2.0}, dict(alibi=True, sinks=True, window=(3, -1))),
+    ("sigmoid", True, {"coef0": -2.0}, dict(alibi=True, sinks=True, window=(3, -1), softcap=0.8)),
     ("exp_intersection", True, {}, dict(softcap=2.0, alibi=True)),
-    ("polynomial", False, {"degree": 3}, dict(alibi=True, window=(5, 5))),
+    ("polynomial", False, {"degree": 3}, dict(alibi=True, window=(5, 5), softcap=0.7)),
+    ("cosine", False, {}, dict(softcap=0.4)),
 ]
 
 
@@ -183,4 +184,4 @@ def test_auto_takes_triton_with_feature_arguments_on_cuda():
     _, _, mask = _prepare(q, k, v, None, False, 0.0, True, "auto", False, kern)
     extras = Extras(window=(8, 0), sinks=torch.zeros(2, device=DEVICE), return_lse=True)
     assert _choose_backend("auto", q, k, mask, 0.0, kern, extras, True) == "triton"
-    assert _choose_backend("auto", q, k, mask, 0.0, resolve_kernel("sigmoid"), Extras(softcap=2.0), True) == "torch"
+    assert _choose_backend("auto", q, k, mask, 0.0, resolve_kernel("sigmoid"), Extras(softcap=2.0), True) == "triton"

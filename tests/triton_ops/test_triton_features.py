@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from helpers import DEVICE, TOL, rel_err
 
 import triton_ops
-from rkbs.kernels import get_kernel
+from rkbs.kernels import get_kernel, list_kernels
 from triton_ops import _launch
 from triton_ops.reference import reference_attention
 
@@ -115,9 +115,24 @@ def test_every_feature_on_more_kernels(kernel, params, normalize):
     features = dict(window=(6, 2), alibi="batch")
     if normalize:
         features["sinks"] = True
-    if kernel in ("laplacian", "exp_intersection"):
-        features["softcap"] = 3.0
+    features["softcap"] = 3.0
     check(kernel, params, normalize, True, (2, 2, 1, 20, 37, 40, 24), **features)
+
+
+# Soft cap on every dot-family kernel, both modes where defined: the exponent of edp, rbf and laplacian, the
+# outer function's argument (c0 q.k; cosine q.k / (|q| |k|)) of the others. The cap (0.8) bites: |u| ~ 1.
+_SOFTCAP_PARAMS = {"laplacian": {"gamma": 0.3}, "polynomial": {"degree": 3, "coef0": 0.5},
+                   "sigmoid": {"coef0": -0.5}, "tanh": {"coef0": 0.1}}
+SOFTCAP_CASES = [(name, _SOFTCAP_PARAMS.get(name, {}), normalize) for name in list_kernels("dot")
+                 for normalize in ((True, False) if get_kernel(name, **_SOFTCAP_PARAMS.get(name, {})).positive_valued
+                                   else (False,))]
+SOFTCAP_CASES.append(("polynomial", {"degree": 2}, True))  # the even, normalizable polynomial
+
+
+@pytest.mark.parametrize("kernel,params,normalize", SOFTCAP_CASES,
+                         ids=[f"{c[0]}{c[1].get('degree', '')}-{'norm' if c[2] else 'raw'}" for c in SOFTCAP_CASES])
+def test_softcap_on_every_dot_kernel(kernel, params, normalize):
+    check(kernel, params, normalize, normalize, (1, 2, 1, 17, 19, 40, 16), softcap=0.8)
 
 
 def test_window_never_reads_blocks_outside_it():
@@ -276,7 +291,6 @@ def _small():
 
 
 @pytest.mark.parametrize("kwargs,exc,match", [
-    (dict(kernel="sigmoid", softcap=2.0), ValueError, "`softcap` caps the log-kernel"),
     (dict(softcap=-1.0), ValueError, "`softcap` must be a finite positive number"),
     (dict(softcap=float("nan")), ValueError, "`softcap` must be a finite positive number"),
     (dict(kernel="polynomial", normalize=False, sinks=torch.zeros(2)), ValueError, "`sinks` join the row sum"),
