@@ -248,6 +248,7 @@ def default_cases(quick: bool = False) -> list[Case]:
             Case("exp_intersection", 96, "float32", backward=False),
             Case("edp", 128, "bfloat16", causal=True, features=("window", "alibi", "sinks", "softcap", "varlen")),
             Case("sigmoid", 64, "float16", features=("window", "alibi", "sinks", "split"), backward=False),
+            Case("tanh", 128, "bfloat16", normalize=False, features=("softcap",)),  # capped outer argument
         ]
     cases = []
     signed = {"linear", "cosine", "tanh"}
@@ -276,8 +277,9 @@ def default_cases(quick: bool = False) -> list[Case]:
                          ("split",)):
             cases.append(Case(kernel, 128, "bfloat16", normalize, causal="window" in features, features=features,
                               backward="split" not in features))
-        if kernel != "polynomial":
-            cases.append(Case(kernel, 128, "bfloat16", features=("softcap",)))
+        cases.append(Case(kernel, 128, "bfloat16", normalize, features=("softcap",)))
+    for kernel in ("cosine", "sigmoid", "tanh"):  # the capped outer argument of the non-exponential epilogues
+        cases.append(Case(kernel, 128, "bfloat16", False, features=("softcap",)))
     for d, dtype in ((64, "float32"), (256, "bfloat16")):
         cases.append(Case("edp", d, dtype, features=("split", "sinks"), backward=False))
     return cases

@@ -52,7 +52,7 @@ class _DotKernel(Kernel):
         return self._scale(x.shape[-1]) * _dot(x, y)
 
     def _outer(self, u: torch.Tensor, d: int) -> torch.Tensor:
-        raise NotImplementedError
+        raise NotImplementedError(f"kernel {self.name!r} defines no outer function (_outer), which softcap needs")
 
     def softcap_evaluate(self, x, y, softcap):
         if self.softcap_target == "log":
