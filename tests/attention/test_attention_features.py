@@ -11,7 +11,7 @@ from helpers import KERNEL_CASES, make_kernel, randn, reference_features
 
 import attention_kernels._chunked as chunked
 from attention_kernels.functional import kernel_attention
-from rkbs.kernels import list_kernels
+from rkbs.kernels import AttentionKernel, get_kernel, list_kernels
 
 # softcap is defined for the dot family (the exponent of edp/rbf/laplacian, the outer function's argument of the
 # others) and for exp_intersection (its exponent); the feature-map kernels refuse it
@@ -70,8 +70,8 @@ def test_feature_forward_matches_reference(case, feature, small_chunks):
             torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("case", ["edp", "rbf", "laplacian", "polynomial2", "polynomial3", "linear", "cosine", "sigmoid",
-                                  "tanh", "exp_intersection", "elu"])
+@pytest.mark.parametrize("case", ["edp", "rbf", "laplacian", "polynomial2", "polynomial3", "linear", "cosine",
+                                  "sigmoid", "tanh", "exp_intersection", "elu"])
 def test_feature_gradients_match_reference(case, small_chunks):
     """Gradients of q, k, v, the sinks and the ALiBi slopes with every feature at once (and each mode)."""
     kernel = make_kernel(case)
@@ -140,11 +140,23 @@ def test_softcap_caps_the_normalised_dot_product_of_cosine(small_chunks):
     torch.testing.assert_close(out, (0.3 * torch.tanh(cos / 0.3)) @ v, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("base", ["tanh", "edp"])
+def test_softcap_of_a_two_sided_kernel_is_its_base_on_the_mapped_inputs(base, small_chunks):
+    wq, wk = randn(40, 40, seed=27) / 40**0.5, randn(40, 40, seed=28) / 40**0.5
+    kernel = AttentionKernel(get_kernel(base), query_map=wq, key_map=wk)
+    q, k, v = randn(1, 2, 7, 40, seed=29), randn(1, 2, 10, 40, seed=30), randn(1, 2, 10, 3, seed=31)
+    normalize = base == "edp"
+    out = kernel_attention(q, k, v, kernel=kernel, normalize=normalize, softcap=0.5, backend="torch")
+    mapped = kernel_attention(q @ wq, k @ wk, v, kernel=base, normalize=normalize, softcap=0.5, backend="torch")
+    torch.testing.assert_close(out, mapped, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("case", ["elu", "relu", "taylor_edp", "positive_random_features", "random_fourier_features"])
 def test_softcap_outside_the_dot_family_names_softcap_and_kernel(case):
     kernel = make_kernel(case)
     q = randn(1, 1, 4, 8, seed=26)
-    with pytest.raises(ValueError, match=rf"softcap caps the exponent .* kernel '{kernel.name}' \(feature_map family\)"):
+    message = rf"softcap caps the exponent .* kernel '{kernel.name}' \(feature_map family\)"
+    with pytest.raises(ValueError, match=message):
         kernel_attention(q, q, q, kernel=kernel, normalize=False, softcap=2.0, backend="torch")
 
 
