@@ -7,6 +7,7 @@
 torch.Size([1, 2, 5, 8])
 """
 
+from ._linear import LinearAttentionState, linear_attention_step
 from .functional import kernel_attention, kernel_attention_weights
 from .modules import (
     KernelAttention,
@@ -27,6 +28,8 @@ def register_hf_kernels(*args, **kwargs):
 __all__ = [
     "kernel_attention",
     "kernel_attention_weights",
+    "linear_attention_step",
+    "LinearAttentionState",
     "KernelAttention",
     "KernelMultiheadAttention",
     "KernelTransformerEncoderLayer",

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch.autograd.function import once_differentiable
 
-from rkbs.kernels import Cosine, Kernel, Linear
+from rkbs.kernels import Cosine, Kernel, Linear, softcap_error
 
 from ._masks import MaskSpec, causal_keep
 
@@ -159,14 +159,11 @@ def _tile_mask(plan: _Plan, bias, slopes, r0, r1, c0, c1, device):
 
 
 def _kernel_part(plan: _Plan, q: torch.Tensor, k: torch.Tensor, inplace: bool) -> torch.Tensor:
-    """The query/key-dependent factor of a tile: the (soft-capped) log-kernel, or the kernel value."""
-    if not plan.use_log:
-        return plan.kernel.evaluate(q, k)
-    s = plan.kernel.log_evaluate(q, k)
-    c = plan.softcap
-    if c is not None:
-        s = s.div_(c).tanh_().mul_(c) if inplace else c * torch.tanh(s / c)
-    return s
+    """The query/key-dependent factor of a tile: the log-kernel (``use_log``) or the kernel value; with a soft
+    cap, the catalogue's ``softcap_evaluate`` (its ``softcap_target`` "log" is exactly ``use_log``)."""
+    if plan.softcap is not None:
+        return plan.kernel.softcap_evaluate(q, k, plan.softcap)
+    return plan.kernel.log_evaluate(q, k) if plan.use_log else plan.kernel.evaluate(q, k)
 
 
 def _dropout_scale(plan: _Plan, tile: int, like: torch.Tensor) -> torch.Tensor:
@@ -395,7 +392,8 @@ def chunked_attention(
 
     Returns ``(*batch, n_queries, value_dim)`` (and the row log-normalizer ``(*batch, n_queries)`` with
     ``return_lse``). ``sinks`` has shape (heads,) and needs ``normalize``; ``alibi_slopes`` broadcasts against
-    ``(*batch, 1, 1)``; ``softcap`` applies to the log-kernel (kernels with ``has_log_kernel``).
+    ``(*batch, 1, 1)``; ``softcap`` follows the catalogue's ``softcap_target`` (the exponent of the exponential
+    kernels, the argument of the other dot kernels' outer function).
     """
     batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     q = q.expand(*batch, *q.shape[-2:])
@@ -403,12 +401,9 @@ def chunked_attention(
     v = v.expand(*batch, *v.shape[-2:])
     bq, bk = _tile_sizes(math.prod(batch), q.shape[-2], k.shape[-2])
     seed = int(torch.randint(0, 2**62, (1,)).item()) if dropout_p > 0.0 else 0
-    use_log = _uses_log(kernel)
-    if softcap is not None and not use_log:
-        raise ValueError(
-            f"softcap applies to the log-kernel, and kernel {kernel.name!r} is evaluated without one; use a "
-            "kernel with has_log_kernel (edp, rbf, laplacian, exp_intersection)"
-        )
+    use_log = _uses_log(kernel) if softcap is None else kernel.softcap_target == "log"
+    if softcap is not None and kernel.softcap_target is None:
+        raise ValueError(softcap_error(kernel))
     if not use_log and _feature_product(kernel, q.shape[-1]):
         q, k, kernel = kernel.feature_map_x(q), kernel.feature_map_y(k), _DOT
     plan = _Plan(kernel, use_log, normalize, mask, softcap, float(dropout_p), seed, bq, bk)

@@ -196,10 +196,11 @@ def kernel_attention(
     backend : {"auto", "torch", "triton", "linear"}, default="auto"
         "torch": normalized EDP/RBF through torch's fused SDPA, everything else tiled with a recomputing
         backward (O(L * tile) memory, any device and kernel). "triton": the fused :mod:`triton_ops` kernel
-        (CUDA; dot-family and exp_intersection kernels; no dropout, none of the feature arguments below).
+        (CUDA; dot-family and exp_intersection kernels; every feature argument below, packed batches in one
+        launch, split-KV decoding; no dropout).
         "linear": finite feature maps in O((L + S) m Ev) (causal, key-padding masks, packed batches and
-        ``return_lse``). "auto": triton on CUDA where fused, linear for finite-feature kernels past the
-        measured crossover length, else torch; the feature arguments select torch.
+        ``return_lse``). "auto": triton on CUDA where fused (feature arguments and packed batches included),
+        linear for finite-feature kernels past the measured crossover length, else torch.
     window : (int, int), optional
         Sliding window ``(left, right)`` aligned bottom-right as FlashAttention's ``window_size``: query i
         attends keys j with ``i + S - L - left <= j <= i + S - L + right``; -1 leaves a side unbounded, so
@@ -211,9 +212,11 @@ def kernel_attention(
         A learned sink logit per head: ``exp(sink)`` joins every row sum of the normalized weights (GPT-OSS;
         "softmax1" when 0), for any non-negative kernel. Needs ``normalize=True``. Differentiable.
     softcap : float, optional
-        ``c * tanh(x / c)`` on the log-kernel ``x`` (for EDP the score ``s q.k``: Gemma 2's logit soft-capping),
-        before masks and ALiBi. Needs a kernel evaluated through its log-kernel (edp, rbf, laplacian,
-        exp_intersection).
+        ``c * tanh(u / c)`` in place of ``u``, before masks and ALiBi: ``u`` is the exponent of the exponential
+        kernels (edp, rbf, laplacian, exp_intersection; for EDP the score ``s q.k``: Gemma 2's logit
+        soft-capping) and the argument of the outer function of the other dot-family kernels, the scaled dot
+        product ``s q.k`` (cosine: ``q.k / (|q| |k|)``), e.g. polynomial ``(c tanh(s q.k / c) + coef0)^p``.
+        Other kernels raise a ValueError (see ``docs/attention.md``, "Soft-capping").
     cu_seqlens_q, cu_seqlens_k : torch.Tensor of shape (batch + 1,), optional
         Packed variable-length batch (the layout of torch's ``varlen_attn``): query (total_q, heads, E), key
         and value (total_k, kv_heads, E / Ev); int32/int64 offsets from 0. ``attn_mask`` is not supported here.
@@ -254,6 +257,10 @@ def kernel_attention(
     off_q, off_k = check_cu_seqlens(query, key, value, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k)
     if attn_mask is not None:
         raise ValueError("attn_mask is not supported with cu_seqlens_q/cu_seqlens_k; use window or is_causal")
+    if backend == "triton" or (backend == "auto" and _auto_packed_fused(query, dropout_p, k_obj, extras)):
+        return _triton_packed(query, key, value, dropout_p, is_causal, enable_gqa, k_obj, normalize, extras,
+                              cu_seqlens_q, cu_seqlens_k, max(b - a for a, b in zip(off_q, off_q[1:])),
+                              max(b - a for a, b in zip(off_k, off_k[1:])))
 
     def run(q, k, v):
         return _attention(q, k, v, None, dropout_p, is_causal, enable_gqa, k_obj, normalize, backend, extras)
@@ -271,13 +278,12 @@ def _attention(query, key, value, attn_mask, dropout_p, is_causal, enable_gqa, k
     chosen = _choose_backend(backend, query, key, mask, dropout_p, k_obj, extras, normalize)
     out_dtype = _out_dtype(query)
     if chosen == "triton":
-        ops = _triton_ops()
-        out = ops.kernel_attention(
+        res = _triton_ops().kernel_attention(
             query, key if enable_gqa else key_g, value if enable_gqa else value_g, attn_mask,
             spec=k_obj.fused_spec(query.shape[-1]), is_causal=is_causal, enable_gqa=enable_gqa,
-            normalize=normalize,
+            normalize=normalize, **_triton_features(extras, mask.window, query.shape[-3]),
         )
-        return out.to(out_dtype)
+        return (res[0].to(out_dtype), res[1]) if extras.return_lse else res.to(out_dtype)
     dtype = _compute_dtype(query.dtype)
     q, k, v = query.to(dtype), key_g.to(dtype), value_g.to(dtype)
     if mask.bias is not None:
@@ -299,6 +305,40 @@ def _attention(query, key, value, attn_mask, dropout_p, is_causal, enable_gqa, k
         out, lse = res
         return out.to(out_dtype), lse
     return res.to(out_dtype)
+
+
+def _triton_features(extras: Extras, window, heads: int) -> dict:
+    """The feature arguments in triton_ops' conventions (-1 for an unbounded window side, (H,) or (B, H) slopes)."""
+    slopes = extras.alibi_slopes
+    if slopes is not None:
+        slopes = slopes.reshape(heads) if slopes.shape[0] == 1 else slopes.reshape(-1, heads)
+    return dict(
+        window=None if window is None else tuple(-1 if w is None else w for w in window), alibi_slopes=slopes,
+        sinks=extras.sinks, softcap=extras.softcap, return_lse=extras.return_lse,
+    )
+
+
+def _auto_packed_fused(query, dropout_p, k_obj: Kernel, extras: Extras) -> bool:
+    """Whether backend="auto" runs a packed batch as one fused launch (CUDA, a fused kernel, no dropout)."""
+    # every fused kernel takes every feature argument (softcap included)
+    return bool(query.is_cuda and dropout_p == 0 and query.dtype in _TRITON_DTYPES
+                and _is_fused(k_obj, _triton_ops(), query.shape[-1]))
+
+
+def _triton_packed(query, key, value, dropout_p, is_causal, enable_gqa, k_obj, normalize, extras: Extras,
+                   cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k):
+    """A packed batch on the fused back end: one launch, programs over (sequence, query block)."""
+    q4 = query.transpose(0, 1).unsqueeze(0)  # validate as the (1, heads, total, dim) view the kernels index
+    k4, v4 = (t.transpose(0, 1).unsqueeze(0) for t in (key, value))
+    _validate(q4, k4, v4, dropout_p, normalize, "triton", enable_gqa, k_obj)
+    _choose_backend("triton", q4, k4, None, dropout_p, k_obj, extras, normalize)  # the triton checks need no mask
+    res = _triton_ops().kernel_attention(
+        query, key, value, spec=k_obj.fused_spec(query.shape[-1]), is_causal=is_causal, enable_gqa=enable_gqa,
+        normalize=normalize, cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k, max_seqlen_q=max_seqlen_q,
+        max_seqlen_k=max_seqlen_k, **_triton_features(extras, extras.window, query.shape[-2]),
+    )
+    out_dtype = _out_dtype(query)
+    return (res[0].to(out_dtype), res[1]) if extras.return_lse else res.to(out_dtype)
 
 
 def _choose_backend(backend: str, query, key, mask: MaskSpec, dropout_p: float, kernel: Kernel,
@@ -325,9 +365,6 @@ def _choose_backend(backend: str, query, key, mask: MaskSpec, dropout_p: float, 
             )
         if dropout_p > 0:
             raise ValueError("backend='triton' does not apply dropout; use dropout_p=0.0 or backend='torch'")
-        if extras.any_feature or mask.window is not None:
-            name = extras.first_feature() or "window"
-            raise ValueError(f"backend='triton' does not support {name} yet; use backend='torch'")
         return "triton"
     tiled_features = (
         mask.window is not None or extras.alibi_slopes is not None or extras.sinks is not None
@@ -357,9 +394,8 @@ def _choose_backend(backend: str, query, key, mask: MaskSpec, dropout_p: float, 
         return "linear"
     if backend == "auto":
         # the fused primitive takes (B, H, N, D) float16/bfloat16/float32 tensors
-        if (query.is_cuda and dropout_p == 0 and query.ndim == 4 and query.dtype in _TRITON_DTYPES
-                and not tiled_features and not extras.return_lse):
-            ops = _triton_ops()
+        if query.is_cuda and dropout_p == 0 and query.ndim == 4 and query.dtype in _TRITON_DTYPES:
+            ops = _triton_ops()  # it takes every feature argument, for every fused kernel
             if _is_fused(kernel, ops, query.shape[-1]):
                 return "triton"
         if kernel.has_features and mask.keys_only() and dropout_p == 0 and not tiled_features:

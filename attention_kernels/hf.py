@@ -232,6 +232,45 @@ def _kernel_for(kernel: Kernel, scaling: float | None, head_dim: int, cache: dic
     return cache[scaling]
 
 
+# The names registered here: the guard below refuses them for models that never call the attention interface.
+_REGISTERED: set[str] = set()
+
+
+def _own_attention_error(model: Any, name: str) -> ValueError:
+    return ValueError(
+        f'attn_implementation="{name}" (a kernel_* attention of attention_kernels) needs a model that computes '
+        f"attention through transformers' AttentionInterface, and {type(model).__name__} computes it in its own "
+        'classes (transformers would fail with a bare KeyError); use attn_implementation="eager" or "sdpa" for '
+        "this model"
+    )
+
+
+def _install_backend_guard() -> None:
+    """Refuse our names, with an error naming the model, where transformers would raise a bare KeyError.
+
+    Models whose ``_supports_attention_backend`` is False (GPT-Neo, GPT-J, Falcon, GIT, Bark, SAM,
+    Data2Vec-Vision, ...) look the implementation up in their own class tables. transformers checks a registered
+    name only against the global AttentionInterface, so ``from_config(attn_implementation="kernel_edp")``
+    reached that lookup. The check every ``PreTrainedModel`` runs on its implementation (at construction and in
+    ``set_attn_implementation``) is wrapped once; other names pass through unchanged.
+    """
+    from transformers import PreTrainedModel
+
+    original = PreTrainedModel._check_and_adjust_attn_implementation
+    if getattr(original, "_attention_kernels_guard", False):
+        return
+
+    @functools.wraps(original)
+    def check(self, attn_implementation, *args, **kwargs):
+        if (isinstance(attn_implementation, str) and attn_implementation in _REGISTERED
+                and not getattr(type(self), "_supports_attention_backend", False)):
+            raise _own_attention_error(self, attn_implementation)
+        return original(self, attn_implementation, *args, **kwargs)
+
+    check._attention_kernels_guard = True
+    PreTrainedModel._check_and_adjust_attn_implementation = check
+
+
 def register_hf_kernel(name: str, kernel: str | Kernel, normalize: bool | None = None, backend: str = "auto",
                        **kernel_params: Any) -> str:
     """Register one kernel under ``attn_implementation=name``; returns ``name``.
@@ -268,6 +307,8 @@ def register_hf_kernel(name: str, kernel: str | Kernel, normalize: bool | None =
     fn = functools.partial(_hf_attention, _kernel=k, _normalize=normalize, _backend=backend, _scaled={})
     AttentionInterface.register(name, fn)
     AttentionMaskInterface.register(name, sdpa_mask)
+    _REGISTERED.add(name)
+    _install_backend_guard()
     return name
 
 

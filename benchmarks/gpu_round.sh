@@ -5,11 +5,13 @@
 #   bash benchmarks/gpu_round.sh speed    # attention_speed at d=128, autotuned and with TRITON_OPS_AUTOTUNE=0
 #   bash benchmarks/gpu_round.sh peers    # the full attention_speed sweep against SDPA, FlexAttention, eager
 #   bash benchmarks/gpu_round.sh rkbs     # rkbs_gpu: 1M-point Nystroem fits on the GPU
+#   bash benchmarks/gpu_round.sh decode   # attention_decode: 1 and 16 queries against 1k-64k cached keys
+#                                         # (split-KV vs not vs SDPA), and a packed batch against the padded one
 #
 # Results go to $OUT (the device tool's result folder) or benchmarks/results/gpu_round. Runs from the repository
 # root with the machine's own python (torch and triton preinstalled there); nothing is installed.
 set -euo pipefail
-case "${1:-}" in tests|speed|peers|rkbs) ;; *) echo "usage: bash benchmarks/gpu_round.sh {tests|speed|peers|rkbs}" >&2; exit 2 ;; esac
+case "${1:-}" in tests|speed|peers|rkbs|decode) ;; *) echo "usage: bash benchmarks/gpu_round.sh {tests|speed|peers|rkbs|decode}" >&2; exit 2 ;; esac
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 out="${OUT:-benchmarks/results/gpu_round}"
@@ -33,5 +35,8 @@ case "${1:-}" in
     ;;
   rkbs)
     timeout 580 python benchmarks/rkbs_gpu.py --budget 400 --out "$out"
+    ;;
+  decode)
+    timeout 560 python benchmarks/attention_decode.py --out "$out" --no-progress
     ;;
 esac

@@ -79,14 +79,12 @@ def reference_features(q, k, v, kernel, normalize=True, is_causal=False, attn_ma
     """``(out, lse)`` with the feature arguments, straight from their definitions (float64, explicit weights).
 
     window (left, right) is aligned bottom-right (-1 unbounded); ALiBi multiplies by exp(-slope |i + S - L - j|);
-    sinks add exp(sink) to the row sum; softcap maps the log-kernel x to c tanh(x / c).
+    sinks add exp(sink) to the row sum; softcap maps u to c tanh(u / c), u the exponent of the exponential
+    kernels or the argument of the other dot kernels' outer function (``softcapped_kernel``).
     """
     q, k, v = q.double(), k.double(), v.double()
     nq, nk = q.shape[-2], k.shape[-2]
-    if softcap is not None:
-        w = torch.exp(softcap * torch.tanh(kernel.log_evaluate(q, k) / softcap))
-    else:
-        w = kernel.evaluate(q, k)
+    w = kernel.evaluate(q, k) if softcap is None else softcapped_kernel(q, k, kernel, softcap)
     i = torch.arange(nq).unsqueeze(-1) + (nk - nq)  # query positions, bottom-right
     j = torch.arange(nk).unsqueeze(0)
     keep = torch.ones(nq, nk, dtype=torch.bool)
@@ -113,6 +111,28 @@ def reference_features(q, k, v, kernel, normalize=True, is_causal=False, attn_ma
     if normalize:
         w = w / torch.where(total != 0, total, torch.ones_like(total)).unsqueeze(-1)
     return w @ v, torch.log(total)
+
+
+def softcapped_kernel(q, k, kernel, c):
+    """The soft-capped kernel written out per kernel (float64), without the catalogue's ``softcap_evaluate``."""
+    cap = lambda u: c * torch.tanh(u / c)  # noqa: E731
+    p = kernel.resolved_params(q.shape[-1])
+    dot = q @ k.transpose(-1, -2)
+    if kernel.name in ("edp", "rbf", "laplacian", "exp_intersection"):  # the exponent
+        return torch.exp(cap(kernel.log_evaluate(q, k)))
+    if kernel.name == "cosine":
+        nq, nk = q.norm(dim=-1, keepdim=True), k.norm(dim=-1).unsqueeze(-2)
+        return cap(dot / (nq * nk))
+    u = cap(p["scale"] * dot)  # the scaled dot product
+    if kernel.name == "polynomial":
+        return (u + p["coef0"]) ** p["degree"]
+    if kernel.name == "linear":
+        return u
+    if kernel.name == "sigmoid":
+        return 1.0 / (1.0 + torch.exp(-(u + p["coef0"])))
+    if kernel.name == "tanh":
+        return torch.tanh(u + p["coef0"])
+    raise ValueError(f"softcap is not defined for kernel {kernel.name!r}")
 
 
 def randn(*shape, seed=0, dtype=torch.float64, requires_grad=False):

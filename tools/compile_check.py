@@ -49,6 +49,7 @@ class Case:
     backward: bool = True
     params: tuple = ()  # kernel parameters as (name, value) pairs
     seq: int = 1000  # not a multiple of any block size: the bounds-checked code paths are compiled too
+    features: tuple = ()  # "window", "alibi", "sinks", "softcap", "varlen", "split" (split-KV decoding, GQA packed)
 
 
 @dataclass
@@ -193,15 +194,42 @@ def compile_case(case: Case, arch: int = 90, candidates: bool = True) -> list[Co
     precision = _resolve_precision("default", dtype)
     mask = _mask(case, (shape[0], shape[1], case.seq, case.seq))
     mask_view, mask_kind = _prepare_mask(mask, (shape[0], shape[1], case.seq, case.seq), q.device)
+    feat = _features(case, shape)
+    if feat.varlen:  # one packed batch of (1, heads, total, dim)
+        q = torch.empty((shape[0] * case.seq, shape[1], case.head_dim), dtype=dtype, device="meta")
+        q = q.transpose(0, 1).unsqueeze(0)
+    if "split" in case.features:  # decoding: 4 queries of 4 heads sharing one key/value head (packed GQA)
+        q = torch.empty((shape[0], shape[1], 4, case.head_dim), dtype=dtype, device="meta")
+    kv = torch.empty((shape[0], 1, case.seq, case.head_dim), dtype=dtype, device="meta") if (
+        "split" in case.features) else q
     previous, _launch._CAPTURE = _launch._CAPTURE, capture
+    previous_split, _launch.SPLIT_KV = _launch.SPLIT_KV, (8 if "split" in case.features else None)
     try:
-        out, lse = _launch.forward(q, q, q, mask_view, mask_kind, spec, case.normalize, case.causal, precision)
+        out, lse = _launch.forward(q, kv, kv, mask_view, mask_kind, spec, case.normalize, case.causal, precision,
+                                   feat)
         if case.backward:
-            _launch.backward(q, q, q, out, lse, out, mask_view, mask_kind, spec, case.normalize, case.causal,
-                             precision, case.mask == "bias")
+            _launch.backward(q, kv, kv, out, lse, out, mask_view, mask_kind, spec, case.normalize, case.causal,
+                             precision, case.mask == "bias", feat, None, "alibi" in case.features)
     finally:
         _launch._CAPTURE = previous
+        _launch.SPLIT_KV = previous_split
     return records
+
+
+def _features(case: Case, shape):
+    from triton_ops._features import Features
+
+    f = set(case.features)
+    heads = shape[1]
+    cu = torch.empty(shape[0] + 1, dtype=torch.int32, device="meta") if "varlen" in f else None
+    return Features(
+        window=(256, 0) if "window" in f else None,
+        alibi_slopes=torch.empty(1, heads, device="meta") if "alibi" in f else None,
+        sinks=torch.empty(heads, device="meta") if "sinks" in f else None,
+        softcap=30.0 if "softcap" in f else None,
+        cu_seqlens_q=cu, cu_seqlens_k=cu, max_seqlen_q=case.seq if cu is not None else 0,
+        max_seqlen_k=case.seq if cu is not None else 0,
+    )
 
 
 def default_cases(quick: bool = False) -> list[Case]:
@@ -218,6 +246,9 @@ def default_cases(quick: bool = False) -> list[Case]:
             Case("sigmoid", 256, "bfloat16", normalize=False),
             Case("laplacian", 40, "float32", mask="bias"),
             Case("exp_intersection", 96, "float32", backward=False),
+            Case("edp", 128, "bfloat16", causal=True, features=("window", "alibi", "sinks", "softcap", "varlen")),
+            # softcap: the capped outer argument of a non-exponential epilogue
+            Case("sigmoid", 64, "float16", features=("window", "alibi", "sinks", "softcap", "split"), backward=False),
         ]
     cases = []
     signed = {"linear", "cosine", "tanh"}
@@ -241,6 +272,16 @@ def default_cases(quick: bool = False) -> list[Case]:
     for d in (16, 40, 64, 128, 256):
         for dtype in ("bfloat16", "float32"):
             cases.append(Case("exp_intersection", d, dtype))
+    for kernel, normalize in (("edp", True), ("rbf", True), ("polynomial", False)):
+        for features in (("window",), ("alibi", "sinks") if normalize else ("alibi",), ("varlen", "window"),
+                         ("split",)):
+            cases.append(Case(kernel, 128, "bfloat16", normalize, causal="window" in features, features=features,
+                              backward="split" not in features))
+        cases.append(Case(kernel, 128, "bfloat16", normalize, features=("softcap",)))
+    for kernel in ("cosine", "sigmoid", "tanh"):  # the capped outer argument of the non-exponential epilogues
+        cases.append(Case(kernel, 128, "bfloat16", False, features=("softcap",)))
+    for d, dtype in ((64, "float32"), (256, "bfloat16")):
+        cases.append(Case("edp", d, dtype, features=("split", "sinks"), backward=False))
     return cases
 
 
@@ -270,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in failed + spilled:
         c = r.case
         print(f"  {'FAILED' if not r.ok else 'spills'} {r.kernel} {c.kernel} d={c.head_dim} {c.dtype} "
-              f"normalize={c.normalize} causal={c.causal} mask={c.mask} {r.block}: "
+              f"normalize={c.normalize} causal={c.causal} mask={c.mask} features={c.features} {r.block}: "
               f"{r.error or f'{r.spill_bytes} B spilled, {r.registers} registers'}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -70,6 +70,16 @@ def dq_candidates(kernel_id: int, block_d: int, dtype: torch.dtype, causal: bool
     return [(32, 16, 4, 1), (32, 16, 8, 1), (32, 32, 8, 1)]
 
 
+def decode_candidates(kernel_id: int, block_d: int, dtype: torch.dtype) -> list[Block]:
+    """Split-KV forward candidates (a few queries against a long cache): the smallest query block a tensor-core
+    dot takes, long key blocks to stream the cache. Not yet timed on a GPU (``benchmarks/gpu_round.sh``)."""
+    if kernel_id == EXP_INTERSECTION:
+        return fwd_candidates(kernel_id, block_d, dtype, False)
+    if dtype == torch.float32 or block_d > 128:
+        return [(16, 32, 4, 2), (16, 64, 4, 2)]
+    return [(16, 64, 4, 3), (16, 128, 4, 3), (16, 64, 4, 2), (32, 64, 4, 3)]
+
+
 def _unique(blocks: list[Block]) -> list[Block]:
     return list(dict.fromkeys(blocks))
 
@@ -83,3 +93,4 @@ def _space(candidates) -> list[Block]:
 FWD_SPACE = _space(fwd_candidates)
 DKDV_SPACE = _space(dkdv_candidates)
 DQ_SPACE = _space(dq_candidates)
+DECODE_SPACE = [b for b in _space(lambda kid, d, dt, causal: decode_candidates(kid, d, dt)) if b not in FWD_SPACE]

@@ -182,3 +182,48 @@ def weight_derivatives(s, qn, kn, c0, c1, KERNEL: tl.constexpr, DEGREE: tl.const
         dqn = zero
         dkn = zero
     return ds, dqn, dkn
+
+
+@triton.jit
+def capped_weight(s, qn, kn, c0, c1, cap, KERNEL: tl.constexpr, DEGREE: tl.constexpr, APPROX: tl.constexpr):
+    """Weight of a non-exponential kernel whose argument is soft-capped, and its (d/ds, d/dqn, d/dkn).
+
+    The argument is ``u = c0 s`` (cosine: ``s / (|q| |k|)``, with ``qn``, ``kn`` the inverse norms); the outer
+    function sees ``cap tanh(u / cap)``, whose derivative is ``1 - tanh^2``. The forward pass uses the weight
+    only (the derivatives are dead code there).
+    """
+    zero = s * 0.0
+    if KERNEL == _COSINE:
+        a = qn[:, None]
+        b = kn[None, :]
+        u = s * (a * b)
+        du_ds = a * b
+        du_dqn = -0.5 * u * a * a
+        du_dkn = -0.5 * u * b * b
+    else:
+        u = s * c0
+        du_ds = zero + c0
+        du_dqn = zero
+        du_dkn = zero
+    t = _tanh(u * (1.0 / cap), APPROX)
+    x = t * cap
+    if KERNEL == _POLYNOMIAL:
+        y = x + c1
+        w = zero + 1.0
+        for _ in tl.static_range(DEGREE):
+            w = w * y
+        p = zero + 1.0
+        for _ in tl.static_range(DEGREE - 1):
+            p = p * y
+        dw_dx = p * DEGREE
+    elif KERNEL == _SIGMOID:
+        w = _sigmoid(x + c1, APPROX)
+        dw_dx = w * (1.0 - w)
+    elif KERNEL == _TANH:
+        w = _tanh(x + c1, APPROX)
+        dw_dx = 1.0 - w * w
+    else:  # linear, cosine: the capped argument itself
+        w = x
+        dw_dx = zero + 1.0
+    dw_du = dw_dx * (1.0 - t * t)
+    return w, dw_du * du_ds, dw_du * du_dqn, dw_du * du_dkn

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ._interpreter import interpreting
+from ._features import Features, check_features
 from ._spec import KernelSpec, check_normalize
 
 __all__ = ["kernel_attention", "is_available"]
@@ -121,34 +122,57 @@ def _sum_to_shape(grad: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return grad
 
 
+def _packed_view(t: torch.Tensor) -> torch.Tensor:
+    """A packed (total, heads, dim) tensor as the (1, heads, total, dim) view the kernels index."""
+    return t.transpose(0, 1).unsqueeze(0)
+
+
 class _KernelAttention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, mask, spec: KernelSpec, normalize: bool, causal: bool, precision: str):
+    def forward(ctx, q, k, v, mask, slopes, sinks, spec: KernelSpec, normalize: bool, causal: bool, precision: str,
+                feat: Features):
         from ._launch import forward
 
-        mask_view, mask_kind = _prepare_mask(mask, (q.shape[0], q.shape[1], q.shape[2], k.shape[2]), q.device)
-        out, lse = forward(q, k, v, mask_view, mask_kind, spec, normalize, causal, precision)
+        packed = feat.varlen
+        q4, k4, v4 = (_packed_view(t) for t in (q, k, v)) if packed else (q, k, v)
+        mask_view, mask_kind = _prepare_mask(mask, (q4.shape[0], q4.shape[1], q4.shape[2], k4.shape[2]), q.device)
+        out, lse = forward(q4, k4, v4, mask_view, mask_kind, spec, normalize, causal, precision, feat)
         ctx.save_for_backward(q, k, v, out, lse, mask)
-        ctx.config = (spec, normalize, causal, precision, mask_kind)
-        ctx.mark_non_differentiable(lse)
+        ctx.config = (spec, normalize, causal, precision, mask_kind, feat, slopes, sinks)
+        if packed:
+            out = out[0].transpose(0, 1)
+            lse = lse[0] if normalize else lse
         return out, lse
 
     @staticmethod
     @torch.autograd.function.once_differentiable  # the Triton backward is not itself differentiable
-    def backward(ctx, dout, _dlse):
+    def backward(ctx, dout, dlse):
         from ._launch import backward
 
         q, k, v, out, lse, mask = ctx.saved_tensors
-        spec, normalize, causal, precision, mask_kind = ctx.config
-        mask_view, _ = _prepare_mask(mask, (q.shape[0], q.shape[1], q.shape[2], k.shape[2]), q.device)
+        spec, normalize, causal, precision, mask_kind, feat, slopes, sinks = ctx.config
+        packed = feat.varlen
+        q4, k4, v4 = (_packed_view(t) for t in (q, k, v)) if packed else (q, k, v)
+        if packed:
+            dout = _packed_view(dout)
+            dlse = None if dlse is None or not normalize else dlse.unsqueeze(0)
+        mask_view, _ = _prepare_mask(mask, (q4.shape[0], q4.shape[1], q4.shape[2], k4.shape[2]), q.device)
         bias_grad = mask_kind == 2 and ctx.needs_input_grad[3]
-        dq, dk, dv, dbias = backward(
-            q, k, v, out, lse, _last_dim_contiguous(dout), mask_view, mask_kind, spec, normalize, causal,
-            precision, bias_grad,
+        dq, dk, dv, dbias, dslopes, dsinks = backward(
+            q4, k4, v4, out, lse, _last_dim_contiguous(dout), mask_view, mask_kind, spec, normalize, causal,
+            precision, bias_grad, feat, dlse if normalize else None, ctx.needs_input_grad[4],
         )
+        if packed:
+            dq, dk, dv = (t[0].transpose(0, 1) for t in (dq, dk, dv))
         if dbias is not None:
             dbias = _sum_to_shape(dbias, mask.shape).to(mask.dtype)
-        return dq, dk, dv, dbias, None, None, None, None
+        if dslopes is not None:
+            dslopes = dslopes.reshape(slopes.shape).to(slopes.dtype)
+        if dsinks is not None and ctx.needs_input_grad[5]:
+            dsinks = dsinks.to(sinks.dtype)
+        else:
+            dsinks = None
+        return dq, dk, dv, dbias, dslopes, dsinks, None, None, None, None, None
 
 
 def kernel_attention(
@@ -163,6 +187,14 @@ def kernel_attention(
     normalize: bool = True,
     return_lse: bool = False,
     precision: str = "default",
+    window: tuple[int, int] | None = None,
+    alibi_slopes: torch.Tensor | None = None,
+    sinks: torch.Tensor | None = None,
+    softcap: float | None = None,
+    cu_seqlens_q: torch.Tensor | None = None,
+    cu_seqlens_k: torch.Tensor | None = None,
+    max_seqlen_q: int | None = None,
+    max_seqlen_k: int | None = None,
 ):
     r"""Fused kernel attention ``out_i = sum_j w_ij v_j`` (``/ sum_j w_ij`` when ``normalize``).
 
@@ -199,22 +231,43 @@ def kernel_attention(
         exactly softmax attention. A ``ValueError`` when ``spec.nonnegative`` is False. Rows whose weights are
         all zero (every key masked) give zeros, never NaN.
     return_lse : bool, default=False
-        Also return ``lse`` (B, Hq, Nq) float32, the log of the row sum of weights (``-inf`` for rows with no
-        weight), not differentiable. Only in normalized mode (``ValueError`` otherwise).
+        Also return ``lse`` (B, Hq, Nq) float32 ((Hq, total_q) for a packed batch), the log of the row sum of
+        weights, sinks included (``-inf`` for rows with no weight); differentiable. Only in normalized mode
+        (``ValueError`` otherwise).
     precision : {"default", "ieee", "tf32"}
         For float32 inputs: ``"ieee"`` computes the matmuls in full fp32 (no tf32); ``"tf32"`` allows tf32;
         ``"default"`` follows ``torch.get_float32_matmul_precision()`` (``"highest"`` means ieee).
         Ignored for float16/bfloat16 (fp32 accumulation always).
+    window : (int, int), optional
+        Sliding window ``(left, right)``, bottom-right aligned as FlashAttention's ``window_size``: query ``i``
+        sees keys ``i + Nk - Nq - left <= j <= i + Nk - Nq + right`` (-1: that side unbounded), combinable with
+        ``is_causal``. Key blocks outside the window are skipped (O(N window) work).
+    alibi_slopes : Tensor of shape (Hq,) or (B, Hq), optional
+        Multiplies the weight by ``exp(-slope |i + Nk - Nq - j|)`` (ALiBi for EDP). Differentiable.
+    sinks : Tensor of shape (Hq,), optional
+        ``exp(sink)`` joins every row sum (GPT-OSS's attention sinks). Needs ``normalize``. Differentiable.
+    softcap : float, optional
+        ``softcap * tanh(u / softcap)`` in place of ``u`` before masks and ALiBi, every epilogue: ``u`` is the
+        natural exponent of the exponential kernels (Gemma 2 for EDP) and the argument of the others' outer
+        function (``c0 q.k``; cosine ``q.k / (|q| |k|)``), e.g. polynomial ``(cap(c0 q.k) + c1)^degree``.
+    cu_seqlens_q, cu_seqlens_k : Tensor of shape (batch + 1,), optional
+        A packed batch: ``query`` (total_q, Hq, D), ``key``/``value`` (total_k, Hkv, D/Dv), sequence ``b`` in
+        rows ``cu[b]:cu[b + 1]`` (int32/int64 offsets from 0). No ``attn_mask``. Outputs are packed too.
+    max_seqlen_q, max_seqlen_k : int, optional
+        The longest sequences of the packed batch (checked against the offsets).
 
     Returns
     -------
-    out : Tensor of shape (B, Hq, Nq, Dv), dtype of ``query``
-    lse : Tensor of shape (B, Hq, Nq), float32
+    out : Tensor of shape (B, Hq, Nq, Dv) (packed: (total_q, Hq, Dv)), dtype of ``query``
+    lse : Tensor of shape (B, Hq, Nq) (packed: (Hq, total_q)), float32
         Only when ``return_lse``.
 
     Notes
     -----
-    Differentiable in ``query``, ``key``, ``value`` (and a float ``attn_mask``) through a backward pass by
+    A forward with few query blocks and a long key sequence (decoding) splits the keys over more programs and
+    merges their partial results (split-KV); with grouped-query heads and at most 16 queries, the heads of a
+    group share one program and its key/value reads. Differentiable in ``query``, ``key``, ``value``, ``alibi_slopes``,
+    ``sinks`` (and a float ``attn_mask``) through a backward pass by
     recomputation. ``laplacian`` takes the subgradient 0 of the distance at ``q = k``; ``exp_intersection``
     splits the gradient of ``min`` at ties in halves (like ``torch.minimum``). Non-finite inputs propagate (not
     checked, to avoid a device synchronization). In float16 the weights of un-normalized exponential kernels
@@ -241,10 +294,30 @@ def kernel_attention(
     for name, flag in (("is_causal", is_causal), ("enable_gqa", enable_gqa), ("return_lse", return_lse)):
         if not isinstance(flag, bool):
             raise TypeError(f"`{name}` must be a bool, got {type(flag).__name__}.")
-    _check_inputs(query, key, value, enable_gqa)
+    packed = cu_seqlens_q is not None or cu_seqlens_k is not None
+    if packed:
+        for name, t in (("query", query), ("key", key), ("value", value)):
+            if not isinstance(t, torch.Tensor) or t.dim() != 3:
+                raise ValueError(
+                    f"with `cu_seqlens_q`/`cu_seqlens_k`, `{name}` must be a packed (total, heads, dim) tensor, got "
+                    f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}."
+                )
+        if attn_mask is not None:
+            raise ValueError("`attn_mask` is not supported with `cu_seqlens_q`/`cu_seqlens_k`; use `window` or "
+                             "`is_causal`.")
+        _check_inputs(*(_packed_view(t) for t in (query, key, value)), enable_gqa)
+        heads, batch = query.shape[1], cu_seqlens_q.numel() - 1 if isinstance(cu_seqlens_q, torch.Tensor) else 0
+    else:
+        _check_inputs(query, key, value, enable_gqa)
+        heads, batch = query.shape[1], query.shape[0]
     check_normalize(normalize, spec.nonnegative, spec.describe())
     if return_lse and not normalize:
         raise ValueError("`return_lse=True` needs `normalize=True` (the log-sum-exp is the log of the row sum).")
+    feat = check_features(
+        query, key, heads=heads, batch=batch, normalize=normalize, window=window,
+        alibi_slopes=alibi_slopes, sinks=sinks, softcap=softcap, cu_seqlens_q=cu_seqlens_q,
+        cu_seqlens_k=cu_seqlens_k, max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k,
+    )
     precision = _resolve_precision(precision, query.dtype)
     try:
         import triton  # noqa: F401
@@ -253,5 +326,6 @@ def kernel_attention(
             "triton is not installed; use attention_kernels.kernel_attention(..., backend=\"torch\")."
         ) from None
     q, k, v = (_last_dim_contiguous(t) for t in (query, key, value))
-    out, lse = _KernelAttention.apply(q, k, v, attn_mask, spec, normalize, is_causal, precision)
+    out, lse = _KernelAttention.apply(q, k, v, attn_mask, alibi_slopes, sinks, spec, normalize, is_causal,
+                                      precision, feat)
     return (out, lse) if return_lse else out

@@ -23,29 +23,37 @@ def _sq_dist(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     return (qn + kn - 2.0 * q @ k.transpose(-1, -2)).clamp_min(0.0)
 
 
-def _log_or_weight(kid, c0, c1, degree, q, k):
-    """Return (value, is_log): the log-weight for exponential kernels, else the weight."""
+def _log_or_weight(kid, c0, c1, degree, q, k, softcap=None):
+    """Return (value, is_log): the log-weight for exponential kernels, else the weight.
+
+    ``softcap`` maps u to softcap * tanh(u / softcap), u the exponent of the exponential kernels or the argument
+    of the others' outer function (c0 q.k; cosine: q.k / (|q| |k|)).
+    """
+    def cap(u):
+        return u if softcap is None else softcap * torch.tanh(u / softcap)
+
     if kid == EDP:
-        return c0 * (q @ k.transpose(-1, -2)), True
+        return cap(c0 * (q @ k.transpose(-1, -2))), True
     if kid == RBF:
-        return -c0 * _sq_dist(q, k), True
+        return cap(-c0 * _sq_dist(q, k)), True
     if kid == LAPLACIAN:
         sq = _sq_dist(q, k)
         # subgradient 0 at distance 0, like the fused kernel
         dist = torch.where(sq > 0, sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt(), torch.zeros_like(sq))
-        return -c0 * dist, True
+        return cap(-c0 * dist), True
     if kid == EXP_INTERSECTION:
-        return c0 * torch.minimum(q.unsqueeze(-2), k.unsqueeze(-3)).sum(-1), True
-    x = c0 * (q @ k.transpose(-1, -2)) + c1
+        return cap(c0 * torch.minimum(q.unsqueeze(-2), k.unsqueeze(-3)).sum(-1)), True
+    u = cap(c0 * (q @ k.transpose(-1, -2)))
+    x = u + c1
     if kid == POLYNOMIAL:
         return x**degree if degree > 0 else torch.ones_like(x), False
     if kid == LINEAR:
-        return c0 * (q @ k.transpose(-1, -2)), False
+        return u, False
     if kid == COSINE:
         qn = (q * q).sum(-1, keepdim=True)
         kn = (k * k).sum(-1).unsqueeze(-2)
         inv = torch.where(qn > 0, qn.clamp_min(1e-300).rsqrt(), 0.0) * torch.where(kn > 0, kn.clamp_min(1e-300).rsqrt(), 0.0)
-        return (q @ k.transpose(-1, -2)) * inv, False
+        return cap((q @ k.transpose(-1, -2)) * inv), False
     if kid == SIGMOID:
         return torch.sigmoid(x), False
     if kid == TANH:
@@ -65,11 +73,17 @@ def reference_attention(
     normalize: bool = True,
     return_lse: bool = False,
     compute_dtype: torch.dtype = torch.float64,
+    window: tuple[int, int] | None = None,
+    alibi_slopes: torch.Tensor | None = None,
+    sinks: torch.Tensor | None = None,
+    softcap: float | None = None,
 ):
     """Float64 reference of :func:`triton_ops.kernel_attention` (same arguments, O(N^2) memory).
 
     Computed in ``compute_dtype`` (float64 by default; the inputs' own dtype gives "eager PyTorch", the error
-    yardstick of the GPU tests) on the inputs' device; differentiable with autograd.
+    yardstick of the GPU tests) on the inputs' device; differentiable with autograd. The features are those of
+    :func:`triton_ops.kernel_attention` (dense batches only; a packed batch is the concatenation of its
+    sequences' results).
 
     Examples
     --------
@@ -94,24 +108,45 @@ def reference_attention(
         k = k.repeat_interleave(group, dim=1)
         v = v.repeat_interleave(group, dim=1)
     nq, nk = q.shape[-2], k.shape[-2]
-    val, is_log = _log_or_weight(spec.kernel_id, spec.c0, spec.c1, spec.degree, q, k)
+    val, is_log = _log_or_weight(spec.kernel_id, spec.c0, spec.c1, spec.degree, q, k, softcap)
     keep = torch.ones(nq, nk, dtype=torch.bool, device=q.device)
     if is_causal:
         keep = torch.tril(keep)  # top-left aligned, like torch SDPA's is_causal
+    # window and ALiBi: query i sits at key position i + nk - nq (bottom-right aligned)
+    dist = (torch.arange(nq, device=q.device).unsqueeze(-1) + (nk - nq) - torch.arange(nk, device=q.device))
+    if window is not None:
+        left, right = window
+        if left >= 0:
+            keep = keep & (dist <= left)
+        if right >= 0:
+            keep = keep & (-dist <= right)
     bias = None
     if mask is not None:
         if mask.dtype == torch.bool:
             keep = keep & mask
         else:
             bias = mask.to(compute_dtype)
+    if alibi_slopes is not None:
+        slopes = alibi_slopes.to(compute_dtype).reshape(-1, q.shape[1], 1, 1)
+        alibi = -slopes * dist.abs().to(compute_dtype)
+        bias = alibi if bias is None else bias + alibi
+    sink = None
+    if sinks is not None:
+        if not normalize:
+            raise ValueError("sinks need normalize=True")
+        sink = sinks.to(compute_dtype).reshape(1, -1, 1, 1)
     if is_log:
         logw = val if bias is None else val + bias
         logw = logw.masked_fill(~keep, float("-inf"))
         if normalize:
             m = logw.amax(-1, keepdim=True)
+            if sink is not None:
+                m = torch.maximum(m, sink.expand_as(m))
             m = torch.where(torch.isfinite(m), m, torch.zeros_like(m)).detach()
             w = torch.exp(logw - m)
             tot = w.sum(-1, keepdim=True)
+            if sink is not None:
+                tot = tot + torch.exp(sink - m)
             out = (w @ v) / torch.where(tot > 0, tot, torch.ones_like(tot))
             lse = (torch.log(tot) + m).squeeze(-1)
         else:
@@ -123,6 +158,8 @@ def reference_attention(
         w = w.masked_fill(~keep, 0.0)
         if normalize:
             tot = w.sum(-1, keepdim=True)
+            if sink is not None:
+                tot = tot + torch.exp(sink)
             out = (w @ v) / torch.where(tot != 0, tot, torch.ones_like(tot))
             lse = torch.log(tot).squeeze(-1)
         else:

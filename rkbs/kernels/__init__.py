@@ -12,7 +12,7 @@ from typing import Any
 
 from sklearn.base import clone
 
-from ._base import Kernel
+from ._base import Kernel, softcap_error
 from ._validation import check_positive, default_gamma, default_scale, gamma_for_scale
 from .composition import AttentionKernel
 from .coordinate import ExpIntersection
@@ -48,6 +48,7 @@ __all__ = [
     "default_gamma",
     "gamma_for_scale",
     "list_kernels",
+    "softcap_error",
     "KERNELS",
     # lower-case constructors, as the kernels are named in the catalogue
     "edp",

@@ -11,9 +11,25 @@ from triton_ops import KernelSpec, check_normalize
 
 from ._validation import as_tensor, as_tensor_pair, check_int
 
-__all__ = ["Kernel", "Family"]
+__all__ = ["Kernel", "Family", "softcap_error"]
 
 Family = str  # "dot" | "coordinate" | "feature_map"
+
+
+def _softcap(u: torch.Tensor, c: float) -> torch.Tensor:
+    """``c * tanh(u / c)``; in place on a fresh tensor that autograd does not track (the attention tiles)."""
+    if torch.is_grad_enabled() and u.requires_grad:
+        return c * torch.tanh(u / c)
+    return u.div_(c).tanh_().mul_(c)
+
+
+def softcap_error(kernel: "Kernel") -> str:
+    """The message for ``softcap`` with a kernel that defines none (one wording for every back end)."""
+    return (
+        f"softcap caps the exponent of an exponential kernel or the argument of a dot-family kernel's outer "
+        f"function, and kernel {kernel.name!r} ({kernel.family or 'no'} family) has neither; use a dot-family "
+        "kernel (edp, rbf, laplacian, polynomial, linear, cosine, sigmoid, tanh) or exp_intersection"
+    )
 
 
 class Kernel(BaseEstimator):
@@ -111,6 +127,20 @@ class Kernel(BaseEstimator):
         raise ValueError(
             f"kernel {self.name!r} has no log-kernel (has_log_kernel is False); use evaluate()"
         )
+
+    # Where ``softcap`` acts; the one rule (docs/attention.md, "Soft-capping"): "log" caps the log-kernel (the
+    # exponent of the exponential kernels: edp, rbf, laplacian, exp_intersection; Gemma 2's form for edp),
+    # "argument" caps the argument of a dot kernel's outer function (``_DotKernel``), None: not defined.
+    @property
+    def softcap_target(self) -> str | None:
+        return "log" if self.has_log_kernel else None
+
+    def softcap_evaluate(self, x: torch.Tensor, y: torch.Tensor, softcap: float) -> torch.Tensor:
+        """The kernel with ``c * tanh(u / c)`` (``c = softcap``) in place of ``u``, where ``u`` is given by
+        ``softcap_target``: the capped log-kernel for "log", the kernel values for "argument"."""
+        if self.softcap_target != "log":
+            raise ValueError(softcap_error(self))
+        return _softcap(self.log_evaluate(x, y), softcap)
 
     def feature_map_x(self, x: torch.Tensor) -> torch.Tensor:
         """Query-side features ``(..., n, m)``; only when ``has_features``."""

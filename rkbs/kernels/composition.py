@@ -184,6 +184,13 @@ class AttentionKernel(Kernel):
     def log_evaluate(self, x, y):
         return self.base.log_evaluate(self.map_x(x), self.map_y(y))
 
+    @property
+    def softcap_target(self) -> str | None:  # type: ignore[override]
+        return self.base.softcap_target
+
+    def softcap_evaluate(self, x, y, softcap):
+        return self.base.softcap_evaluate(self.map_x(x), self.map_y(y), softcap)
+
     def feature_map_x(self, x):
         return self.base.feature_map_x(self.map_x(x))
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from triton_ops import Epilogue, KernelSpec
 
-from ._base import Kernel
+from ._base import Kernel, _softcap
 from ._monomials import monomial_features, n_monomials_up_to
 from ._validation import check_int, check_positive, check_real, default_gamma, default_scale
 
@@ -85,11 +85,30 @@ def _sq_dist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 class _DotKernel(Kernel):
+    """``kappa = outer(u)``: an outer function of the scaled dot product ``u = s * q.k`` (cosine: ``q.k / (|q| |k|)``).
+
+    ``softcap`` caps ``u`` before the outer function (``softcap_target = "argument"``); the exponential kernels
+    (edp, rbf, laplacian) cap their exponent instead, the log-kernel (``"log"``).
+    """
+
     family = "dot"
     depends_on = "dot"
+    softcap_target = "argument"
 
     def _scale(self, d: int) -> float:
         return default_scale(check_positive("scale", self.scale), d)
+
+    def _argument(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``u = s * q.k`` (the kernels whose argument is not the scaled dot product override it)."""
+        return self._scale(x.shape[-1]) * _dot(x, y)
+
+    def _outer(self, u: torch.Tensor, d: int) -> torch.Tensor:
+        raise NotImplementedError(f"kernel {self.name!r} defines no outer function (_outer), which softcap needs")
+
+    def softcap_evaluate(self, x, y, softcap):
+        if self.softcap_target == "log":
+            return super().softcap_evaluate(x, y, softcap)
+        return self._outer(_softcap(self._argument(x, y), softcap), x.shape[-1])
 
 
 class EDP(_DotKernel):
@@ -104,6 +123,7 @@ class EDP(_DotKernel):
     name = "edp"
     formula = "exp(s q.k)"
     has_log_kernel = True
+    softcap_target = "log"
 
     def __init__(self, scale: float | None = None):
         self.scale = scale
@@ -139,6 +159,7 @@ class RBF(_DotKernel):
     formula = "exp(-gamma |q - k|^2)"
     depends_on = "dot_and_norms"
     has_log_kernel = True
+    softcap_target = "log"
     positive_definite = True
     positive_valued = True
 
@@ -263,6 +284,10 @@ class Polynomial(_DotKernel):
             return base ** p["degree"]  # pow's backward needs its input
         return base.pow_(p["degree"])
 
+    def _outer(self, u, d):
+        p = self.resolved_params(d)
+        return (u + p["coef0"]) ** p["degree"]
+
     def _features(self, x: torch.Tensor, query_side: bool) -> torch.Tensor:
         p = self.resolved_params(x.shape[-1])
         degree, s, c = p["degree"], p["scale"], p["coef0"]
@@ -312,6 +337,9 @@ class Linear(_DotKernel):
     def evaluate(self, x, y):
         return _scaled_dot(x, y, self._scale(x.shape[-1]))
 
+    def _outer(self, u, d):
+        return u
+
     def feature_map_x(self, x):
         return math.sqrt(self._scale(x.shape[-1])) * x
 
@@ -346,6 +374,12 @@ class Cosine(_DotKernel):
     def evaluate(self, x, y):
         return _dot(self.feature_map_x(x), self.feature_map_y(y))
 
+    def _argument(self, x, y):
+        return self.evaluate(x, y)
+
+    def _outer(self, u, d):
+        return u
+
 
 class _AffineDotKernel(_DotKernel):
     """A squashing function of the affine score ``s * q.k + coef0``."""
@@ -363,6 +397,12 @@ class _AffineDotKernel(_DotKernel):
         # in place on the fresh matmul output (matmul's backward does not need it; a scalar add saves nothing)
         p = self.resolved_params(x.shape[-1])
         return _scaled_dot(x, y, p["scale"]).add_(p["coef0"])
+
+    def _squash(self, t: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _outer(self, u, d):
+        return self._squash(u + self.resolved_params(d)["coef0"])
 
     def _affine_spec(self, epilogue: Epilogue, d: int) -> KernelSpec:
         p = self.resolved_params(d)
@@ -392,6 +432,9 @@ class Sigmoid(_AffineDotKernel):
     def evaluate(self, x, y):
         return self._score(x, y).sigmoid_()  # sigmoid's backward needs only its output
 
+    def _squash(self, t):
+        return torch.sigmoid(t)
+
     def log_evaluate(self, x, y):
         return F.logsigmoid(self._score(x, y))
 
@@ -416,3 +459,6 @@ class Tanh(_AffineDotKernel):
 
     def evaluate(self, x, y):
         return _tanh_(self._score(x, y))
+
+    def _squash(self, t):
+        return _tanh_(t)

@@ -44,7 +44,7 @@ V = randn(2, 3, 7, 4, seed=2)
         ({"sinks": torch.tensor([0.0, float("nan"), 0.0], dtype=torch.float64)}, ValueError, "sinks must be finite"),
         ({"sinks": torch.zeros(3, dtype=torch.float64), "normalize": False}, ValueError, "sinks .* normalize=True"),
         ({"softcap": 0.0}, ValueError, "softcap must be a finite positive"),
-        ({"softcap": 2.0, "kernel": "sigmoid"}, ValueError, "softcap applies to the log-kernel"),
+        ({"softcap": 2.0, "kernel": "elu"}, ValueError, r"softcap caps the exponent .* kernel 'elu' \(feature_map"),
         ({"return_lse": 1}, TypeError, "return_lse must be a bool"),
         ({"return_lse": True, "normalize": False}, ValueError, "return_lse=True .* normalize=True"),
         ({"max_seqlen_q": 5}, ValueError, "max_seqlen_q/max_seqlen_k need cu_seqlens"),
@@ -108,14 +108,11 @@ def test_packed_layout_errors():
         kernel_attention(q, k, v, cu_seqlens_q=cu, cu_seqlens_k=cu, attn_mask=torch.ones(9, 9, dtype=torch.bool))
 
 
-def test_triton_backend_refuses_the_feature_arguments(monkeypatch):
+def test_triton_backend_with_softcap_names_the_kernel_it_cannot_fuse(monkeypatch):
     import attention_kernels.functional as functional
 
     if functional._triton_ops() is None:
         pytest.skip("triton_ops unavailable")
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    q = Q.float()
-    for kwargs, name in (({"window": (2, 0)}, "window"), ({"softcap": 3.0}, "softcap"),
-                         ({"return_lse": True}, "return_lse")):
-        with pytest.raises(ValueError, match=f"backend='triton' does not support {name} yet; use backend='torch'"):
-            kernel_attention(q, K.float(), V.float(), backend="triton", **kwargs)
+    with pytest.raises(ValueError, match="backend='triton' has no fused form of kernel 'elu'"):
+        kernel_attention(Q.float(), K.float(), V.float(), backend="triton", kernel="elu", softcap=3.0)

@@ -11,8 +11,11 @@ from helpers import KERNEL_CASES, make_kernel, randn, reference_features
 
 import attention_kernels._chunked as chunked
 from attention_kernels.functional import kernel_attention
+from rkbs.kernels import AttentionKernel, get_kernel, list_kernels
 
-LOG_KERNELS = {"edp", "rbf", "laplacian", "exp_intersection"}  # evaluated through their log-kernel: softcap
+# softcap is defined for the dot family (the exponent of edp/rbf/laplacian, the outer function's argument of the
+# others) and for exp_intersection (its exponent); the feature-map kernels refuse it
+SOFTCAP_KERNELS = set(list_kernels("dot")) | {"exp_intersection"}
 
 
 @pytest.fixture
@@ -46,7 +49,7 @@ def _feature_kwargs(name, case, normalize, b, h):
         if not normalize:
             return None
         kw["sinks"] = torch.linspace(-1.0, 1.5, h, dtype=torch.float64)
-    if "softcap" in kw and KERNEL_CASES[case][0] not in LOG_KERNELS:
+    if "softcap" in kw and KERNEL_CASES[case][0] not in SOFTCAP_KERNELS:
         return None
     return kw
 
@@ -67,14 +70,15 @@ def test_feature_forward_matches_reference(case, feature, small_chunks):
             torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("case", ["edp", "rbf", "laplacian", "polynomial2", "sigmoid", "tanh", "exp_intersection"])
+@pytest.mark.parametrize("case", ["edp", "rbf", "laplacian", "polynomial2", "polynomial3", "linear", "cosine",
+                                  "sigmoid", "tanh", "exp_intersection", "elu"])
 def test_feature_gradients_match_reference(case, small_chunks):
     """Gradients of q, k, v, the sinks and the ALiBi slopes with every feature at once (and each mode)."""
     kernel = make_kernel(case)
     for normalize in _modes(kernel):
         kw = _feature_kwargs("everything", case, normalize, 1, 2) or _feature_kwargs("alibi", case, normalize, 1, 2)
         kw = {k: (v.clone().requires_grad_(True) if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
-        if KERNEL_CASES[case][0] not in LOG_KERNELS:
+        if KERNEL_CASES[case][0] not in SOFTCAP_KERNELS:
             kw.pop("softcap", None)
         q, k, v = (randn(1, 2, n, 40, seed=s, requires_grad=True) for n, s in ((9, 4), (14, 5), (14, 6)))
         out = kernel_attention(q, k, v, kernel=kernel, normalize=normalize, backend="torch", **kw)
@@ -88,21 +92,72 @@ def test_feature_gradients_match_reference(case, small_chunks):
             torch.testing.assert_close(a, w, rtol=1e-8, atol=1e-9)
 
 
-@pytest.mark.parametrize("case", ["edp", "sigmoid"])
+@pytest.mark.parametrize("case", ["edp", "sigmoid", "cosine"])
 def test_feature_gradcheck(case, small_chunks):
     kernel = make_kernel(case)
     q, k, v = randn(1, 2, 5, 3, seed=8, requires_grad=True), randn(1, 2, 7, 3, seed=9, requires_grad=True), \
         randn(1, 2, 7, 2, seed=10, requires_grad=True)
     sinks = torch.tensor([0.3, -0.5], dtype=torch.float64, requires_grad=True)
     slopes = torch.tensor([0.2, 0.7], dtype=torch.float64, requires_grad=True)
-    softcap = 1.5 if case == "edp" else None
+    softcap = 0.6 if case == "cosine" else 1.5
+    normalize = kernel.positive_valued
+    sinks = sinks if normalize else None
 
     def fn(q, k, v, sinks, slopes):
-        out, lse = kernel_attention(q, k, v, kernel=kernel, window=(3, 1), sinks=sinks, alibi_slopes=slopes,
-                                    softcap=softcap, return_lse=True, backend="torch")
-        return out, lse
+        res = kernel_attention(q, k, v, kernel=kernel, normalize=normalize, window=(3, 1), sinks=sinks,
+                               alibi_slopes=slopes, softcap=softcap, return_lse=normalize, backend="torch")
+        return res
 
     assert torch.autograd.gradcheck(fn, (q, k, v, sinks, slopes))
+
+
+# -------------------------------------------------------------------------------------- the soft cap's one rule
+_CAP_FORMULAS = {  # (kernel, params, normalize): the weights with u = s q.k capped, written out by hand
+    "polynomial": ({"degree": 2, "coef0": 0.5}, True, lambda u: (u + 0.5) ** 2),
+    "sigmoid": ({"coef0": -1.0}, True, lambda u: torch.sigmoid(u - 1.0)),
+    "tanh": ({"coef0": 0.1}, False, lambda u: torch.tanh(u + 0.1)),
+    "linear": ({}, False, lambda u: u),
+}
+
+
+@pytest.mark.parametrize("name", list(_CAP_FORMULAS))
+def test_softcap_caps_the_scaled_dot_product(name, small_chunks):
+    params, normalize, outer = _CAP_FORMULAS[name]
+    q, k, v = randn(1, 2, 7, 40, seed=20), randn(1, 2, 10, 40, seed=21), randn(1, 2, 10, 3, seed=22)
+    c, s = 0.5, 40**-0.5
+    w = outer(c * torch.tanh(s * (q @ k.transpose(-1, -2)) / c))
+    if normalize:
+        w = w / w.sum(-1, keepdim=True)
+    out = kernel_attention(q, k, v, kernel=name, normalize=normalize, softcap=c, backend="torch", **params)
+    torch.testing.assert_close(out, w @ v, rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(out, kernel_attention(q, k, v, kernel=name, normalize=normalize, **params))
+
+
+def test_softcap_caps_the_normalised_dot_product_of_cosine(small_chunks):
+    q, k, v = randn(1, 1, 6, 40, seed=23), randn(1, 1, 9, 40, seed=24), randn(1, 1, 9, 2, seed=25)
+    cos = (q @ k.transpose(-1, -2)) / (q.norm(dim=-1, keepdim=True) * k.norm(dim=-1).unsqueeze(-2))
+    out = kernel_attention(q, k, v, kernel="cosine", normalize=False, softcap=0.3, backend="torch")
+    torch.testing.assert_close(out, (0.3 * torch.tanh(cos / 0.3)) @ v, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("base", ["tanh", "edp"])
+def test_softcap_of_a_two_sided_kernel_is_its_base_on_the_mapped_inputs(base, small_chunks):
+    wq, wk = randn(40, 40, seed=27) / 40**0.5, randn(40, 40, seed=28) / 40**0.5
+    kernel = AttentionKernel(get_kernel(base), query_map=wq, key_map=wk)
+    q, k, v = randn(1, 2, 7, 40, seed=29), randn(1, 2, 10, 40, seed=30), randn(1, 2, 10, 3, seed=31)
+    normalize = base == "edp"
+    out = kernel_attention(q, k, v, kernel=kernel, normalize=normalize, softcap=0.5, backend="torch")
+    mapped = kernel_attention(q @ wq, k @ wk, v, kernel=base, normalize=normalize, softcap=0.5, backend="torch")
+    torch.testing.assert_close(out, mapped, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", ["elu", "relu", "taylor_edp", "positive_random_features", "random_fourier_features"])
+def test_softcap_outside_the_dot_family_names_softcap_and_kernel(case):
+    kernel = make_kernel(case)
+    q = randn(1, 1, 4, 8, seed=26)
+    message = rf"softcap caps the exponent .* kernel '{kernel.name}' \(feature_map family\)"
+    with pytest.raises(ValueError, match=message):
+        kernel_attention(q, q, q, kernel=kernel, normalize=False, softcap=2.0, backend="torch")
 
 
 # ------------------------------------------------------------------------------ the models' eager formulas
@@ -229,7 +284,7 @@ def test_one_tile_training_path_matches_reference(case):
     for normalize in _modes(kernel):
         kw = _feature_kwargs("everything", case, normalize, 1, 2) or _feature_kwargs("alibi", case, normalize, 1, 2)
         kw = {k: (v.clone().requires_grad_(True) if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
-        if KERNEL_CASES[case][0] not in LOG_KERNELS:
+        if KERNEL_CASES[case][0] not in SOFTCAP_KERNELS:
             kw.pop("softcap", None)
         q, k, v = (randn(1, 2, n, 8, seed=s, requires_grad=True) for n, s in ((9, 33), (14, 34), (14, 35)))
         mask = randn(9, 14, seed=36)
@@ -261,7 +316,7 @@ def test_one_piece_and_tiled_paths_match_reference(case, budget, monkeypatch):
         kw = _feature_kwargs("alibi", case, normalize, 1, 2)
         if normalize:
             kw["sinks"] = torch.linspace(-1.0, 1.5, 2, dtype=torch.float64)
-        if KERNEL_CASES[case][0] in LOG_KERNELS:
+        if KERNEL_CASES[case][0] in SOFTCAP_KERNELS:
             kw["softcap"] = 3.0
         kw = {k: (v.clone().requires_grad_(True) if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
         q, k, v = (randn(1, 2, n, 40, seed=s, requires_grad=True) for n, s in ((70, 38), (130, 39), (130, 40)))

@@ -422,3 +422,17 @@ def test_unmasked_window_for_a_decoding_query_is_refused():
     q, k = torch.randn(1, 4, 1, 8), torch.randn(1, 4, 6, 8)
     with pytest.raises(NotImplementedError, match="passes sliding_window=3 without a mask for 1 queries against 6"):
         AttentionInterface._global_mapping["kernel_edp"](torch.nn.Module(), q, k, k, None, sliding_window=3)
+
+
+@pytest.mark.parametrize("model_type", ["gpt_neo", "gptj", "falcon", "git", "bark", "sam", "data2vec-vision"])
+def test_models_with_their_own_attention_classes_get_a_clear_error(model_type):
+    """from_config(attn_implementation="kernel_edp") names the model instead of transformers' bare KeyError."""
+    from transformers.models.auto import configuration_auto as ca
+
+    kwargs = _tiny_kwargs(ca.CONFIG_MAPPING[model_type])
+    if model_type == "gpt_neo":  # its layer pattern must match its depth
+        kwargs.update(num_layers=2, attention_types=[[["global", "local"], 1]])
+    cfg = ca.CONFIG_MAPPING[model_type](**kwargs)
+    cls = _model_class(model_type)
+    with torch.device("meta"), pytest.raises(ValueError, match=r"kernel_edp.* computes it in its own classes"):
+        cls._from_config(cfg, attn_implementation="kernel_edp")

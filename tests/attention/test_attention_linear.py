@@ -97,3 +97,58 @@ def test_linear_errors():
         kernel_attention(q, q, q, torch.ones(5, 5, dtype=torch.bool), kernel="elu", backend="linear")
     with pytest.raises(ValueError, match="dropout"):
         kernel_attention(q, q, q, dropout_p=0.1, kernel="elu", backend="linear")
+
+
+# ------------------------------------------------------------------------- the recurrent state carried between calls
+def _pieces(q, k, v, sizes, kernel, normalize, chunk=None):
+    from attention_kernels import linear_attention_step
+
+    outs, state, start = [], None, 0
+    for n in sizes:
+        sl = slice(start, start + n)
+        out, state = linear_attention_step(q[..., sl, :], k[..., sl, :], v[..., sl, :], state, kernel=kernel,
+                                           normalize=normalize, chunk=chunk)
+        outs.append(out)
+        start += n
+    return torch.cat(outs, -2), state
+
+
+@pytest.mark.parametrize("kernel,normalize", [
+    ("elu", True), ("taylor_edp", True), ("prf", True), ("polynomial", False), ("relu", False),
+])
+def test_recurrent_state_equals_the_full_causal_computation(kernel, normalize):
+    from rkbs.kernels import get_kernel
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 23, 8, generator=g, dtype=torch.float64) for _ in range(3))
+    k_obj = get_kernel("positive_random_features", n_features=32, random_state=0) if kernel == "prf" else kernel
+    out, state = _pieces(q, k, v, [1, 5, 1, 16], k_obj, normalize, chunk=4)
+    full = kernel_attention(q, k, v, kernel=k_obj, is_causal=True, normalize=normalize, backend="torch")
+    torch.testing.assert_close(out, full, rtol=1e-10, atol=1e-10)
+    assert state.length == 23 and state.kv.shape[-1] == 8
+
+
+def test_recurrent_state_is_differentiable():
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(1, 2, 9, 8, generator=g, dtype=torch.float64).requires_grad_() for _ in range(3))
+    out, _ = _pieces(q, k, v, [4, 1, 4], "elu", True)
+    full = kernel_attention(q, k, v, kernel="elu", is_causal=True, backend="linear")
+    for a, b in zip(torch.autograd.grad(out.sum(), (q, k, v)), torch.autograd.grad(full.sum(), (q, k, v))):
+        torch.testing.assert_close(a, b)
+
+
+def test_recurrent_state_errors_name_the_argument():
+    from attention_kernels import linear_attention_step
+
+    x = torch.randn(1, 2, 3, 8)
+    with pytest.raises(ValueError, match="needs a kernel with a finite feature map, and kernel 'rbf'"):
+        linear_attention_step(x, x, x, kernel="rbf")
+    with pytest.raises(ValueError, match="the same new tokens"):
+        linear_attention_step(x, x[..., :2, :], x[..., :2, :])
+    _, state = linear_attention_step(x, x, x, kernel="elu")
+    with pytest.raises(ValueError, match=r"state holds \(features, value dim\)"):
+        linear_attention_step(x, x, x[..., :4], state, kernel="elu")
+    with pytest.raises(TypeError, match="state must be a LinearAttentionState"):
+        linear_attention_step(x, x, x, (1, 2), kernel="elu")
+    with pytest.raises(ValueError, match="normalize=True needs a non-negative kernel"):
+        linear_attention_step(x, x, x, kernel="linear")
