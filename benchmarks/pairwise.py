@@ -326,7 +326,7 @@ def run_speed(args):
             continue
         summary[f"{nx}x{ny}"] = {**{k: float(np.median([r[k] for r in rows])) for k in ("numpy_s", "rkbs_s", "ratio")},
                                  "rounds": len(rows)}
-    results.set_summary(median=summary, note="shared machine: ratios of runs interleaved in one process")
+    results.set_summary(median=summary, note="ratios of runs interleaved in one process (medians); the provenance's load average says whether the machine was shared")
     return results
 
 

@@ -5,7 +5,7 @@ For each n (2,000 / 5,000 / 10,000 by default; d = 10, RBF gamma = 0.05, alpha =
 fitted alternately over ``--rounds`` rounds after one warm-up fit each (the order flips every round), so both
 see the same machine load; the table reports the median fit times, their ratio (KernelRidge / rkbs: above 1 means
 rkbs is faster), the largest prediction difference, and each fit's peak resident memory above the data, measured
-once per fit in a fresh spawned process (``ru_maxrss`` is per process).
+once per fit in a fresh spawned process (its own ``VmHWM``).
 
 Usage: ``python benchmarks/rkbs_exact.py [--quick] [--out DIR] [--sizes N ...] [--rounds R] [--threads 2]``;
 resumable per n, summary in ``<out>/rkbs_exact.md``. About 2 minutes on a quiet 2-core machine.
@@ -45,6 +45,20 @@ def _model(method: str):
     return RKBSRegressor(kernel="rbf", kernel_params={"gamma": GAMMA}, alpha=ALPHA, penalty="rkhs", solver="cholesky")
 
 
+def _hwm_mib() -> float:
+    """The process's peak resident memory. Linux's ``VmHWM`` belongs to the address space created by ``exec``;
+    ``ru_maxrss`` does not: a spawned child starts with its parent's high-water mark (fork copies the parent's
+    pages, and exec keeps their peak), which hid every fit below the parent's size."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _peak_child(method: str, n: int, seed: int, threads: int, queue) -> None:
     import torch
     from threadpoolctl import threadpool_limits
@@ -53,9 +67,9 @@ def _peak_child(method: str, n: int, seed: int, threads: int, queue) -> None:
     X, y, _, _ = _data(n, seed)
     with threadpool_limits(limits=threads):
         _model(method).fit(X[:200], y[:200])  # lazy library set-up outside the measured peak
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        base = _hwm_mib()
         _model(method).fit(X, y)
-    queue.put((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
+    queue.put(_hwm_mib() - base)
 
 
 def _peak_mib(method: str, n: int, seed: int, threads: int) -> float:
