@@ -24,7 +24,24 @@ def _softcap(u: torch.Tensor, c: float) -> torch.Tensor:
 
 
 def softcap_error(kernel: "Kernel") -> str:
-    """The message for ``softcap`` with a kernel that defines none (one wording for every back end)."""
+    """The error message for ``softcap`` with a kernel that defines no soft cap (one wording for every back end).
+
+    Parameters
+    ----------
+    kernel : Kernel
+        The kernel whose ``softcap_target`` is ``None``.
+
+    Returns
+    -------
+    str
+        The message naming the kernel, its family and the kernels that take a soft cap.
+
+    Examples
+    --------
+    >>> from rkbs.kernels import get_kernel, softcap_error
+    >>> "'elu'" in softcap_error(get_kernel("elu"))
+    True
+    """
     return (
         f"softcap caps the exponent of an exponential kernel or the argument of a dot-family kernel's outer "
         f"function, and kernel {kernel.name!r} ({kernel.family or 'no'} family) has neither; use a dot-family "
