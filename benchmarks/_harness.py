@@ -140,6 +140,25 @@ def machine_info(device: Any = None) -> dict[str, Any]:
     return info
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory in MiB.
+
+    Linux's ``VmHWM`` belongs to the address space that ``exec`` created; ``ru_maxrss`` does not: a child started
+    by multiprocessing's "spawn" inherits its parent's high-water mark (fork copies the parent's pages and exec
+    keeps their peak), which hides every fit smaller than the parent. ``ru_maxrss`` is the fallback elsewhere.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform != "darwin" else 1024**2)
+
+
 def git_state(repo: Path = REPO) -> tuple[str | None, bool | None]:
     """``(commit, dirty)`` of the checkout, ``(None, None)`` outside a git work tree."""
     try:

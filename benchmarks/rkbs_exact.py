@@ -14,7 +14,6 @@ resumable per n, summary in ``<out>/rkbs_exact.md``. About 2 minutes on a quiet 
 from __future__ import annotations
 
 import multiprocessing as mp
-import resource
 import sys
 import time
 from pathlib import Path
@@ -45,20 +44,6 @@ def _model(method: str):
     return RKBSRegressor(kernel="rbf", kernel_params={"gamma": GAMMA}, alpha=ALPHA, penalty="rkhs", solver="cholesky")
 
 
-def _hwm_mib() -> float:
-    """The process's peak resident memory. Linux's ``VmHWM`` belongs to the address space created by ``exec``;
-    ``ru_maxrss`` does not: a spawned child starts with its parent's high-water mark (fork copies the parent's
-    pages, and exec keeps their peak), which hid every fit below the parent's size."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _peak_child(method: str, n: int, seed: int, threads: int, queue) -> None:
     import torch
     from threadpoolctl import threadpool_limits
@@ -67,9 +52,9 @@ def _peak_child(method: str, n: int, seed: int, threads: int, queue) -> None:
     X, y, _, _ = _data(n, seed)
     with threadpool_limits(limits=threads):
         _model(method).fit(X[:200], y[:200])  # lazy library set-up outside the measured peak
-        base = _hwm_mib()
+        base = _harness.peak_rss_mib()
         _model(method).fit(X, y)
-    queue.put(_hwm_mib() - base)
+    queue.put(_harness.peak_rss_mib() - base)
 
 
 def _peak_mib(method: str, n: int, seed: int, threads: int) -> float:

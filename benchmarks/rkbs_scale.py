@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -40,10 +39,6 @@ import numpy as np  # noqa: E402
 
 D, GAMMA, ALPHA, TEST = 10, 0.05, 1e-2, 20_000
 MAX_ITER, TOL = 30, 1e-4
-
-
-def _rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _write_data(path: Path, n: int, seed: int, dtype) -> None:
@@ -97,7 +92,7 @@ def _fit_child(method: str, path: str, m: int, threads: int, queue, rank: int = 
         X, y = X[shard[0] : shard[-1] + 1], y[shard[0] : shard[-1] + 1]
     if not mmap:
         X, y = np.array(X, dtype=np.float64 if method != "falkon32" else np.float32), np.array(y)
-    base = _rss_mib()
+    base = _harness.peak_rss_mib()
     model = _model(method, m)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -117,7 +112,7 @@ def _fit_child(method: str, path: str, m: int, threads: int, queue, rank: int = 
         else:
             model.fit(X, y)
         fit_s = time.perf_counter() - t0
-    peak = _rss_mib() - base
+    peak = _harness.peak_rss_mib() - base
     if world > 1:
         import torch.distributed as dist
 
