@@ -24,7 +24,7 @@ from ._coordinate import coordinate_grads, coordinate_grads_chunked, coordinate_
 from ._epilogue import (
     _EXP_INTERSECTION, LOG2E, capped_weight, log2_weight, raw_score, row_constant, weight, weight_derivatives,
 )
-from ._forward import alibi_bias, band_keep, key_range, load_mask_tile, softcapped
+from ._forward import alibi_bias, band_keep, key_range, load_mask_tile, sequence_bounds, softcapped
 
 
 @triton.jit
@@ -114,21 +114,7 @@ def _dkdv_kernel(
     pid_n = tl.program_id(0)
     pid_bh = tl.program_id(1)
     hk = (pid_bh % HK).to(tl.int64)
-    if VARLEN:
-        seq = pid_bh // HK
-        b = 0
-        q0 = tl.load(CUQ + seq)
-        k0 = tl.load(CUK + seq)
-        nq = tl.load(CUQ + seq + 1) - q0
-        nk = tl.load(CUK + seq + 1) - k0
-        q_off = q0.to(tl.int64)
-        k_off = k0.to(tl.int64)
-    else:
-        b = (pid_bh // HK).to(tl.int64)
-        nq = NQ
-        nk = NK
-        q_off = 0
-        k_off = 0
+    b, nq, nk, q_off, k_off = sequence_bounds(CUQ, CUK, pid_bh, HK, NQ, NK, VARLEN)
     shift = nk - nq
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_m = tl.arange(0, BLOCK_M)
@@ -245,21 +231,7 @@ def _dq_kernel(
     pid_bh = tl.program_id(1)
     h = (pid_bh % H).to(tl.int64)
     hk = h // GROUP
-    if VARLEN:
-        seq = pid_bh // H
-        b = 0
-        q0 = tl.load(CUQ + seq)
-        k0 = tl.load(CUK + seq)
-        nq = tl.load(CUQ + seq + 1) - q0
-        nk = tl.load(CUK + seq + 1) - k0
-        q_off = q0.to(tl.int64)
-        k_off = k0.to(tl.int64)
-    else:
-        b = (pid_bh // H).to(tl.int64)
-        nq = NQ
-        nk = NK
-        q_off = 0
-        k_off = 0
+    b, nq, nk, q_off, k_off = sequence_bounds(CUQ, CUK, pid_bh, H, NQ, NK, VARLEN)
     shift = nk - nq
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     rmask = rows < nq

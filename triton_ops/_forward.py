@@ -59,6 +59,28 @@ def softcapped(lw, cap, APPROX: tl.constexpr):
 
 
 @triton.jit
+def sequence_bounds(CUQ, CUK, pid_bh, HEADS, NQ, NK, VARLEN: tl.constexpr):
+    """(batch index, query and key lengths, query and key row offsets) of program row ``pid_bh`` over ``HEADS``
+    heads: a packed sequence has batch stride 0 and rows offset by its start in ``cu_seqlens``."""
+    if VARLEN:
+        seq = pid_bh // HEADS
+        b = 0
+        q0 = tl.load(CUQ + seq)
+        k0 = tl.load(CUK + seq)
+        nq = tl.load(CUQ + seq + 1) - q0
+        nk = tl.load(CUK + seq + 1) - k0
+        q_off = q0.to(tl.int64)
+        k_off = k0.to(tl.int64)
+    else:
+        b = (pid_bh // HEADS).to(tl.int64)
+        nq = NQ
+        nk = NK
+        q_off = 0
+        k_off = 0
+    return b, nq, nk, q_off, k_off
+
+
+@triton.jit
 def key_range(r0, r1, nq, nk, shift, WL, WR, CAUSAL: tl.constexpr, WINDOW: tl.constexpr, VARLEN: tl.constexpr,
               BLOCK_N: tl.constexpr):
     """Key bounds of query rows [r0, r1): [lo, a) and [b, hi) need the band check, [a, b) holds
@@ -192,21 +214,7 @@ def _fwd_kernel(
         h = (pid_bh % H).to(tl.int64)
         hk = h // GROUP
         h_mask = h
-        if VARLEN:  # one packed sequence: batch stride 0, rows offset by its start
-            seq = pid_bh // H
-            b = 0
-            q0 = tl.load(CUQ + seq)
-            k0 = tl.load(CUK + seq)
-            nq = tl.load(CUQ + seq + 1) - q0
-            nk = tl.load(CUK + seq + 1) - k0
-            q_off = q0.to(tl.int64)
-            k_off = k0.to(tl.int64)
-        else:
-            b = (pid_bh // H).to(tl.int64)
-            nq = NQ
-            nk = NK
-            q_off = 0
-            k_off = 0
+        b, nq, nk, q_off, k_off = sequence_bounds(CUQ, CUK, pid_bh, H, NQ, NK, VARLEN)
         rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
         row_ok = rows < nq
     shift = nk - nq  # bottom-right alignment of the window and ALiBi
