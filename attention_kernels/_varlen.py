@@ -10,28 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from triton_ops import check_cu_seqlens as check_offsets
 
 __all__ = ["check_cu_seqlens", "packed_attention"]
 
 
-def _check_one(cu, name: str, total: int, device) -> list[int]:
-    if not isinstance(cu, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(cu).__name__}")
-    if cu.dtype not in (torch.int32, torch.int64) or cu.ndim != 1 or cu.numel() < 2:
-        raise ValueError(f"{name} must be a 1-D int32/int64 tensor of batch + 1 offsets, got "
-                         f"{cu.dtype} of shape {tuple(cu.shape)}")
-    if cu.device != device:
-        raise ValueError(f"{name} is on {cu.device} but query is on {device}")
-    offsets = cu.tolist()
-    if offsets[0] != 0 or offsets[-1] != total or any(b < a for a, b in zip(offsets, offsets[1:])):
-        raise ValueError(
-            f"{name} must start at 0, never decrease and end at the packed length {total}; got {offsets}"
-        )
-    return offsets
-
-
 def check_cu_seqlens(query, key, value, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k):
-    """Validate the packed layout; returns the offset lists."""
+    """Validate the packed layout (the offsets by :func:`triton_ops.check_cu_seqlens`); returns the offset lists."""
     if cu_seqlens_q is None or cu_seqlens_k is None:
         raise ValueError("cu_seqlens_q and cu_seqlens_k must be given together (packed variable-length batch)")
     for name, t in (("query", query), ("key", key), ("value", value)):
@@ -40,16 +25,8 @@ def check_cu_seqlens(query, key, value, cu_seqlens_q, cu_seqlens_k, max_seqlen_q
                 f"with cu_seqlens_q/cu_seqlens_k, {name} must be a packed (total, heads, dim) tensor, got "
                 f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}"
             )
-    off_q = _check_one(cu_seqlens_q, "cu_seqlens_q", query.shape[0], query.device)
-    off_k = _check_one(cu_seqlens_k, "cu_seqlens_k", key.shape[0], query.device)
-    if len(off_q) != len(off_k):
-        raise ValueError(
-            f"cu_seqlens_q has {len(off_q) - 1} sequences but cu_seqlens_k has {len(off_k) - 1}"
-        )
-    for name, given, offsets in (("max_seqlen_q", max_seqlen_q, off_q), ("max_seqlen_k", max_seqlen_k, off_k)):
-        longest = max(b - a for a, b in zip(offsets, offsets[1:]))
-        if given is not None and (isinstance(given, bool) or not isinstance(given, int) or given < longest):
-            raise ValueError(f"{name} must be an int >= the longest sequence ({longest}), got {given!r}")
+    _, _, off_q, off_k = check_offsets(cu_seqlens_q, cu_seqlens_k, query.shape[0], key.shape[0], query.device,
+                                       max_seqlen_q, max_seqlen_k)
     return off_q, off_k
 
 

@@ -9,8 +9,10 @@ works without triton installed: triton is imported lazily when a kernel runs.
 :func:`triton_ops.reference.reference_attention` is the float64 reference.
 """
 
+from ._features import check_cu_seqlens
 from ._interpreter import interpreting
 from ._spec import Epilogue, KernelSpec, check_normalize
 from .attention import is_available, kernel_attention
 
-__all__ = ["Epilogue", "KernelSpec", "check_normalize", "interpreting", "is_available", "kernel_attention"]
+__all__ = ["Epilogue", "KernelSpec", "check_cu_seqlens", "check_normalize", "interpreting", "is_available",
+           "kernel_attention"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Features", "NO_FEATURES", "check_features"]
+__all__ = ["Features", "NO_FEATURES", "check_cu_seqlens", "check_features"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,54 @@ def _offsets(name: str, cu, total: int, device) -> tuple[torch.Tensor, list[int]
     return cu.to(torch.int32).contiguous(), offsets
 
 
+def check_cu_seqlens(cu_seqlens_q, cu_seqlens_k, total_q: int, total_k: int, device, max_seqlen_q=None,
+                     max_seqlen_k=None) -> tuple[torch.Tensor, torch.Tensor, list[int], list[int]]:
+    """Validate the offsets of a packed variable-length batch (one rule for every back end).
+
+    Parameters
+    ----------
+    cu_seqlens_q, cu_seqlens_k : torch.Tensor
+        1-D int32 / int64 offsets ``(batch + 1,)`` into the packed query and key rows, from 0 to the packed length,
+        never decreasing.
+    total_q, total_k : int
+        The packed lengths (rows of the ``(total, heads, dim)`` query and key).
+    device : torch.device
+        The query's device, where the offsets must live.
+    max_seqlen_q, max_seqlen_k : int, optional
+        Upper bounds on the sequence lengths; when given, at least the longest sequence.
+
+    Returns
+    -------
+    cu_q, cu_k : torch.Tensor
+        The offsets as contiguous int32 (what the fused kernels read).
+    off_q, off_k : list of int
+        The offsets on the host.
+
+    Raises
+    ------
+    ValueError or TypeError
+        Naming the argument that breaks the layout.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from triton_ops import check_cu_seqlens
+    >>> check_cu_seqlens(torch.tensor([0, 3, 5]), torch.tensor([0, 4, 9]), 5, 9, torch.device("cpu"))[2:]
+    ([0, 3, 5], [0, 4, 9])
+    """
+    if (cu_seqlens_q is None) != (cu_seqlens_k is None):
+        raise ValueError("`cu_seqlens_q` and `cu_seqlens_k` must be given together (a packed batch).")
+    cu_q, off_q = _offsets("cu_seqlens_q", cu_seqlens_q, total_q, device)
+    cu_k, off_k = _offsets("cu_seqlens_k", cu_seqlens_k, total_k, device)
+    if len(off_q) != len(off_k):
+        raise ValueError(f"`cu_seqlens_q` has {len(off_q) - 1} sequences but `cu_seqlens_k` has {len(off_k) - 1}.")
+    for name, given, offsets in (("max_seqlen_q", max_seqlen_q, off_q), ("max_seqlen_k", max_seqlen_k, off_k)):
+        n = max(b - a for a, b in zip(offsets, offsets[1:]))
+        if given is not None and (isinstance(given, bool) or not isinstance(given, numbers.Integral) or given < n):
+            raise ValueError(f"`{name}` must be an int >= the longest sequence ({n}), got {given!r}.")
+    return cu_q, cu_k, off_q, off_k
+
+
 def check_features(query, key, *, heads: int, batch: int, normalize: bool, window=None,
                    alibi_slopes=None, sinks=None, softcap=None, cu_seqlens_q=None, cu_seqlens_k=None,
                    max_seqlen_q=None, max_seqlen_k=None) -> Features:
@@ -103,20 +151,11 @@ def check_features(query, key, *, heads: int, batch: int, normalize: bool, windo
                 math.isfinite(softcap) and softcap > 0):
             raise ValueError(f"`softcap` must be a finite positive number or None, got {softcap!r}.")
         cap = float(softcap)
-    if (cu_seqlens_q is None) != (cu_seqlens_k is None):
-        raise ValueError("`cu_seqlens_q` and `cu_seqlens_k` must be given together (a packed batch).")
-    if cu_seqlens_q is None:
+    if cu_seqlens_q is None and cu_seqlens_k is None:
         if max_seqlen_q is not None or max_seqlen_k is not None:
             raise ValueError("`max_seqlen_q`/`max_seqlen_k` need `cu_seqlens_q` and `cu_seqlens_k` (a packed batch).")
         return Features(win, slopes, sink, cap)
-    cu_q, off_q = _offsets("cu_seqlens_q", cu_seqlens_q, query.shape[0], device)
-    cu_k, off_k = _offsets("cu_seqlens_k", cu_seqlens_k, key.shape[0], device)
-    if len(off_q) != len(off_k):
-        raise ValueError(f"`cu_seqlens_q` has {len(off_q) - 1} sequences but `cu_seqlens_k` {len(off_k) - 1}.")
-    longest = []
-    for name, given, offsets in (("max_seqlen_q", max_seqlen_q, off_q), ("max_seqlen_k", max_seqlen_k, off_k)):
-        n = max(b - a for a, b in zip(offsets, offsets[1:]))
-        if given is not None and (isinstance(given, bool) or not isinstance(given, numbers.Integral) or given < n):
-            raise ValueError(f"`{name}` must be an int >= the longest sequence ({n}), got {given!r}.")
-        longest.append(n)
+    cu_q, cu_k, off_q, off_k = check_cu_seqlens(cu_seqlens_q, cu_seqlens_k, query.shape[0], key.shape[0], device,
+                                                max_seqlen_q, max_seqlen_k)
+    longest = [max(b - a for a, b in zip(offsets, offsets[1:])) for offsets in (off_q, off_k)]
     return Features(win, slopes, sink, cap, cu_q, cu_k, longest[0], longest[1])

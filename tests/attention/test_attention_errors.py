@@ -94,13 +94,13 @@ def test_packed_layout_errors():
     cu = torch.tensor([0, 4, 9], dtype=torch.int32)
     with pytest.raises(ValueError, match="must be given together"):
         kernel_attention(q, k, v, cu_seqlens_q=cu)
-    with pytest.raises(ValueError, match="cu_seqlens_k must start at 0, never decrease and end at the packed"):
+    with pytest.raises(ValueError, match="`cu_seqlens_k` must start at 0, never decrease and end at the packed"):
         kernel_attention(q, k, v, cu_seqlens_q=cu, cu_seqlens_k=torch.tensor([0, 5, 4], dtype=torch.int32))
     with pytest.raises(ValueError, match="1-D int32/int64"):
         kernel_attention(q, k, v, cu_seqlens_q=cu.float(), cu_seqlens_k=cu)
-    with pytest.raises(ValueError, match="cu_seqlens_q has 2 sequences but cu_seqlens_k has 1"):
+    with pytest.raises(ValueError, match="`cu_seqlens_q` has 2 sequences but `cu_seqlens_k` has 1"):
         kernel_attention(q, k, v, cu_seqlens_q=cu, cu_seqlens_k=torch.tensor([0, 9]))
-    with pytest.raises(ValueError, match="max_seqlen_q must be an int >= the longest sequence \\(5\\)"):
+    with pytest.raises(ValueError, match="`max_seqlen_q` must be an int >= the longest sequence \\(5\\)"):
         kernel_attention(q, k, v, cu_seqlens_q=cu, cu_seqlens_k=cu, max_seqlen_q=4)
     with pytest.raises(ValueError, match="query must be a packed"):
         kernel_attention(q.unsqueeze(0), k, v, cu_seqlens_q=cu, cu_seqlens_k=cu)
