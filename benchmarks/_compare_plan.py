@@ -12,7 +12,6 @@ import time
 
 import _harness
 import numpy as np
-import torch
 from _kernel_tasks import make_tasks
 
 
@@ -36,18 +35,15 @@ def runs_per_kernel(spec: dict, n_seeds: int) -> float:
 
 def step_seconds(task, kernel_id: str, batch: int, n_steps: int = 2) -> float:
     """CPU seconds of one training step (after one untimed warm-up step) of ``kernel_id`` on ``task``."""
+    from compare_kernels import training_steps
+
     model = task.build(kernel_id, 0)
-    rng = np.random.RandomState(0)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    times = []
-    for i in range(n_steps + 1):
-        start = time.process_time()
-        loss = task.loss(model, task.sample(batch, rng))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if i:
-            times.append(time.process_time() - start)
+    times, start = [], time.process_time()
+    for step, _ in training_steps(task, model, 1e-3, n_steps + 1, batch, 0):
+        now = time.process_time()
+        if step > 1:
+            times.append(now - start)
+        start = now
     return float(np.median(times))
 
 
@@ -90,19 +86,11 @@ def learning_curve(task, kernel_id: str, lr: float, seed: int, steps: int, batch
     Under one-cycle the score at step ``t`` of a long run is at a higher learning rate than the end of a
     ``t``-step run, so the step where this curve flattens is an upper bound on the steps a run needs.
     """
-    from compare_kernels import make_optimizer
+    from compare_kernels import training_steps
 
     model = task.build(kernel_id, seed)
-    rng = np.random.RandomState(seed)
-    optimizer, schedule = make_optimizer(model, lr, steps)
     curve, start = [], time.process_time()
-    for step in range(1, steps + 1):
-        loss = task.loss(model, task.sample(batch, rng))
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
+    for step, _ in training_steps(task, model, lr, steps, batch, seed):
         if step % every == 0 or step == steps:
             curve.append([step, task.score(model, task.validation), time.process_time() - start])
     return dict(curve=curve, test=task.score(model, task.test), cpu_seconds=time.process_time() - start)

@@ -73,20 +73,28 @@ def make_optimizer(model, lr: float, steps: int):
     return optimizer, schedule
 
 
-def train(task, kernel_id, lr, seed, steps, batch, swap_kernels=(), evaluate_test=True):
-    """Train one model; return validation (and test) metric, seconds, and (for EDP) the swap-test metrics."""
-    model = task.build(kernel_id, seed)
-    rng = np.random.RandomState(seed)  # the same batches for every kernel
+def training_steps(task, model, lr: float, steps: int, batch: int, seed: int):
+    """The one training loop of every run: the seed's batches (the same for every kernel), AdamW with the
+    one-cycle schedule, gradients clipped at 1. Yields ``(step, loss)`` after each optimizer step."""
+    rng = np.random.RandomState(seed)
     optimizer, schedule = make_optimizer(model, lr, steps)
-    start, cpu_start = time.perf_counter(), time.process_time()
-    loss = torch.tensor(float("nan"))
-    for _ in range(steps):
+    for step in range(1, steps + 1):
         loss = task.loss(model, task.sample(batch, rng))
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         schedule.step()
+        yield step, loss
+
+
+def train(task, kernel_id, lr, seed, steps, batch, swap_kernels=(), evaluate_test=True):
+    """Train one model; return validation (and test) metric, seconds, and (for EDP) the swap-test metrics."""
+    model = task.build(kernel_id, seed)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    loss = torch.tensor(float("nan"))
+    for _, loss in training_steps(task, model, lr, steps, batch, seed):
+        pass
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     row = dict(validation=task.score(model, task.validation),
                test=task.score(model, task.test) if evaluate_test else None,
