@@ -139,3 +139,19 @@ def test_an_open_store_is_locked_against_a_second_writer(tmp_path):
             harness.Results(tmp_path / "r.json", key=("seed",))
     with harness.Results(tmp_path / "r.json", key=("seed",), progress=False) as again:  # released on exit
         assert again.done(seed=0)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="VmHWM is Linux's")
+def test_peak_memory_of_a_child_is_its_own():
+    # A child started from a large parent inherits the parent's ru_maxrss; its VmHWM starts afresh.
+    import subprocess
+
+    import numpy as np
+
+    ballast = np.ones(256 * 2**20 // 8)  # 256 MiB touched in this process
+    code = ("import resource, sys; sys.path.insert(0, 'benchmarks'); import _harness; "
+            "print(_harness.peak_rss_mib(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+    own, inherited = map(float, subprocess.run([sys.executable, "-c", code], cwd=_ROOT, capture_output=True,
+                                               text=True, check=True).stdout.split())
+    assert ballast.sum() > 0
+    assert own < 150 and inherited >= own  # ru_maxrss would report the parent's 256 MiB here
