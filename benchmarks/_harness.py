@@ -252,6 +252,11 @@ def load_results(path: str | Path) -> dict[str, Any]:
             "summary": {}}
 
 
+def results_path(args: argparse.Namespace) -> Path:
+    """The results file a script's parsed :func:`make_parser` flags name: ``<out>/<name>[_quick].json``."""
+    return Path(args.out) / (args.name + ("_quick" if args.quick else "") + ".json")
+
+
 class Results:
     """A resumable store of result rows keyed by ``key`` fields, mirrored to ``<stem>.json`` and ``<stem>.csv``.
 
@@ -305,9 +310,8 @@ class Results:
     @classmethod
     def open(cls, args: argparse.Namespace, key: Sequence[str], config: Mapping[str, Any] | None = None,
              device: Any = None) -> Results:
-        """The store a script's parsed :func:`make_parser` flags name: ``<out>/<name>[_quick].json``."""
-        stem = args.name + ("_quick" if args.quick else "")
-        return cls(Path(args.out) / f"{stem}.json", key, config, fresh=args.fresh, run=run_info(device),
+        """The store a script's parsed :func:`make_parser` flags name: :func:`results_path`."""
+        return cls(results_path(args), key, config, fresh=args.fresh, run=run_info(device),
                    progress=not args.no_progress)
 
     def _acquire_lock(self) -> None:
@@ -384,6 +388,59 @@ class Results:
             self._index[k] = len(self.rows)
             self.rows.append(row)
         self.save()
+
+    def merge(self, path: str | Path) -> int:
+        """Add the rows of another results file that this store lacks; return how many were added.
+
+        The way to run one long benchmark as parallel shards: each shard writes its own file (``--out`` or
+        ``--name``, a copy of the stored file to resume from, a subset of the work), and the shards are merged
+        into one. The other file must have this store's key and config. A key stored in both keeps this store's
+        row; an added row keeps its provenance (the other file's run it came from is appended to ``runs``).
+        Summary entries this store lacks are taken from the other file (its own are kept).
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> with Results(folder / "shard.json", key=("kernel",)) as shard:
+        ...     shard.add({"kernel": "rbf", "accuracy": 0.8})
+        >>> with Results(folder / "main.json", key=("kernel",)) as store:
+        ...     store.add({"kernel": "edp", "accuracy": 0.9})
+        ...     store.merge(folder / "shard.json"), len(store)
+        (1, 2)
+        """
+        path = Path(path).with_suffix(".json")
+        if path.resolve() == self.path.resolve():
+            raise ValueError(f"cannot merge {path} into itself")
+        data = json.loads(path.read_text())
+        if data.get("layout") != LAYOUT_VERSION:
+            raise ValueError(f"{path} is not a results file of layout {LAYOUT_VERSION}")
+        if tuple(data["key"]) != self.key:
+            raise ValueError(f"{path} is keyed by {data['key']}, not {list(self.key)}: not the same benchmark")
+        if data["config"] != self.config:
+            changed = sorted(k for k in set(data["config"]) | set(self.config)
+                             if data["config"].get(k) != self.config.get(k))
+            raise ValueError(f"{path} was written with a different config (changed: {', '.join(changed)}); "
+                             "its results are not comparable with this store's")
+        new_run_index: dict[Any, int] = {}
+        added = 0
+        for row in data["results"]:
+            k = self._key_of(row)
+            if k in self._index:
+                continue
+            source_run = row.get("run")
+            if source_run not in new_run_index:
+                runs = data.get("runs", [])
+                info = runs[source_run] if isinstance(source_run, int) and 0 <= source_run < len(runs) else {}
+                new_run_index[source_run] = len(self.runs)
+                self.runs.append(dict(info, merged_from=str(path)))
+            self._index[k] = len(self.rows)
+            self.rows.append(dict(row, run=new_run_index[source_run]))
+            added += 1
+        for name, value in data.get("summary", {}).items():
+            self.summary.setdefault(name, value)
+        self.save()
+        return added
 
     def set_summary(self, **values: Any) -> None:
         """Store derived numbers (tables, fits) beside the rows and write at once."""

@@ -12,12 +12,15 @@ approximation in place of EDP. Two analyses need no training: the SNR gain per l
 with each kernel) and the descent of the attention energy under each kernel's step.
 
 The run goes task by task (every kernel and seed of a task before the next task), so complete tasks accumulate;
-the report marks a partial file ("n of m runs done").
+the report marks a partial file ("n of m runs done"). On several cores, run disjoint ``--tasks`` subsets as
+parallel shards, each with its own ``--out`` folder (holding a copy of the results file, to skip what is done),
+and ``--merge`` their files into the results file.
 
     python benchmarks/compare_kernels.py --quick          # a small real run, about 1.5 CPU-minutes
     python benchmarks/compare_kernels.py --plan           # times a few steps of every kernel on every full task
     python benchmarks/compare_kernels.py --curves         # EDP learning curves of the full tasks (sets the steps)
     nice python benchmarks/compare_kernels.py             # the full run (resumable: rerun to continue)
+    python benchmarks/compare_kernels.py --merge a/compare_kernels.json b/compare_kernels.json  # add shards' results
     python benchmarks/compare_kernels.py --report benchmarks/results/compare_kernels.json --readme README.md
 
 Writes ``benchmarks/results/compare_kernels[_quick].{json,csv,md}``, ``..._ladder.png``, ``..._swap.png`` and
@@ -64,6 +67,7 @@ QUICK = dict(
     batch={"root": 64, "mlm": 64, "mlm-long": 64, "recall": 32, "text": 16, "digits": 64, "icl": 128}, n_eval=500,
 )
 _ANALYSES = ("subspace", "energy")
+_RUN_KEY = ("task", "kernel", "phase", "lr", "seed")
 
 
 def make_optimizer(model, lr: float, steps: int):
@@ -312,6 +316,8 @@ def main(argv=None):
     parser.add_argument("--report", type=Path, default=None, metavar="JSON",
                         help="only rebuild tables and plots from a results file (complete or partial)")
     parser.add_argument("--readme", type=Path, default=None, help="with --report: update this README's block")
+    parser.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
+                        help="only add these files' results (parallel shards) to the results file")
     parser.set_defaults(threads=1)
     args = parser.parse_args(argv)
     if args.readme is not None and args.report is None:
@@ -335,6 +341,8 @@ def main(argv=None):
         make_kernel(k)  # unknown ids fail before any training
     task_names = tuple(args.tasks or (*spec["tasks"], *spec["analyses"]))
     trained = tuple(t for t in task_names if t not in _ANALYSES)
+    if args.merge:
+        return merge(args, args.merge)
     if args.plan:
         return plan(spec, kernels, trained, len(args.seeds), args.out / f"{args.name}_plan",
                     progress=not args.no_progress)
@@ -366,10 +374,27 @@ def _with_name(args, suffix):
     return argparse.Namespace(**dict(vars(args), name=args.name + suffix))
 
 
+def _run_config(spec) -> dict:
+    """What every stored result of a run shares: resuming or merging under another config is refused."""
+    return dict(cfg=spec["cfg"], steps=spec["steps"], batch=spec["batch"], n_eval=spec["n_eval"],
+                probe_fraction=spec["probe_fraction"])
+
+
+def merge(args, paths):
+    """Add the results of parallel shards (``--tasks`` subsets written with ``--out``) to the results file.
+
+    The stored file's config (or, for a new file, the first shard's) is the one every shard must share, so the
+    flags that set it (``--steps``, ``--quick``) need not be repeated."""
+    target = _harness.results_path(args)
+    config = _harness.load_results(target if target.exists() else paths[0])["config"]
+    with _harness.Results.open(args, key=_RUN_KEY, config=config) as results:
+        for path in paths:
+            print(f"{path}: {results.merge(path)} result(s) added; {len(results)} in {results.path}")
+    return results
+
+
 def run(args, spec, kernels, task_names, trained):
-    config = dict(cfg=spec["cfg"], steps=spec["steps"], batch=spec["batch"], n_eval=spec["n_eval"],
-                  probe_fraction=spec["probe_fraction"])
-    results = _harness.Results.open(args, key=("task", "kernel", "phase", "lr", "seed"), config=config)
+    results = _harness.Results.open(args, key=_RUN_KEY, config=_run_config(spec))
     tasks = make_tasks(trained, spec["cfg"], spec["n_eval"])
     lr_grid = tuple(spec["lr_grid"])
     analyses = tuple(a for a in _ANALYSES if a in task_names)

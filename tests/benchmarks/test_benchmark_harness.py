@@ -87,6 +87,54 @@ def test_resume_refuses_a_different_config_and_fresh_starts_over(tmp_path):
     assert len(fresh) == 0 and not fresh.done(seed=0)
 
 
+def test_merge_adds_the_shards_missing_rows_with_their_provenance(tmp_path):
+    """Two shards resumed from one stored file each add different keys; merging them loses nothing."""
+    base = harness.Results(tmp_path / "main.json", key=("kernel", "seed"), config={"n": 1}, progress=False,
+                           run={"command": "base"})
+    base.add({"kernel": "edp", "seed": 0, "score": 1.0})
+    base.set_summary(plan={"kernels": ["edp", "rbf", "prf"]})
+    base.close()
+    for shard, kernel in (("a", "rbf"), ("b", "prf")):
+        (tmp_path / shard).mkdir()
+        (tmp_path / shard / "main.json").write_text((tmp_path / "main.json").read_text())
+        with harness.Results(tmp_path / shard / "main.json", key=("kernel", "seed"), config={"n": 1},
+                             progress=False, run={"command": f"shard {shard}"}) as store:
+            store.add({"kernel": kernel, "seed": 0, "score": 2.0})
+            store.add({"kernel": "edp", "seed": 0, "score": -1.0})  # a key the target has: the target's stays
+            store.set_summary(plan={"kernels": [kernel]}, shard=shard)
+    with harness.Results(tmp_path / "main.json", key=("kernel", "seed"), config={"n": 1}, progress=False,
+                         run={"command": "merge"}) as store:
+        assert store.merge(tmp_path / "a" / "main.json") == 1
+        assert store.merge(tmp_path / "b" / "main.json") == 1
+        assert store.merge(tmp_path / "b" / "main.json") == 0  # merging twice adds nothing
+        with pytest.raises(ValueError, match="into itself"):
+            store.merge(tmp_path / "main.json")
+    data = json.loads((tmp_path / "main.json").read_text())
+    rows = {r["kernel"]: r for r in data["results"]}
+    assert sorted(rows) == ["edp", "prf", "rbf"] and rows["edp"]["score"] == 1.0
+    assert [r["command"] for r in data["runs"]] == ["base", "merge", "shard a", "shard b"]
+    assert data["runs"][rows["rbf"]["run"]]["command"] == "shard a"
+    assert data["runs"][rows["prf"]["run"]]["merged_from"].endswith("b/main.json")
+    assert data["summary"] == {"plan": {"kernels": ["edp", "rbf", "prf"]}, "shard": "a"}
+    assert len(list(csv.DictReader((tmp_path / "main.csv").open()))) == 3
+
+
+def test_merge_refuses_another_benchmark_or_config(tmp_path):
+    for name, key, config in (("other_key", ("task",), {"n": 1}), ("other_config", ("seed",), {"n": 2}),
+                              ("target", ("seed",), {"n": 1})):
+        with harness.Results(tmp_path / f"{name}.json", key=key, config=config, progress=False) as store:
+            store.add({k: 0 for k in key})
+    with harness.Results(tmp_path / "target.json", key=("seed",), config={"n": 1}, progress=False) as store:
+        with pytest.raises(ValueError, match=r"keyed by \['task'\]"):
+            store.merge(tmp_path / "other_key.json")
+        with pytest.raises(ValueError, match=r"different config \(changed: n\)"):
+            store.merge(tmp_path / "other_config.json")
+    (tmp_path / "old.json").write_text(json.dumps({"results": []}))
+    with harness.Results(tmp_path / "target.json", key=("seed",), config={"n": 1}, progress=False) as store:
+        with pytest.raises(ValueError, match="not a results file of layout"):
+            store.merge(tmp_path / "old.json")
+
+
 def test_rows_need_their_key_and_keys_compare_by_value(tmp_path):
     store = harness.Results(tmp_path / "r.json", key=("kernel", "m"), progress=False)
     with pytest.raises(KeyError, match=r"missing key field\(s\) \['m'\]"):

@@ -97,6 +97,15 @@ def test_tiny_run_resumes_and_reports(tmp_path):
     assert len(first) == 12
     again = compare.main(argv)  # everything stored: nothing is retrained
     assert [r["run"] for r in again.rows] == [0] * 12
+    # a parallel shard (another kernel, its own folder) merged into the file: the union, with its provenance
+    shard = tmp_path / "shard"
+    compare.main(["--quick", "--out", str(shard), "--no-progress", "--tasks", "root-k0", "--kernels", "linear",
+                  *argv[10:]])
+    merged = compare.main(["--quick", "--out", str(tmp_path), "--no-progress", "--merge",
+                           str(shard / "compare_kernels_quick.json")])
+    assert len(merged) == 12 + 4 and {r["kernel"] for r in merged.rows} == {"edp", "prf-4", "linear"}
+    assert {merged.runs[r["run"]]["merged_from"] for r in merged.rows if r["kernel"] == "linear"} == {
+        str(shard / "compare_kernels_quick.json")}
 
 
 def _row(task, kernel, phase, lr, seed, value):
