@@ -53,7 +53,8 @@ def write_markdown(table, analyses, run, progress, path, title="compare_kernels.
                   "| kernel | features/head | lr | seeds | mean | gap | diff vs EDP [95% CI] | ms/step |",
                   "|---|---|---|---|---|---|---|---|"]
         for kernel, k in sorted(entry["kernels"].items(), key=lambda kv: kv[1]["gap"]):
-            lines.append(f"| {kernel} | {_dim(k.get('feature_dim'))} | {k['lr']:g} | {len(k['seeds'])} | "
+            seeds = f"{len(k['seeds'])}" + (f" ({len(k['diverged'])} diverged)" if k.get("diverged") else "")
+            lines.append(f"| {kernel} | {_dim(k.get('feature_dim'))} | {k['lr']:g} | {seeds} | "
                          f"{_fmt(k['mean'])} | {_fmt(k['gap'])} | {_ci(k)} | {1e3 * k['seconds_per_step']:.1f} |")
         lines.append("")
     for analysis, values in analyses.items():
@@ -89,7 +90,8 @@ def readme_block(table, run, progress, ladder="compare_kernels_ladder.png", resu
              f"Status: {_status(progress)}. Source: `benchmarks/results/{results}` (command `{run.get('command')}`, "
              f"commit `{(run.get('git_commit') or '?')[:10]}`, {machine.get('processor')}, "
              f"{machine.get('usable_cpus')} CPUs). Gap to the oracle (mean over seeds; positive = worse); `*`: the "
-             "95% interval of the paired difference from EDP excludes zero.", ""]
+             "95% interval of the paired difference from EDP excludes zero; `(n diverged)`: seeds whose training "
+             "diverged, left out of the mean.", ""]
     if not names:
         lines += ["No task has results yet.", "", README_END]
         return "\n".join(lines)
@@ -107,7 +109,8 @@ def readme_block(table, run, progress, ladder="compare_kernels_ladder.png", resu
                 continue
             diff = k.get("diff_vs_edp")
             star = "*" if diff and diff[1] is not None and (diff[1] > 0 or diff[2] < 0) else ""
-            cells.append(f"{_fmt(k['gap'], 3)}{star}")
+            diverged = f" ({len(k['diverged'])} diverged)" if k.get("diverged") else ""
+            cells.append(f"{_fmt(k['gap'], 3)}{star}{diverged}")
         lines.append(f"| {kernel} | {_dim(dims[0] if dims else None)} | " + " | ".join(cells) + " |")
     if ladder:
         lines += ["", f"![finite approximations of EDP against their feature dimension](benchmarks/results/{ladder})"]

@@ -30,6 +30,7 @@ import argparse
 import csv
 import fcntl
 import json
+import math
 import os
 import platform
 import shlex
@@ -466,6 +467,20 @@ class Results:
                 bar.update(1)
         finally:
             bar.close()
+
+
+# ------------------------------------------------------------------------------------------------ statistics
+def paired_ci(a, b, level=0.95):
+    """Mean and t confidence interval of ``a - b`` over paired seeds or folds (``None`` bounds below 2 pairs)."""
+    import numpy as np
+    from scipy import stats
+
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    mean = float(d.mean())
+    if len(d) < 2:
+        return mean, None, None
+    half = float(stats.t.ppf(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d)))
+    return mean, mean - half, mean + half
 
 
 # ------------------------------------------------------------------------------------------------ progress, timing

@@ -174,18 +174,6 @@ def energy_descent(kernel_id, seed, n_steps=8, n_tokens=50, dim=16):
 
 
 # ------------------------------------------------------------------------------------------------ statistics
-def paired_ci(a, b, level=0.95):
-    """Mean and t confidence interval of ``a - b`` over paired seeds (``None`` bounds with fewer than 2 pairs)."""
-    from scipy import stats
-
-    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    mean = float(d.mean())
-    if len(d) < 2:
-        return mean, None, None
-    half = float(stats.t.ppf(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d)))
-    return mean, mean - half, mean + half
-
-
 def task_meta(task) -> dict:
     """What the report needs of a task, stored in the results file so that it can be rebuilt without the data."""
     return dict(metric=task.metric, higher_is_better=task.higher_is_better, oracle=task.oracle,
@@ -221,11 +209,13 @@ def summarize(rows, meta, kernels, seeds, lr_grid):
         for kernel in m["kernels"] or kernels:
             mine = [r for r in rows if r["task"] == name and r["kernel"] == kernel]
             lr = chosen_lr(mine, m["higher_is_better"], lr_grid)
-            chosen = {r["seed"]: r for r in mine if r.get("phase") == "final" and r["lr"] == lr and r["seed"] in seeds
-                      and r.get("test") is not None}
+            finals = [r for r in mine if r.get("phase") == "final" and r["lr"] == lr and r["seed"] in seeds]
+            chosen = {r["seed"]: r for r in finals if r.get("test") is not None}
             if lr is None or not chosen:
                 continue
+            # a seed whose training diverged (non-finite test metric, stored as None) is counted, not hidden
             per_kernel[kernel] = dict(lr=lr, seeds=sorted(chosen), test={s: r["test"] for s, r in chosen.items()},
+                                      diverged=sorted(r["seed"] for r in finals if r.get("test") is None),
                                       seconds_per_step=float(np.median([r["cpu_seconds"] / r["steps"]
                                                                         for r in chosen.values()])),
                                       swap=chosen[min(chosen)].get("swap"))
@@ -241,7 +231,7 @@ def summarize(rows, meta, kernels, seeds, lr_grid):
             if edp is not None and kernel != "edp":
                 common = sorted(set(entry["test"]) & set(edp["test"]))
                 if common:
-                    entry["diff_vs_edp"] = paired_ci([entry["test"][s] for s in common],
+                    entry["diff_vs_edp"] = _harness.paired_ci([entry["test"][s] for s in common],
                                                      [edp["test"][s] for s in common])
             entry["feature_dim"] = feature_dim(kernel, m["head_dim"]) if m["kernels"] is None else None
         table[name] = dict(m, best=best, kernels=per_kernel)
@@ -424,7 +414,10 @@ def run(args, spec, kernels, task_names, trained):
                 row = train(task, kernel, lr, key["seed"], steps, batch, swap if kernel == "edp" else ())
                 results.add(dict(key, **row))
             tests = [r["test"] for r in results.select(task=name, kernel=kernel, phase="final", lr=lr)]
-            _harness.log(f"{name:18s} {kernel:24s} lr={lr:g} test={np.mean(tests):.4f} over {len(tests)} seed(s)")
+            finite = [t for t in tests if t is not None]
+            mean = f"{np.mean(finite):.4f}" if finite else "n/a"
+            _harness.log(f"{name:18s} {kernel:24s} lr={lr:g} test={mean} over {len(finite)} seed(s)"
+                         + (f", {len(tests) - len(finite)} diverged" if len(finite) < len(tests) else ""))
     table = summarize(results.rows, meta, kernels, args.seeds, lr_grid)
     results.set_summary(tasks=table, seconds_last_invocation=time.perf_counter() - start)
     results.close()  # the rows stay readable; the file is free for the next run

@@ -203,3 +203,16 @@ def test_peak_memory_of_a_child_is_its_own():
                                                text=True, check=True).stdout.split())
     assert ballast.sum() > 0
     assert own < 150 and inherited >= own  # ru_maxrss would report the parent's 256 MiB here
+
+
+def test_paired_ci_matches_a_hand_computation():
+    import math
+
+    import numpy as np
+
+    mean, low, high = harness.paired_ci([1.0, 2.0, 4.0], [0.5, 1.0, 2.0])
+    d = np.array([0.5, 1.0, 2.0])
+    half = 4.302652729749464 * d.std(ddof=1) / math.sqrt(3)  # t(0.975, 2)
+    assert mean == pytest.approx(d.mean()) and low == pytest.approx(d.mean() - half)
+    assert high == pytest.approx(d.mean() + half)
+    assert harness.paired_ci([1.0], [0.0]) == (1.0, None, None)

@@ -34,15 +34,6 @@ def test_kernel_ids_cover_the_issue_list():
         tasks_mod.make_kernel("softmaxx")
 
 
-def test_paired_ci_matches_a_hand_computation():
-    mean, low, high = compare.paired_ci([1.0, 2.0, 4.0], [0.5, 1.0, 2.0])
-    d = np.array([0.5, 1.0, 2.0])
-    half = 4.302652729749464 * d.std(ddof=1) / math.sqrt(3)  # t(0.975, 2)
-    assert mean == pytest.approx(d.mean()) and low == pytest.approx(d.mean() - half)
-    assert high == pytest.approx(d.mean() + half)
-    assert compare.paired_ci([1.0], [0.0]) == (1.0, None, None)
-
-
 def test_analyses_without_training():
     edp = compare.subspace_gain("edp", 0)
     assert edp["value"] > 1 and len(edp["per_layer"]) == 3  # softmax MSSA denoises
@@ -123,6 +114,7 @@ def _synthetic_file(path):
         rows += [_row("toy", kernel, "final", 0.003, s, base + 0.01 * s) for s in range(3)]
     for row, test in zip(rows[-3:], (0.93, 0.89, 0.92)):  # taylor_edp-2 - EDP = +0.03, -0.02, 0: covers 0
         row["test"] = test
+    rows[14]["test"] = None  # prf-16, seed 2: training diverged (a non-finite metric is stored as None)
     rows += [_row("late", "edp", "probe", 0.01, 0, 0.5), _row("late", "edp", "probe", 0.003, 0, 0.4),
              _row("late", "edp", "final", 0.01, 0, 0.52)]
     # the EDP model of 'late' was evaluated with ladder kernels that have not trained on 'late' yet
@@ -161,6 +153,8 @@ def test_report_and_readme_from_a_partial_synthetic_file(tmp_path):
     assert line == "| prf-4 | 4 | 0.390* |  |"  # the interval excludes 0; prf-4 has no result on 'late'
     line = next(ln for ln in text.splitlines() if ln.startswith("| taylor_edp-2 |"))
     assert "*" not in line
+    assert toy["prf-16"]["diverged"] == [2] and toy["prf-16"]["seeds"] == [0, 1]  # counted, not hidden
+    assert "(1 diverged)" in next(ln for ln in text.splitlines() if ln.startswith("| prf-16 |"))
     markdown = (tmp_path / "compare_kernels.md").read_text()
     assert "PARTIAL: 24 of 52" in markdown and "| prf-4 | n/a |" in markdown  # the rate is recomputed: diverged
     assert (tmp_path / "compare_kernels_ladder.png").exists() and (tmp_path / "compare_kernels_swap.png").exists()
