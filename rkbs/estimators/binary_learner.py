@@ -14,13 +14,13 @@ import warnings
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._common import as_device_tensor, check_scalar_param, resolve_device
-from ._learned_kernel import LearnedAttentionKernel, soft_cap
+from ._learned_kernel import LearnedAttentionKernel, check_head, head_logits
 from ._pairs import check_grid, index_domain, resolve_split, split_pairs
 
 __all__ = ["BinaryKernelLearner"]
@@ -89,6 +89,16 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
         Biases of the query and key maps.
     logit_cap : float or None, default=None
         ``c`` of the soft cap ``c tanh(l / c)`` of the (standardized-input) logits; None for none.
+    head : {"exp", "rbf"}, default="exp"
+        ``"rbf"`` replaces every head by ``exp(-|q - k|^2 / (2 sqrt(d)))`` with ``q = x W_q^h + b_q^h`` and
+        ``k = y W_k^h + b_k^h``: the exponential head without its row and column factors, bounded by 1, so
+        it extrapolates to new rows and columns as smoothly as an RBF kernel (see ``docs/pairs.md``).
+    ensemble_size : int, default=1
+        R, the number of learners averaged: each trains from its own initialization and validation split (the
+        first from ``random_state``, the others from seeds drawn from it), and the model is their mean, itself
+        a learned kernel with ``R * n_heads`` heads (weights divided by R). Averaging removes much of the
+        variance between initializations and validation splits, the largest error of a single learner on
+        new rows and columns (``docs/pairs.md``); it costs R fits.
     n_features_x : int, default=None
         Number of query-side columns of ``X``; ``None`` splits the columns in half.
     random_state : int, RandomState instance or None, default=0
@@ -97,18 +107,21 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
 
     Attributes
     ----------
-    query_maps_ : ndarray of shape (n_heads, n_features_x, head_dim)
-    key_maps_ : ndarray of shape (n_heads, n_features_y, head_dim)
-    query_bias_, key_bias_ : ndarray of shape (n_heads, head_dim)
-    head_weights_ : ndarray of shape (n_heads,)
+    query_maps_ : ndarray of shape (ensemble_size * n_heads, n_features_x, head_dim)
+    key_maps_ : ndarray of shape (ensemble_size * n_heads, n_features_y, head_dim)
+    query_bias_, key_bias_ : ndarray of shape (ensemble_size * n_heads, head_dim)
+    head_weights_ : ndarray of shape (ensemble_size * n_heads,)
     kernel_ : LearnedAttentionKernel
         The learned kernel: ``predict_grid(X_x, X_y) == kernel_(X_x, X_y)``.
     centers_ : ndarray of shape (n_y, n_features_y)
         The distinct training y points (keys of ``KernelAttention.from_estimator``).
     dual_coef_ : ndarray of shape (n_y, n_y)
         The identity (values of ``KernelAttention.from_estimator``).
+    estimators_ : list of BinaryKernelLearner
+        The ``ensemble_size`` fitted members (each an ensemble of one).
     loss_curve_ : list of float
-        Training objective (mean squared error + penalty) per step, in units of the responses' mean square.
+        Training objective (mean squared error + penalty) per step, in units of the responses' mean square
+        (of the first member; every member's is in ``estimators_``, as are the three attributes below).
     validation_scores_ : list of float
         Monitored loss per step, starting with the initialization's (validation MSE with early stopping), in
         units of the responses' mean square.
@@ -132,7 +145,8 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
 
     def __init__(self, n_heads=4, head_dim=8, *, alpha=1e-2, learning_rate=0.01, learning_rate_schedule="plateau",
                  max_iter=500, tol=1e-6, early_stopping=True, validation_fraction=0.1, validation_split="pairs",
-                 n_iter_no_change=50, bias=True, logit_cap=None, n_features_x=None, random_state=0, device="cpu"):
+                 n_iter_no_change=50, bias=True, logit_cap=None, head="exp", ensemble_size=1, n_features_x=None,
+                 random_state=0, device="cpu"):
         self.n_heads = n_heads
         self.head_dim = head_dim
         self.alpha = alpha
@@ -146,6 +160,8 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.bias = bias
         self.logit_cap = logit_cap
+        self.head = head
+        self.ensemble_size = ensemble_size
         self.n_features_x = n_features_x
         self.random_state = random_state
         self.device = device
@@ -155,13 +171,13 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
         """The learned kernel (all heads, weighted)."""
         check_is_fitted(self)
         return LearnedAttentionKernel(self.query_maps_, self.key_maps_, self.head_weights_, self.query_bias_,
-                                      self.key_bias_, self.logit_cap_)
+                                      self.key_bias_, self.logit_cap_, self.head)
 
     @property
     def kernels_(self) -> list[LearnedAttentionKernel]:
         """The learned heads, each with unit weight (``kernel_`` is their sum weighted by ``head_weights_``)."""
         check_is_fitted(self)
-        return [LearnedAttentionKernel(Wq[None], Wk[None], np.ones(1), bq[None], bk[None], self.logit_cap_)
+        return [LearnedAttentionKernel(Wq[None], Wk[None], np.ones(1), bq[None], bk[None], self.logit_cap_, self.head)
                 for Wq, Wk, bq, bk in zip(self.query_maps_, self.key_maps_, self.query_bias_, self.key_bias_)]
 
     @property
@@ -222,6 +238,7 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
             "patience": check_scalar_param("n_iter_no_change", self.n_iter_no_change, minimum=1, integer=True),
             "cap": check_scalar_param("logit_cap", self.logit_cap, minimum=0.0, strict=True, allow_none=True),
         }
+        p["head"] = check_head(self.head, p["cap"])
         if p["frac"] >= 1:
             raise ValueError(f"validation_fraction must be < 1, got {self.validation_fraction!r}")
         if self.validation_split not in _VALIDATION_SPLITS:
@@ -260,6 +277,27 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
         return val, train
 
     def _fit(self, Xu, Yu, a, b, z):
+        """Fit ``ensemble_size`` members and average them: their heads side by side, weights divided by R."""
+        R = check_scalar_param("ensemble_size", self.ensemble_size, minimum=1, integer=True)
+        self._check_params()  # before any member trains
+        rng = check_random_state(self.random_state)
+        # the first member keeps random_state itself, so an ensemble of one is the single learner
+        seeds = [self.random_state] + [int(s) for s in rng.randint(2**31, size=R - 1)]
+        members = [clone(self).set_params(ensemble_size=1, random_state=seed)._fit_member(Xu, Yu, a, b, z)
+                   for seed in seeds]
+        for name in ("query_maps_", "key_maps_", "query_bias_", "key_bias_"):
+            setattr(self, name, np.concatenate([getattr(m, name) for m in members]))
+        self.head_weights_ = np.concatenate([m.head_weights_ for m in members]) / R
+        first = members[0]
+        for name in ("logit_cap_", "response_scale_", "centers_", "loss_curve_", "validation_scores_", "n_iter_",
+                     "best_iter_"):
+            setattr(self, name, getattr(first, name))
+        for m in members:  # the members predict on their own, too
+            m.n_features_x_, m.n_features_in_ = self.n_features_x_, self.n_features_in_
+        self.estimators_ = members
+        return self
+
+    def _fit_member(self, Xu, Yu, a, b, z):
         p = self._check_params()
         H, d = p["H"], p["d"]
         device, dtype = resolve_device(self.device)
@@ -280,7 +318,7 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
         side = math.sqrt(_INIT_STD)
         Wq = side * torch.randn(H, dx, d, generator=gen, dtype=torch.float64) / (math.sqrt(dx) * rms_x)
         Wk = side * torch.randn(H, dy, d, generator=gen, dtype=torch.float64) / (math.sqrt(dy) * rms_y)
-        w = torch.full((H,), float(np.mean(z[~val])) / (H * math.exp(_INIT_STD**2 / 2)), dtype=torch.float64)
+        w = torch.full((H,), float(np.mean(z[~val])) / (H * _initial_head_mean(p["head"], d)), dtype=torch.float64)
         params = [t.to(device, dtype).requires_grad_() for t in (Wq, Wk, w)]
         if self.bias:
             params += [torch.zeros(H, d, dtype=dtype, device=device, requires_grad=True) for _ in range(2)]
@@ -291,7 +329,7 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
 
         def mse(part, ps):
             ia, ib, zt = part
-            return torch.mean((_pair_response(xs, ys, ia, ib, *ps, cap=p["cap"]) - zt) ** 2)
+            return torch.mean((_pair_response(xs, ys, ia, ib, *ps, cap=p["cap"], head=p["head"]) - zt) ** 2)
 
         def objective(ps):
             loss = mse(idx[0], ps)
@@ -364,7 +402,7 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
         rows = torch.arange(X.shape[0], device=device)
         with torch.no_grad():
             out = _pair_response(as_device_tensor(Xx, device, dtype), as_device_tensor(Xy, device, dtype), rows,
-                                 rows, *self._tensors(), cap=self.logit_cap_)
+                                 rows, *self._tensors(), cap=self.logit_cap_, head=self.head)
         return _finite(out)
 
     def predict_grid(self, X_x, X_y):
@@ -403,15 +441,27 @@ def _standardizer(P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mu, np.where(sd > 1e-12 * max(float(np.abs(P).max()), 1e-300), sd, 1.0)
 
 
-def _pair_response(xs, ys, ia, ib, Wq, Wk, w, bq=None, bk=None, *, cap=None):
+def _pair_response(xs, ys, ia, ib, Wq, Wk, w, bq=None, bk=None, *, cap=None, head="exp"):
     """h(xs[ia_i], ys[ib_i]) for pairs indexed into the distinct points: (n,)."""
     Q = xs @ Wq  # (H, n_x, d)
     K = ys @ Wk
     if bq is not None:
         Q = Q + bq[:, None]
         K = K + bk[:, None]
-    logits = soft_cap((Q[:, ia] * K[:, ib]).sum(-1) / math.sqrt(Wq.shape[2]), cap)  # (H, n)
+    logits = head_logits(Q[:, ia], K[:, ib], head, cap)  # (H, n)
     return w @ torch.exp(logits)
+
+
+def _initial_head_mean(head: str, d: int) -> float:
+    """A head's mean at the initialization, so that the initial model is the responses' mean.
+
+    Each coordinate of q and k has variance ``_INIT_STD``: the exponential head's logit is about N(0, _INIT_STD^2),
+    mean exp(_INIT_STD^2 / 2); the RBF head is exp(-t |q - k|^2) with t = 1 / (2 sqrt(d)) and q - k ~
+    N(0, 2 _INIT_STD I_d), mean (1 + 4 t _INIT_STD)^(-d / 2).
+    """
+    if head == "rbf":
+        return (1 + 2 * _INIT_STD / math.sqrt(d)) ** (-d / 2)
+    return math.exp(_INIT_STD**2 / 2)
 
 
 def _snapshot(params) -> list[np.ndarray]:

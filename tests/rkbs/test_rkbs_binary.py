@@ -159,11 +159,13 @@ def test_binary_ridge_bad_input(params, call, match):
             model.fit_grid(XX, XY, Z)
 
 
-def test_learner_loss_decreases_and_exposes_kernels():
+@pytest.mark.parametrize("head", ["exp", "rbf"])
+def test_learner_loss_decreases_and_exposes_kernels(head):
     Xs = RNG.normal(size=(12, 3))
     Xs /= np.linalg.norm(Xs, axis=1, keepdims=True)
     Zs = get_kernel("polynomial", degree=2, scale=1.0)(Xs, Xs)
-    params = {"n_heads": 2, "head_dim": 3, "max_iter": 60, "learning_rate": 0.05, "early_stopping": False}
+    params = {"n_heads": 2, "head_dim": 3, "max_iter": 60, "learning_rate": 0.05, "early_stopping": False,
+              "head": head}
     with pytest.warns(ConvergenceWarning, match="max_iter=60"):
         m = BinaryKernelLearner(**params).fit_grid(Xs, Xs, Zs)
     assert m.loss_curve_[-1] < 0.5 * m.loss_curve_[0]
@@ -219,7 +221,10 @@ def test_learner_early_stopping_restores_best_and_handles_missing_pairs():
                                            ({"learning_rate_schedule": "step"}, "learning_rate_schedule"),
                                            ({"validation_split": "folds"}, "validation_split must be one of"),
                                            ({"early_stopping": 1}, "early_stopping must be a bool"),
-                                           ({"n_features_x": 7}, "does not split")])
+                                           ({"n_features_x": 7}, "does not split"),
+                                           ({"head": "gauss"}, "head must be one of"),
+                                           ({"ensemble_size": 0}, "ensemble_size must be >= 1"),
+                                           ({"head": "rbf", "logit_cap": 3.0}, "head='rbf' is bounded")])
 def test_learner_bad_input(params, match):
     with pytest.raises((ValueError, TypeError), match=match):
         BinaryKernelLearner(**params).fit(np.ones((4, 4)), np.ones(4))
@@ -358,11 +363,13 @@ def test_gcv_path_equals_explicit_hat_matrix(mode):
         BinaryKernelRidge(kernel=kernel, mode=mode, alphas=alphas, path_criterion="kfold").fit_grid(Xx, Xy, Zs)
 
 
-def test_learner_is_scale_free_and_folds_the_standardization_back():
+@pytest.mark.parametrize("head", ["exp", "rbf"])
+def test_learner_is_scale_free_and_folds_the_standardization_back(head):
     rng = np.random.default_rng(5)
     Xx, Xy = rng.normal(size=(15, 3)), rng.normal(size=(12, 2))
     Zs = np.tanh(Xx[:, :1] @ Xy[:, :1].T) + 0.5
-    params = {"n_heads": 2, "head_dim": 2, "max_iter": 40, "learning_rate": 0.05, "early_stopping": False}
+    params = {"n_heads": 2, "head_dim": 2, "max_iter": 40, "learning_rate": 0.05, "early_stopping": False,
+              "head": head}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         base = BinaryKernelLearner(**params).fit_grid(Xx, Xy, Zs)
@@ -389,3 +396,50 @@ def test_learned_kernel_logit_cap_bounds_every_head():
         LearnedAttentionKernel(Wq, Wk, w, logit_cap=-1.0)(Xt, Yt)
     with pytest.raises(ValueError, match="logit_cap must be > 0"):
         BinaryKernelLearner(logit_cap=0.0).fit_grid(Xt[:, :2], Yt, np.ones((6, 7)))
+
+
+def test_learned_kernel_rbf_heads_against_numpy_and_bounded():
+    """RBF heads: sum_h w_h exp(-|x Wq + bq - y Wk - bk|^2 / (2 sqrt(d))), at most sum |w_h| anywhere."""
+    from rkbs.estimators import LearnedAttentionKernel
+
+    rng = np.random.default_rng(7)
+    Wq, Wk, w = rng.normal(size=(3, 4, 5)), rng.normal(size=(3, 2, 5)), np.array([1.5, -0.5, 0.25])
+    bq, bk = rng.normal(size=(3, 5)), rng.normal(size=(3, 5))
+    Xt, Yt = rng.normal(size=(6, 4)), rng.normal(size=(7, 2))
+    kernel = LearnedAttentionKernel(Wq, Wk, w, bq, bk, head="rbf")
+    q = np.einsum("nf,hfd->hnd", Xt, Wq) + bq[:, None]
+    k = np.einsum("mf,hfd->hmd", Yt, Wk) + bk[:, None]
+    sq = ((q[:, :, None] - k[:, None]) ** 2).sum(-1)
+    np.testing.assert_allclose(kernel(Xt, Yt), np.einsum("h,hnm->nm", w, np.exp(-sq / (2 * np.sqrt(5)))),
+                               rtol=1e-10, atol=1e-14)
+    far = kernel(1e3 * Xt, -1e3 * Yt)  # points unlike any training ones: the heads vanish, they do not blow up
+    assert np.isfinite(far).all() and np.abs(far).max() <= np.abs(w).sum()
+    positive = LearnedAttentionKernel(Wq, Wk, np.abs(w), bq, bk, head="rbf")
+    import torch
+
+    x, y = torch.as_tensor(Xt), torch.as_tensor(Yt)
+    np.testing.assert_allclose(positive.log_evaluate(x, y).exp().numpy(), positive(Xt, Yt), rtol=1e-10)
+    with pytest.raises(ValueError, match="head must be one of"):
+        LearnedAttentionKernel(Wq, Wk, w, head="laplace")(Xt, Yt)
+    with pytest.raises(ValueError, match="logit_cap=None"):
+        LearnedAttentionKernel(Wq, Wk, w, logit_cap=2.0, head="rbf")(Xt, Yt)
+
+
+def test_learner_ensemble_is_the_mean_of_its_members():
+    rng = np.random.default_rng(8)
+    Xx, Xy = rng.normal(size=(20, 3)), rng.normal(size=(15, 2))
+    Zs = np.exp(0.5 * Xx[:, :2] @ Xy.T) + Xx[:, :1]
+    params = {"n_heads": 2, "head_dim": 2, "max_iter": 30, "learning_rate": 0.05, "validation_split": "columns"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        single = BinaryKernelLearner(**params).fit_grid(Xx, Xy, Zs)
+        ensemble = BinaryKernelLearner(**params, ensemble_size=3).fit_grid(Xx, Xy, Zs)
+    assert len(ensemble.estimators_) == 3 and ensemble.query_maps_.shape == (6, 3, 2)
+    members = [m.predict_grid(Xx, Xy) for m in ensemble.estimators_]
+    np.testing.assert_allclose(ensemble.predict_grid(Xx, Xy), np.mean(members, axis=0), rtol=1e-10)
+    np.testing.assert_allclose(ensemble.predict(_rows(Xx, Xy)), np.mean(members, axis=0).ravel(), rtol=1e-10)
+    # the first member is the single learner (same seed); the others start elsewhere and hold out other columns
+    np.testing.assert_allclose(members[0], single.predict_grid(Xx, Xy), rtol=1e-12)
+    assert not np.allclose(members[1], members[0]) and ensemble.n_iter_ == ensemble.estimators_[0].n_iter_
+    ridge = BinaryKernelRidge(kernel=ensemble.kernel_, alpha=1e-2).fit_grid(Xx, Xy, Zs)  # two-stage
+    assert ridge.predict_grid(Xx, Xy).shape == (20, 15)
