@@ -154,7 +154,6 @@ def accuracy(quick: bool, results) -> list[dict]:
     from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits
     from sklearn.kernel_ridge import KernelRidge
     from sklearn.model_selection import GridSearchCV, train_test_split
-    from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
     from tqdm import tqdm

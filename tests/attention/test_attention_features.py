@@ -236,7 +236,7 @@ def test_packed_varlen_matches_each_sequence(case, backend):
     kernel = make_kernel(case)
     if backend == "linear" and not kernel.has_features:
         pytest.skip("the linear back end needs a feature map")
-    lq, lk = [5, 1, 9], [7, 1, 9]
+    # sequence lengths: queries 5, 1, 9 and keys 7, 1, 9
     cu_q = torch.tensor([0, 5, 6, 15], dtype=torch.int32)
     cu_k = torch.tensor([0, 7, 8, 17], dtype=torch.int64)
     q = randn(15, 4, 8, seed=28, requires_grad=True)

@@ -175,7 +175,7 @@ def test_kernel_attention_module_and_compile():
 
 
 def test_from_estimator_matches_predict():
-    rkbs = pytest.importorskip("rkbs")
+    pytest.importorskip("rkbs")
     try:
         from rkbs import RKBSRegressor
     except ImportError:
