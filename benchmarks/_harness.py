@@ -469,6 +469,22 @@ class Results:
             bar.close()
 
 
+def merge_results(paths: Iterable[str | Path], out: str | Path) -> list[tuple[Path, int]]:
+    """Merge each results file into the file of the same name in ``out`` (:meth:`Results.merge`).
+
+    The target keeps its key and config (a new target takes the first file's); returns ``(target, rows added)``
+    per file. What a script's ``--merge FILE ...`` does with parallel shards' files.
+    """
+    done = []
+    for path in paths:
+        data = load_results(path)
+        target = Path(out) / f"{data['name']}.json"
+        spec = load_results(target) if target.exists() else data
+        with Results(target, key=spec["key"], config=spec["config"], progress=False) as store:
+            done.append((target, store.merge(path)))
+    return done
+
+
 # ------------------------------------------------------------------------------------------------ statistics
 def paired_ci(a, b, level=0.95):
     """Mean and t confidence interval of ``a - b`` over paired seeds or folds (``None`` bounds below 2 pairs)."""

@@ -371,16 +371,11 @@ def _run_config(spec) -> dict:
 
 
 def merge(args, paths):
-    """Add the results of parallel shards (``--tasks`` subsets written with ``--out``) to the results file.
-
-    The stored file's config (or, for a new file, the first shard's) is the one every shard must share, so the
-    flags that set it (``--steps``, ``--quick``) need not be repeated."""
-    target = _harness.results_path(args)
-    config = _harness.load_results(target if target.exists() else paths[0])["config"]
-    with _harness.Results.open(args, key=_RUN_KEY, config=config) as results:
-        for path in paths:
-            print(f"{path}: {results.merge(path)} result(s) added; {len(results)} in {results.path}")
-    return results
+    """Add the results of parallel shards (``--tasks`` subsets written with ``--out``) to the results files."""
+    done = _harness.merge_results(paths, args.out)
+    for (target, added), path in zip(done, paths):
+        print(f"{path}: {added} result(s) added to {target}")
+    return done
 
 
 def run(args, spec, kernels, task_names, trained):

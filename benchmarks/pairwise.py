@@ -4,7 +4,7 @@ Three parts (``--part``):
 
 - ``synthetic``: ``rkbs.datasets.make_pairwise_regression`` (80 x 60 pairs, 20 and 16 features, asymmetric
   non-separable interaction plus row and column effects), R^2 on the test pairs of each fold of each setting
-  (pairs, rows, columns, both new; ``rkbs.model_selection.PairwiseKFold``, 3 folds, 9 for "both").
+  (pairs, rows, columns, both new; ``rkbs.model_selection.PairwiseKFold``, 3 folds, 9 for "both", per seed).
 - ``nr``: the nuclear-receptor drug-target data (54 x 26, 90 interactions), AUC per fold, with the standard drug
   and target folds for the new-drug, new-target and both-new settings and 3 random folds of the pairs. Kronecker
   mode is checked against an independent closed form (numpy solve with the explicit Kronecker Gram matrix).
@@ -15,9 +15,10 @@ Methods: ``mean`` (the training mean), ``concat_krr`` (scikit-learn ``KernelRidg
 concatenated features, alpha and gamma by 3-fold grid search), ``kronecker`` (``BinaryKernelRidge``, two RBF
 kernels or the two similarity matrices as precomputed kernels), ``two_sided`` (the two-sided closed form with an
 ``AttentionKernel`` of random maps), ``learned`` (``BinaryKernelLearner`` end to end: an ensemble of 5 learners
-of 8 exponential heads), ``learned_rbf`` (the same with RBF heads) and ``learned_two_stage`` (the ``learned``
-kernel in the two-sided closed form). The learner validates (early stopping) on held-out pairs,
-rows, columns or both, as the setting does. Alphas of the closed forms are chosen for the setting: new pairs on a
+of 8 exponential heads), ``learned_rbf`` (an ensemble of 5 learners of 4 RBF heads) and ``learned_two_stage``
+(the ``learned`` kernel in the two-sided closed form); ``--methods search-...`` adds the learner variants of the
+search behind these settings (``SEARCH``). The learner validates (early stopping) on held-out pairs, rows,
+columns or both, as the setting does. Alphas of the closed forms are chosen for the setting: new pairs on a
 full training grid by the exact leave-one-pair-out path (``alphas=``); otherwise on a held-out fifth of the
 training pairs grouped as the setting groups them (held-out rows for new rows), every alpha from one path fit
 when the inner training pairs fill a grid, else from iterative fits of a coarse grid (at most 1,000 LSQR or CG
@@ -25,13 +26,15 @@ steps each, which bounds the time; such stops are recorded with their warning).
 
 Usage: ``python benchmarks/pairwise.py [--quick] [--part synthetic nr speed] [--settings ...] [--methods ...]
 [--report-only]``; writes ``benchmarks/results/pairwise_{synthetic,nr,speed}.{json,csv,png}``. Resumable per
-result, so ``--methods`` / ``--settings`` split a long run into several commands writing one file.
+result, so ``--methods`` / ``--settings`` split a long run into several commands writing one file, or into
+parallel shards (each with its own ``--out``) whose files ``--merge`` adds to the results files.
 """
 
 from __future__ import annotations
 
 import time
 import warnings
+from pathlib import Path
 
 import _harness
 import numpy as np
@@ -46,6 +49,15 @@ LEARNERS = {"learned": dict(_COMMON, n_heads=8, learning_rate=0.01),
             "learned_rbf": dict(_COMMON, n_heads=4, learning_rate=0.03, head="rbf")}
 # "learned_two_stage" right after "learned": they share its fitted learner (one is cached)
 METHODS = ("mean", "concat_krr", "kronecker", "two_sided", "learned", "learned_two_stage", "learned_rbf")
+# the search behind LEARNERS (docs/pairs.md), run on request (``--methods search-...``): single learners of 4
+# heads as the benchmark had them (learning rate 0.03), at 0.01, with RBF heads, and ensembles of them
+_SINGLE = dict(_COMMON, ensemble_size=1, n_heads=4)
+SEARCH = {"search-exp-lr0.03": dict(_SINGLE, learning_rate=0.03),
+          "search-exp-lr0.01": dict(_SINGLE, learning_rate=0.01),
+          "search-rbf-lr0.03": dict(_SINGLE, learning_rate=0.03, head="rbf"),
+          "search-exp-lr0.01-ens5": dict(_SINGLE, learning_rate=0.01, ensemble_size=5),
+          "search-rbf-lr0.03-ens5": dict(LEARNERS["learned_rbf"])}
+_ALL_METHODS = METHODS + tuple(SEARCH)
 SETTINGS = ("pairs", "rows", "columns", "both")
 # a seed draws the folds and the learner's initialization: one seed's 3 folds cannot separate methods whose R^2
 # differ by less than ~0.2 (docs/pairs.md), five seeds' 15 give a paired interval
@@ -152,16 +164,17 @@ def _predict(method, Xx, Xy, Z, train, seed, kx=None, ky=None, setting="pairs"):
                                  train, seed, setting)
         return model.predict_grid(Xx, Xy), {"alpha": model.alpha_}
     learner_name = "learned" if method == "learned_two_stage" else method
+    params = {**LEARNERS, **SEARCH}[learner_name]
     cache_key = (learner_name, Z.shape, train.tobytes(), seed, setting)
     if cache_key not in _LEARNED:  # "learned" and "learned_two_stage" share one learner per fold
         _LEARNED.clear()
-        _LEARNED[cache_key] = BinaryKernelLearner(**LEARNERS[learner_name], validation_split=setting,
-                                                        random_state=seed).fit_grid(Xx, Xy, Z, train)
+        _LEARNED[cache_key] = BinaryKernelLearner(**params, validation_split=setting, random_state=seed).fit_grid(
+            Xx, Xy, Z, train)
     learner = _LEARNED[cache_key]
     info = {"n_iter": [m.n_iter_ for m in learner.estimators_],
             "best_iter": [m.best_iter_ for m in learner.estimators_]}
-    if method in LEARNERS:
-        return learner.predict_grid(Xx, Xy), info
+    if method != "learned_two_stage":
+        return learner.predict_grid(Xx, Xy), {**info, "params": params}
     model, _, _ = _fit_ridge(lambda **kw: BinaryKernelRidge(kernel=learner.kernel_, mode="two_sided", **kw), Xx,
                              Xy, Z, train, seed, setting)
     return model.predict_grid(Xx, Xy), {**info, "alpha": model.alpha_}
@@ -247,7 +260,7 @@ def run_accuracy(args, data_name):
         score, metric = roc_auc_score, "auc"
         if not args.report_only:
             results.set_summary(kronecker_check=_nr_kronecker_check(data))
-    methods = [m for m in METHODS if m in args.methods]
+    methods = [m for m in _ALL_METHODS if m in args.methods]
     for seed in [] if args.report_only else args.seeds:
         folds = list(_synthetic_folds(Z.shape, seed) if data_name == "synthetic" else _nr_folds(data, seed))
         keys = [dict(setting=s, method=m, fold=f, seed=seed) for s, f, _, _ in folds for m in methods
@@ -282,7 +295,7 @@ def _table(results, metric):
     for s in SETTINGS:
         ref = {(r["seed"], r["fold"]): r[metric] for r in results.select(setting=s, method="kronecker")
                if r.get(metric) is not None}
-        for m in METHODS:
+        for m in _ALL_METHODS:
             rows = [r for r in results.select(setting=s, method=m) if r.get(metric) is not None]
             if not rows:
                 continue
@@ -303,7 +316,7 @@ def _markdown(table, metric, data_name, results):
              "Each cell: mean ± std over every fold of every seed (number of folds); below it, the mean paired "
              "difference from Kronecker on the same folds with its 95% t interval.", "",
              "| method | " + " | ".join(f"new {s}" for s in SETTINGS) + " |", "|---" * (len(SETTINGS) + 1) + "|"]
-    for m in METHODS:
+    for m in _ALL_METHODS:
         cells = []
         for s in SETTINGS:
             e = table.get(f"{s}/{m}")
@@ -389,13 +402,19 @@ def main(argv=None):
     parser = _harness.make_parser(__doc__, name="pairwise", seeds=SEEDS)
     parser.add_argument("--part", nargs="+", default=["synthetic", "nr", "speed"],
                         choices=["synthetic", "nr", "speed"])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=_ALL_METHODS,
                         help="the methods to run (the table and plot summarize all stored ones)")
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS,
                         help="the cross-validation settings to run (the table summarizes all stored ones)")
+    parser.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
+                        help="only add these files' results (parallel shards written with --out) to the results files")
     parser.add_argument("--report-only", action="store_true",
                         help="summarize and plot the stored results without running the pending ones")
     args = parser.parse_args(argv)
+    if args.merge:
+        for target, added in _harness.merge_results(args.merge, args.out):
+            _harness.log(f"{added} result(s) added to {target}; rebuild its table with --report-only")
+        return
     _harness.setup(args)
     for part in args.part:
         res = run_speed(args) if part == "speed" else run_accuracy(args, part)

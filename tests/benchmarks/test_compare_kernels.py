@@ -92,10 +92,12 @@ def test_tiny_run_resumes_and_reports(tmp_path):
     shard = tmp_path / "shard"
     compare.main(["--quick", "--out", str(shard), "--no-progress", "--tasks", "root-k0", "--kernels", "linear",
                   *argv[10:]])
-    merged = compare.main(["--quick", "--out", str(tmp_path), "--no-progress", "--merge",
-                           str(shard / "compare_kernels_quick.json")])
-    assert len(merged) == 12 + 4 and {r["kernel"] for r in merged.rows} == {"edp", "prf-4", "linear"}
-    assert {merged.runs[r["run"]]["merged_from"] for r in merged.rows if r["kernel"] == "linear"} == {
+    done = compare.main(["--out", str(tmp_path), "--no-progress", "--merge", str(shard / "compare_kernels_quick.json")])
+    assert done == [(tmp_path / "compare_kernels_quick.json", 4)]
+    merged = json.loads((tmp_path / "compare_kernels_quick.json").read_text())
+    assert len(merged["results"]) == 12 + 4
+    assert {r["kernel"] for r in merged["results"]} == {"edp", "prf-4", "linear"}
+    assert {merged["runs"][r["run"]]["merged_from"] for r in merged["results"] if r["kernel"] == "linear"} == {
         str(shard / "compare_kernels_quick.json")}
 
 
