@@ -343,18 +343,21 @@ class Results:
         self.close()
 
     def _load(self) -> None:
-        data = json.loads(self.path.read_text())
+        data = self._compatible(self.path, "pass --fresh to start over or --out to write elsewhere")
+        self.rows, self.runs, self.summary = data["results"], data["runs"], data.get("summary", {})
+
+    def _compatible(self, path: Path, remedy: str) -> dict[str, Any]:
+        """The results file at ``path``, if it has this store's layout, key and config (else a ValueError)."""
+        data = json.loads(path.read_text())
         if data.get("layout") != LAYOUT_VERSION:
-            raise ValueError(f"{self.path} is not a results file of layout {LAYOUT_VERSION} "
-                             "(pass --fresh to replace it, or --out to write elsewhere)")
+            raise ValueError(f"{path} is not a results file of layout {LAYOUT_VERSION}; {remedy}")
         if tuple(data["key"]) != self.key:
-            raise ValueError(f"{self.path} is keyed by {data['key']}, not {list(self.key)}; pass --fresh or --out")
+            raise ValueError(f"{path} is keyed by {data['key']}, not {list(self.key)}; {remedy}")
         if data["config"] != self.config:
             changed = sorted(k for k in set(data["config"]) | set(self.config)
                              if data["config"].get(k) != self.config.get(k))
-            raise ValueError(f"{self.path} was written with a different config (changed: {', '.join(changed)}); "
-                             "pass --fresh to start over or --out to write elsewhere")
-        self.rows, self.runs, self.summary = data["results"], data["runs"], data.get("summary", {})
+            raise ValueError(f"{path} was written with a different config (changed: {', '.join(changed)}); {remedy}")
+        return data
 
     def _key_of(self, row: Mapping[str, Any]) -> tuple:
         missing = [k for k in self.key if k not in row]
@@ -413,16 +416,7 @@ class Results:
         path = Path(path).with_suffix(".json")
         if path.resolve() == self.path.resolve():
             raise ValueError(f"cannot merge {path} into itself")
-        data = json.loads(path.read_text())
-        if data.get("layout") != LAYOUT_VERSION:
-            raise ValueError(f"{path} is not a results file of layout {LAYOUT_VERSION}")
-        if tuple(data["key"]) != self.key:
-            raise ValueError(f"{path} is keyed by {data['key']}, not {list(self.key)}: not the same benchmark")
-        if data["config"] != self.config:
-            changed = sorted(k for k in set(data["config"]) | set(self.config)
-                             if data["config"].get(k) != self.config.get(k))
-            raise ValueError(f"{path} was written with a different config (changed: {', '.join(changed)}); "
-                             "its results are not comparable with this store's")
+        data = self._compatible(path, "its results are not comparable with this store's")
         new_run_index: dict[Any, int] = {}
         added = 0
         for row in data["results"]:

@@ -1,25 +1,15 @@
 """benchmarks/pairwise.py on a tiny run: the results file, the paired differences from Kronecker, the table."""
 
-import importlib.util
+import importlib
 import json
 import sys
 from pathlib import Path
 
 import pytest
 
-_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load(name, path):
-    sys.path.insert(0, str(path.parent))  # the script imports _harness from its folder
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-pairwise = _load("pairwise_benchmark", _ROOT / "benchmarks" / "pairwise.py")
+_BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+sys.path.insert(0, str(_BENCH))  # benchmarks/ is a folder of scripts; its modules import each other by name
+pairwise = importlib.import_module("pairwise")
 
 
 def test_quick_synthetic_run_reports_paired_differences_from_kronecker(tmp_path, monkeypatch):
