@@ -122,7 +122,7 @@ class Task:
             logits, target = logits[select], target.reshape(-1)
         if self.metric == "bits_per_char":
             ce = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
-            return ce, float(ce) / math.log(2)
+            return ce, ce.item() / math.log(2)
         ce = torch.nn.functional.cross_entropy(logits, target)
         return ce, float((logits.argmax(-1) == target).float().mean())
 
