@@ -76,7 +76,7 @@ def _validate(query, key, value, dropout_p, normalize, backend, enable_gqa, kern
         raise ValueError(f"key has {key.shape[-2]} positions but value has {value.shape[-2]}")
     if query.shape[-1] == 0:
         raise ValueError("query has head dimension 0")
-    if query.shape[-1] != key.shape[-1] and kernel.name != "attention":
+    if query.shape[-1] != key.shape[-1] and not kernel.cross_domain:
         raise ValueError(
             f"query head dim {query.shape[-1]} does not match key head dim {key.shape[-1]}"
         )

@@ -121,16 +121,16 @@ class KernelAttention(_KernelDrawsInStateDict, nn.Module):
         self.register_buffer("keys", None)
         self.register_buffer("values", None)
         self._squeeze_output = False
+        self._query_features = None  # from_estimator: a binary machine's query side may differ from its keys'
 
     def forward(self, query: torch.Tensor, key: torch.Tensor | None = None, value: torch.Tensor | None = None,
                 attn_mask: torch.Tensor | None = None, is_causal: bool = False,
                 enable_gqa: bool = False) -> torch.Tensor:
         """Attend ``query`` (..., L, E) to ``key`` (..., S, E) / ``value`` (..., S, Ev), or to the stored ones."""
         if key is None and value is None and self.keys is not None:
-            if query.shape[-1] != self.keys.shape[-1]:
-                raise ValueError(
-                    f"query has {query.shape[-1]} features but the estimator was fitted on {self.keys.shape[-1]}"
-                )
+            expected = self._query_features or self.keys.shape[-1]
+            if query.shape[-1] != expected:
+                raise ValueError(f"query has {query.shape[-1]} features but the estimator was fitted on {expected}")
             key, value = self.keys.to(query.dtype), self.values.to(query.dtype)
         elif key is None or value is None:
             raise ValueError("key and value are required (this module stores no keys; see from_estimator)")
@@ -165,6 +165,7 @@ class KernelAttention(_KernelDrawsInStateDict, nn.Module):
         module.keys = torch.as_tensor(np.asarray(estimator.centers_, dtype=np.float64))
         module.values = torch.as_tensor(coef.reshape(coef.shape[0], -1))
         module._squeeze_output = coef.ndim == 1
+        module._query_features = getattr(estimator, "n_features_x_", None)  # a cross-domain kernel's query side
         return module
 
     def extra_repr(self) -> str:

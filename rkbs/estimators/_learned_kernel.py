@@ -81,6 +81,7 @@ class LearnedAttentionKernel(Kernel):
 
     name = "learned_attention"
     family = "learned"
+    cross_domain = True
     formula = ("sum_h w_h exp(c tanh(<x Wq_h + bq_h, y Wk_h + bk_h> / (c sqrt(d)))), or (head='rbf') "
                "sum_h w_h exp(-|x Wq_h + bq_h - y Wk_h - bk_h|^2 / (2 sqrt(d)))")
 

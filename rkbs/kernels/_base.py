@@ -73,6 +73,9 @@ class Kernel(BaseEstimator):
     # What kappa(q, k) depends on: "dot" (q.k only), "dot_and_norms" (q.k, |q| and |k|) or "points" (anything).
     # AttentionKernel reads it to decide when two different maps still give a symmetric kernel.
     depends_on: ClassVar[str] = "points"
+    # Whether kappa(x, y) may take x and y of different dimensions (a kernel between two domains, through
+    # query and key maps); attention then accepts queries and keys of different head dimensions.
+    cross_domain: ClassVar[bool] = False
 
     # ----------------------------------------------------------------------------------------- metadata
     @property

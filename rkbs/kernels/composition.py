@@ -55,6 +55,7 @@ class AttentionKernel(Kernel):
 
     name = "attention"
     formula = "base(W_q^T x, W_k^T y)"
+    cross_domain = True
 
     def __init__(self, base: Kernel, query_map=None, key_map=None):
         self.base = base

@@ -443,3 +443,12 @@ def test_learner_ensemble_is_the_mean_of_its_members():
     assert not np.allclose(members[1], members[0]) and ensemble.n_iter_ == ensemble.estimators_[0].n_iter_
     ridge = BinaryKernelRidge(kernel=ensemble.kernel_, alpha=1e-2).fit_grid(Xx, Xy, Zs)  # two-stage
     assert ridge.predict_grid(Xx, Xy).shape == (20, 15)
+    # the attention layer of a cross-domain learner: 3-feature queries attend to the 2-feature training keys
+    torch = pytest.importorskip("torch")
+    from attention_kernels.modules import KernelAttention
+
+    module = KernelAttention.from_estimator(ensemble)
+    Xt = rng.normal(size=(4, 3))
+    np.testing.assert_allclose(module(torch.as_tensor(Xt)).numpy(), ensemble.predict_grid(Xt, Xy), rtol=1e-10)
+    with pytest.raises(ValueError, match="query has 2 features but the estimator was fitted on 3"):
+        module(torch.as_tensor(Xt[:, :2]))
