@@ -19,6 +19,7 @@ from rkbs.estimators import BinaryKernelLearner, BinaryKernelRidge, RKBSClassifi
         BinaryKernelRidge(),  # mode='auto': Kronecker for the Mercer default, whatever the column split
         BinaryKernelRidge(mode="kronecker"),
         BinaryKernelLearner(n_heads=2, head_dim=2, max_iter=50),
+        BinaryKernelLearner(n_heads=2, head_dim=2, max_iter=20, head="rbf", ensemble_size=2),
     ],
 )
 def test_sklearn_compatible(estimator, check):
