@@ -10,26 +10,23 @@ the scales back into the maps, biases and weights, so the returned kernel takes 
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin, clone
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._common import as_device_tensor, check_scalar_param, resolve_device
-from ._learned_kernel import LearnedAttentionKernel, check_head, head_logits
+from ._learned_kernel import LearnedAttentionKernel, check_head
+from ._learner_training import (EXPLODED, INIT_STD, finite, initial_head_mean, pair_response, scheduler,
+                                snapshot, standardizer, warn_training)
 from ._pairs import check_grid, index_domain, resolve_split, split_pairs
 
 __all__ = ["BinaryKernelLearner"]
 
 _SCHEDULES = ("constant", "cosine", "plateau")
 _VALIDATION_SPLITS = ("pairs", "rows", "columns", "both")
-_INIT_STD = 0.5
-_EXPLODED = 10.0  # a monitored loss this many times the initial one is divergence, not noise
-_RISING = 2.0  # stopping with the loss this many times its best means training was unstable
 
 
 class BinaryKernelLearner(RegressorMixin, BaseEstimator):
@@ -283,8 +280,9 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         # the first member keeps random_state itself, so an ensemble of one is the single learner
         seeds = [self.random_state] + [int(s) for s in rng.randint(2**31, size=R - 1)]
-        members = [clone(self).set_params(ensemble_size=1, random_state=seed)._fit_member(Xu, Yu, a, b, z)
-                   for seed in seeds]
+        members = []
+        for seed in seeds:  # a loop, not a comprehension: the training warnings point at the caller's line
+            members.append(clone(self).set_params(ensemble_size=1, random_state=seed)._fit_member(Xu, Yu, a, b, z))
         for name in ("query_maps_", "key_maps_", "query_bias_", "key_bias_"):
             setattr(self, name, np.concatenate([getattr(m, name) for m in members]))
         self.head_weights_ = np.concatenate([m.head_weights_ for m in members]) / R
@@ -307,18 +305,18 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
         a, b, z, val = a[train], b[train], z[train], val[train]
         dx, dy = Xu.shape[1], Yu.shape[1]
         # scale-free training: standardized features, responses of unit mean square (folded back at the end)
-        (mu_x, sd_x), (mu_y, sd_y) = _standardizer(Xu), _standardizer(Yu)
+        (mu_x, sd_x), (mu_y, sd_y) = standardizer(Xu), standardizer(Yu)
         z_scale = max(float(np.sqrt(np.mean(z[~val] ** 2))), 1e-300)
         Yu_raw = Yu
         Xu, Yu, z = (Xu - mu_x) / sd_x, (Yu - mu_y) / sd_y, z / z_scale
-        # logits <x Wq, y Wk> / sqrt(d) of standard deviation _INIT_STD whatever the input scale: the initial
+        # logits <x Wq, y Wk> / sqrt(d) of standard deviation INIT_STD whatever the input scale: the initial
         # model is nearly the constant mean, and no exp() outlier dominates the first steps
         rms_x = max(float(np.sqrt(np.mean(Xu**2))), 1e-12)
         rms_y = max(float(np.sqrt(np.mean(Yu**2))), 1e-12)
-        side = math.sqrt(_INIT_STD)
+        side = math.sqrt(INIT_STD)
         Wq = side * torch.randn(H, dx, d, generator=gen, dtype=torch.float64) / (math.sqrt(dx) * rms_x)
         Wk = side * torch.randn(H, dy, d, generator=gen, dtype=torch.float64) / (math.sqrt(dy) * rms_y)
-        w = torch.full((H,), float(np.mean(z[~val])) / (H * _initial_head_mean(p["head"], d)), dtype=torch.float64)
+        w = torch.full((H,), float(np.mean(z[~val])) / (H * initial_head_mean(p["head"], d)), dtype=torch.float64)
         params = [t.to(device, dtype).requires_grad_() for t in (Wq, Wk, w)]
         if self.bias:
             params += [torch.zeros(H, d, dtype=dtype, device=device, requires_grad=True) for _ in range(2)]
@@ -329,7 +327,7 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
 
         def mse(part, ps):
             ia, ib, zt = part
-            return torch.mean((_pair_response(xs, ys, ia, ib, *ps, cap=p["cap"], head=p["head"]) - zt) ** 2)
+            return torch.mean((pair_response(xs, ys, ia, ib, *ps, cap=p["cap"], head=p["head"]) - zt) ** 2)
 
         def objective(ps):
             loss = mse(idx[0], ps)
@@ -340,9 +338,9 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
                 return float(mse(monitor, ps) if monitor is not None else objective(ps))
 
         opt = torch.optim.Adam(params, lr=p["lr"])
-        sched = _scheduler(self.learning_rate_schedule, opt, p["max_iter"], p["patience"])
+        sched = scheduler(self.learning_rate_schedule, opt, p["max_iter"], p["patience"])
         self.loss_curve_, self.validation_scores_ = [], [score(params)]
-        best, best_iter, best_params, stall, reason = self.validation_scores_[0], 0, _snapshot(params), 0, "max_iter"
+        best, best_iter, best_params, stall, reason = self.validation_scores_[0], 0, snapshot(params), 0, "max_iter"
         for it in range(1, p["max_iter"] + 1):
             opt.zero_grad()
             loss = objective(params)
@@ -354,11 +352,11 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
             self.loss_curve_.append(float(loss.detach()))
             current = score(params)
             self.validation_scores_.append(current)
-            if not np.isfinite(current) or current > _EXPLODED * self.validation_scores_[0] + 1e-12:
+            if not np.isfinite(current) or current > EXPLODED * self.validation_scores_[0] + 1e-12:
                 reason = "diverged"
                 break
             if current < best - p["tol"] * abs(best):
-                best, best_iter, best_params, stall = current, it, _snapshot(params), 0
+                best, best_iter, best_params, stall = current, it, snapshot(params), 0
             else:
                 stall += 1
             if sched is not None:
@@ -367,7 +365,7 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
                 reason = "converged"
                 break
         self.n_iter_, self.best_iter_ = it, best_iter
-        _warn_training(reason, it, best_iter, self.validation_scores_, monitor is not None)
+        warn_training(reason, it, best_iter, self.validation_scores_, monitor is not None)
         Wq, Wk, w, *biases = best_params
         bq, bk = biases if biases else (np.zeros((H, d)), np.zeros((H, d)))
         # fold the standardization back: ((x - mu) / sd) W + b = x (W / sd) + (b - (mu / sd) W)
@@ -401,9 +399,9 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
         device, dtype = resolve_device(self.device)
         rows = torch.arange(X.shape[0], device=device)
         with torch.no_grad():
-            out = _pair_response(as_device_tensor(Xx, device, dtype), as_device_tensor(Xy, device, dtype), rows,
+            out = pair_response(as_device_tensor(Xx, device, dtype), as_device_tensor(Xy, device, dtype), rows,
                                  rows, *self._tensors(), cap=self.logit_cap_, head=self.head)
-        return _finite(out)
+        return finite(out)
 
     def predict_grid(self, X_x, X_y):
         """The full response matrix for every pair of ``X_x`` and ``X_y``: ``kernel_(X_x, X_y)``.
@@ -425,7 +423,7 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
         device, dtype = resolve_device(self.device)
         with torch.no_grad():
             out = self.kernel_.evaluate(as_device_tensor(X_x, device, dtype), as_device_tensor(X_y, device, dtype))
-        return _finite(out)
+        return finite(out)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -433,70 +431,3 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
         # on arbitrary pair rows (scikit-learn's generic regression data): no promise of R^2 > 0.5 there
         tags.regressor_tags.poor_score = True
         return tags
-
-
-def _standardizer(P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation of each feature (1 for a constant one)."""
-    mu, sd = P.mean(axis=0), P.std(axis=0)
-    return mu, np.where(sd > 1e-12 * max(float(np.abs(P).max()), 1e-300), sd, 1.0)
-
-
-def _pair_response(xs, ys, ia, ib, Wq, Wk, w, bq=None, bk=None, *, cap=None, head="exp"):
-    """h(xs[ia_i], ys[ib_i]) for pairs indexed into the distinct points: (n,)."""
-    Q = xs @ Wq  # (H, n_x, d)
-    K = ys @ Wk
-    if bq is not None:
-        Q = Q + bq[:, None]
-        K = K + bk[:, None]
-    logits = head_logits(Q[:, ia], K[:, ib], head, cap)  # (H, n)
-    return w @ torch.exp(logits)
-
-
-def _initial_head_mean(head: str, d: int) -> float:
-    """A head's mean at the initialization, so that the initial model is the responses' mean.
-
-    Each coordinate of q and k has variance ``_INIT_STD``: the exponential head's logit is about N(0, _INIT_STD^2),
-    mean exp(_INIT_STD^2 / 2); the RBF head is exp(-t |q - k|^2) with t = 1 / (2 sqrt(d)) and q - k ~
-    N(0, 2 _INIT_STD I_d), mean (1 + 4 t _INIT_STD)^(-d / 2).
-    """
-    if head == "rbf":
-        return (1 + 2 * _INIT_STD / math.sqrt(d)) ** (-d / 2)
-    return math.exp(_INIT_STD**2 / 2)
-
-
-def _snapshot(params) -> list[np.ndarray]:
-    return [t.detach().double().cpu().numpy().copy() for t in params]
-
-
-def _scheduler(schedule: str, opt, max_iter: int, patience: int):
-    if schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max_iter)
-    if schedule == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(1, patience // 4))
-    return None
-
-
-def _warn_training(reason: str, n_iter: int, best_iter: int, scores: list, validation: bool) -> None:
-    what = "validation loss" if validation else "training objective"
-    restored = (f"the parameters of step {best_iter} ({what} {scores[best_iter]:.4g}, initial {scores[0]:.4g}) "
-                "were restored")
-    if reason == "diverged":
-        warnings.warn(ConvergenceWarning(f"training diverged at step {n_iter} (the {what} became non-finite or "
-                                         f"grew {_EXPLODED:g}-fold); {restored}. Lower learning_rate or raise "
-                                         "alpha"), stacklevel=4)
-    elif reason == "max_iter":
-        warnings.warn(ConvergenceWarning(f"training stopped at max_iter={n_iter} while the {what} was still "
-                                         f"improving; {restored}. Increase max_iter or learning_rate"),
-                      stacklevel=4)
-    elif best_iter == 0:
-        warnings.warn(ConvergenceWarning(f"no step improved the {what} on the initialization's ({scores[0]:.4g}); "
-                                         "the initial parameters were kept. Lower learning_rate"), stacklevel=4)
-    elif scores[-1] > _RISING * scores[best_iter]:
-        warnings.warn(ConvergenceWarning(f"the {what} was rising when training stopped at step {n_iter} "
-                                         f"({scores[-1]:.4g}); {restored}. Lower learning_rate"), stacklevel=4)
-
-
-def _finite(out: torch.Tensor) -> np.ndarray:
-    if not bool(torch.isfinite(out).all()):
-        raise ValueError("the learned kernel overflows on these inputs (non-finite responses); standardize them")
-    return out.double().cpu().numpy()

@@ -166,8 +166,9 @@ def test_learner_loss_decreases_and_exposes_kernels(head):
     Zs = get_kernel("polynomial", degree=2, scale=1.0)(Xs, Xs)
     params = {"n_heads": 2, "head_dim": 3, "max_iter": 60, "learning_rate": 0.05, "early_stopping": False,
               "head": head}
-    with pytest.warns(ConvergenceWarning, match="max_iter=60"):
+    with pytest.warns(ConvergenceWarning, match="max_iter=60") as record:
         m = BinaryKernelLearner(**params).fit_grid(Xs, Xs, Zs)
+    assert record[0].filename == __file__  # the warning points at the caller's line
     assert m.loss_curve_[-1] < 0.5 * m.loss_curve_[0]
     assert m.query_maps_.shape == (2, 3, 3) and m.head_weights_.shape == (2,) and m.query_bias_.shape == (2, 3)
     H = sum(w * k(Xs, Xs) for w, k in zip(m.head_weights_, m.kernels_))
