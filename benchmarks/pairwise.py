@@ -281,7 +281,8 @@ def run_accuracy(args, data_name):
     table = _table(results, metric)
     results.set_summary(metric=metric, table=table)
     (results.path.with_suffix(".md")).write_text(_markdown(table, metric, data_name, results))
-    _plot(results, metric, [m for m in METHODS if any(f"{s}/{m}" in table for s in SETTINGS)], data_name)
+    present = [m for m in _ALL_METHODS if any(f"{s}/{m}" in table for s in SETTINGS)]
+    _plot(results, metric, [m for m in present if m in METHODS] or present, data_name)  # search-only: its own
     return results
 
 
