@@ -9,7 +9,7 @@ import torch
 from ..kernels import Kernel
 from ..kernels._validation import default_scale
 
-__all__ = ["LearnedAttentionKernel", "head_logits", "soft_cap", "HEADS"]
+__all__ = ["LearnedAttentionKernel", "check_head", "head_logits", "soft_cap", "HEADS"]
 
 #: The head forms: ``"exp"`` is the attention head exp(<q, k> / sqrt(d)); ``"rbf"`` is exp(-|q - k|^2 / (2 sqrt(d))),
 #: the same head divided by its row and column factors exp(|q|^2 / (2 sqrt(d))) and exp(|k|^2 / (2 sqrt(d))): at
@@ -38,7 +38,8 @@ def check_head(head, logit_cap):
 
 
 def head_logits(q: torch.Tensor, k: torch.Tensor, head: str, cap=None) -> torch.Tensor:
-    """Each head's logit for matched rows of ``q`` and ``k`` (..., n, d) -> (..., n): the one place of the formula."""
+    """Each head's logit for matched rows of ``q`` and ``k``, (..., n, d) -> (..., n): the pairs form used in
+    training; ``LearnedAttentionKernel`` evaluates the same logits on whole grids (tested equal)."""
     scale = default_scale(None, q.shape[-1])
     if head == "rbf":
         return -0.5 * scale * ((q - k) ** 2).sum(-1)
