@@ -182,19 +182,29 @@ def task_meta(task) -> dict:
 
 
 def chosen_lr(rows, higher_is_better, lr_grid):
-    """The grid rate whose probe scored best on validation (a one-rate grid needs no probe).
+    """The grid rate whose probe scored best on validation, among the rates that train stably at full length.
 
-    ``None`` while a probe is missing; the middle rate when every probe diverged (non-finite validation).
+    A rate at which any full-length run diverged (non-finite validation) is passed over for the next best probe,
+    so that every seed of a (task, kernel) trains at one stable rate; when every rate diverged, the smallest.
+    ``None`` while a probe is missing; the middle rate when every probe diverged. A one-rate grid needs no probe.
     """
     if len(lr_grid) == 1:
         return lr_grid[0]
     probes = [r for r in rows if r.get("phase") == "probe" and r["lr"] in lr_grid]
     if len({r["lr"] for r in probes}) < len(lr_grid):
         return None
-    finite = [r for r in probes if r.get("validation") is not None and math.isfinite(r["validation"])]
+    finite = [r for r in probes if _finite(r.get("validation"))]
     if not finite:
         return lr_grid[len(lr_grid) // 2]
-    return (max if higher_is_better else min)(finite, key=lambda r: r["validation"])["lr"]
+    unstable = {r["lr"] for r in rows if r.get("phase") == "final" and not _finite(r.get("validation"))}
+    stable = [r for r in finite if r["lr"] not in unstable]
+    if not stable:
+        return min(unstable)
+    return (max if higher_is_better else min)(stable, key=lambda r: r["validation"])["lr"]
+
+
+def _finite(value) -> bool:
+    return value is not None and math.isfinite(value)
 
 
 def summarize(rows, meta, kernels, seeds, lr_grid):
@@ -245,11 +255,28 @@ def expected_runs(meta, kernels, n_seeds, lr_grid, analyses) -> int:
     return trained + len(analyses) * len(kernels) * n_seeds
 
 
+def completed_runs(rows, meta, kernels, seeds, lr_grid, analyses) -> int:
+    """How many of :func:`expected_runs` are stored: probes of the grid, the seeds at the chosen rate, analyses.
+
+    Runs at a rate that was passed over (a retrained grid, a rate that diverged at full length) are kept in the
+    file but not counted, so a file is complete only when the chosen rate's seeds are all there.
+    """
+    probes = len(lr_grid) if len(lr_grid) > 1 else 0
+    done = 0
+    for name, m in meta.items():
+        for kernel in m["kernels"] or kernels:
+            mine = [r for r in rows if r["task"] == name and r["kernel"] == kernel]
+            lr = chosen_lr(mine, m["higher_is_better"], lr_grid)
+            done += min(probes, len({r["lr"] for r in mine if r.get("phase") == "probe" and r["lr"] in lr_grid}))
+            done += len({r["seed"] for r in mine if r.get("phase") == "final" and r["lr"] == lr and r["seed"] in seeds})
+    return done + sum(1 for r in rows if r["task"] in analyses and r["kernel"] in kernels and r["seed"] in seeds)
+
+
 # ------------------------------------------------------------------------------------------------ report
 def report(results_path, out_dir=None, readme=None):
     """Tables and plots (and optionally the README block) from a results file, complete or partial.
 
-    Returns ``(table, progress)`` where ``progress = (rows done, rows of the complete run)``.
+    Returns ``(table, progress)`` where ``progress = (runs done, runs of the complete run)``.
     """
     data = _harness.load_results(results_path)
     summary = data.get("summary", {})
@@ -263,7 +290,8 @@ def report(results_path, out_dir=None, readme=None):
     analyses = {a: {k: [_analysis_value(r) for r in rows if r["task"] == a and r["kernel"] == k] for k in kernels}
                 for a in plan_["analyses"]}
     analyses = {a: {k: v for k, v in vals.items() if v} for a, vals in analyses.items()}
-    progress = (len(rows), expected_runs(meta, kernels, len(seeds), lr_grid, plan_["analyses"]))
+    progress = (completed_runs(rows, meta, kernels, seeds, lr_grid, plan_["analyses"]),
+                expected_runs(meta, kernels, len(seeds), lr_grid, plan_["analyses"]))
     path = Path(results_path)
     stem = (Path(out_dir) if out_dir else path.parent) / path.stem
     stem.parent.mkdir(parents=True, exist_ok=True)
@@ -403,11 +431,14 @@ def run(args, spec, kernels, task_names, trained):
                 for key in results.pending(grid, desc=f"{name} {kernel} lr"):
                     results.add(dict(key, **train(task, kernel, key["lr"], key["seed"], probe_steps, batch,
                                                   evaluate_test=False)))
-            lr = chosen_lr(results.select(task=name, kernel=kernel), task.higher_is_better, lr_grid)
-            seeds = [dict(task=name, kernel=kernel, phase="final", lr=lr, seed=s) for s in args.seeds]
-            for key in results.pending(seeds, desc=f"{name} {kernel} seeds"):
-                row = train(task, kernel, lr, key["seed"], steps, batch, swap if kernel == "edp" else ())
-                results.add(dict(key, **row))
+            tried = []
+            while (lr := chosen_lr(results.select(task=name, kernel=kernel), task.higher_is_better,
+                                   lr_grid)) not in tried:  # a rate that diverges at full length: the next one
+                tried.append(lr)
+                seeds = [dict(task=name, kernel=kernel, phase="final", lr=lr, seed=s) for s in args.seeds]
+                for key in results.pending(seeds, desc=f"{name} {kernel} seeds"):
+                    row = train(task, kernel, lr, key["seed"], steps, batch, swap if kernel == "edp" else ())
+                    results.add(dict(key, **row))
             tests = [r["test"] for r in results.select(task=name, kernel=kernel, phase="final", lr=lr)]
             finite = [t for t in tests if t is not None]
             mean = f"{np.mean(finite):.4f}" if finite else "n/a"

@@ -191,6 +191,12 @@ def test_lr_choice_and_run_counts():
     assert compare.chosen_lr([], True, (1e-2,)) == 1e-2  # one rate: no probes
     diverged = [dict(phase="probe", lr=lr, validation=None) for lr in (1e-3, 3e-3, 1e-2)]
     assert compare.chosen_lr(diverged, False, (1e-3, 3e-3, 1e-2)) == 3e-3  # all diverged: the middle rate
+    # the best probe's rate diverged at full length (one seed): every seed trains at the next best rate instead
+    unstable = rows + [dict(phase="final", lr=3e-3, seed=0, validation=0.8),
+                       dict(phase="final", lr=3e-3, seed=1, validation=None)]
+    assert compare.chosen_lr(unstable, True, (1e-3, 3e-3)) == 1e-3
+    both = unstable + [dict(phase="final", lr=1e-3, seed=0, validation=float("nan"))]
+    assert compare.chosen_lr(both, True, (1e-3, 3e-3)) == 1e-3  # every rate diverged: the smallest
     spec = dict(lr_grid=(1e-3, 3e-3, 1e-2), probe_fraction=0.2)
     assert plan_mod.runs_per_kernel(spec, 5) == pytest.approx(5.6)
     assert plan_mod.runs_per_kernel(dict(spec, lr_grid=(1e-3,)), 5) == 5
@@ -264,3 +270,22 @@ def test_curves_record_validation_checkpoints(tmp_path):
     assert row["kernel"] == "edp" and row["lr"] == compare.QUICK["lr_grid"][1] and row["steps"] == 4
     assert [c[0] for c in row["curve"]] == [1, 2, 3, 4] and all(0 <= c[1] <= 1 for c in row["curve"])
     assert row["oracle"] == 1.0 and 0 <= row["test"] <= 1
+
+
+def test_a_rate_that_diverges_at_full_length_is_passed_over(tmp_path, monkeypatch):
+    """The probe prefers 1e-2, one seed diverges there at full length: every seed trains at 3e-3 instead."""
+    def fake_train(task, kernel, lr, seed, steps, batch, swap_kernels=(), evaluate_test=True):
+        diverged = lr == 0.01 and steps > 2 and seed == 1  # probes run 2 steps, full runs 4
+        value = None if diverged else 0.5 + lr
+        return dict(validation=value, test=value if evaluate_test else None, final_train_loss=value, seconds=1.0,
+                    cpu_seconds=1.0, steps=steps, batch=batch)
+
+    monkeypatch.setattr(compare, "train", fake_train)
+    compare.main(["--quick", "--out", str(tmp_path), "--no-progress", "--tasks", "root-k0", "--kernels", "prf-4",
+                  "--steps", "4", "--seeds", "0", "1", "--lr-grid", "0.003", "0.01"])
+    data = json.loads((tmp_path / "compare_kernels_quick.json").read_text())
+    finals = {(r["lr"], r["seed"]) for r in data["results"] if r["phase"] == "final"}
+    assert finals == {(0.01, 0), (0.01, 1), (0.003, 0), (0.003, 1)}  # the diverged rate's runs are kept
+    entry = data["summary"]["tasks"]["root-k0"]["kernels"]["prf-4"]
+    assert entry["lr"] == 0.003 and entry["seeds"] == [0, 1] and entry["diverged"] == []
+    assert "Status: complete." in (tmp_path / "compare_kernels_quick.md").read_text()  # 2 probes + 2 seeds
