@@ -242,7 +242,7 @@ def summarize(rows, meta, kernels, seeds, lr_grid):
                 common = sorted(set(entry["test"]) & set(edp["test"]))
                 if common:
                     entry["diff_vs_edp"] = _harness.paired_ci([entry["test"][s] for s in common],
-                                                     [edp["test"][s] for s in common])
+                                                              [edp["test"][s] for s in common])
             entry["feature_dim"] = feature_dim(kernel, m["head_dim"]) if m["kernels"] is None else None
         table[name] = dict(m, best=best, kernels=per_kernel)
     return table
