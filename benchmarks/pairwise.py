@@ -25,7 +25,7 @@ when the inner training pairs fill a grid, else from iterative fits of a coarse 
 steps each, which bounds the time; such stops are recorded with their warning).
 
 Usage: ``python benchmarks/pairwise.py [--quick] [--part synthetic nr speed] [--settings ...] [--methods ...]
-[--report-only]``; writes ``benchmarks/results/pairwise_{synthetic,nr,speed}.{json,csv,png}``. Resumable per
+[--report-only]``; writes ``benchmarks/results/pairwise_{synthetic,nr,speed}.{json,csv,md,png}``. Resumable per
 result, so ``--methods`` / ``--settings`` split a long run into several commands writing one file, or into
 parallel shards (each with its own ``--out``) whose files ``--merge`` adds to the results files.
 """
@@ -41,8 +41,8 @@ import numpy as np
 
 ALPHAS = np.logspace(-4, 2, 13)
 # the learner's validation split is the setting's (new rows are held out to stop where new rows are predicted best)
-# the settings of docs/pairs.md's search (5 seeds x 3 folds per setting): an ensemble of 5 halves the learner's
-# variance between initializations and validation splits; 8 exponential heads at learning rate 0.01 were best
+# the settings of docs/pairs.md's search (5 seeds x 3 folds per setting): an ensemble of 5 averages away much of
+# the variance between initializations and validation splits; 8 exponential heads at learning rate 0.01 were best
 # for new rows and columns together, RBF heads train 2-3x faster at 0.03
 _COMMON = dict(head_dim=4, max_iter=2000, n_iter_no_change=100, alpha=1e-2, validation_fraction=0.2, ensemble_size=5)
 LEARNERS = {"learned": dict(_COMMON, n_heads=8, learning_rate=0.01),
