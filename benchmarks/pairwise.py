@@ -25,9 +25,10 @@ when the inner training pairs fill a grid, else from iterative fits of a coarse 
 steps each, which bounds the time; such stops are recorded with their warning).
 
 Usage: ``python benchmarks/pairwise.py [--quick] [--part synthetic nr speed] [--settings ...] [--methods ...]
-[--report-only]``; writes ``benchmarks/results/pairwise_{synthetic,nr,speed}.{json,csv,md,png}``. Resumable per
-result, so ``--methods`` / ``--settings`` split a long run into several commands writing one file, or into
-parallel shards (each with its own ``--out``) whose files ``--merge`` adds to the results files.
+[--report-only]``; writes ``benchmarks/results/pairwise_{synthetic,nr,speed}.{json,csv,png}`` and the tables
+``pairwise_{synthetic,nr}.md``. Resumable per result, so ``--methods`` / ``--settings`` split a long run into
+several commands writing one file, or into parallel shards (each with its own ``--out``) whose files ``--merge``
+adds to the results files.
 """
 
 from __future__ import annotations
