@@ -216,3 +216,14 @@ def test_paired_ci_matches_a_hand_computation():
     assert mean == pytest.approx(d.mean()) and low == pytest.approx(d.mean() - half)
     assert high == pytest.approx(d.mean() + half)
     assert harness.paired_ci([1.0], [0.0]) == (1.0, None, None)
+
+
+def test_merge_results_into_a_folder_creates_or_extends_the_file_of_the_same_name(tmp_path):
+    (tmp_path / "shard").mkdir()
+    with harness.Results(tmp_path / "shard" / "bench.json", key=("seed",), config={"n": 1}, progress=False) as store:
+        store.add({"seed": 0, "x": 1.0})
+    done = harness.merge_results([tmp_path / "shard" / "bench.json"], tmp_path / "main")
+    assert done == [(tmp_path / "main" / "bench.json", 1)]  # created with the shard's key and config
+    data = json.loads((tmp_path / "main" / "bench.json").read_text())
+    assert data["config"] == {"n": 1} and data["key"] == ["seed"] and data["results"][0]["x"] == 1.0
+    assert harness.merge_results([tmp_path / "shard" / "bench.json"], tmp_path / "main")[0][1] == 0
