@@ -181,35 +181,41 @@ def suite_speed(args, results):
                     _record(args, results, key, res)
 
 
-def suite_done(args, results):
+def _pending_cases(args, results, suite):
+    """(n, kernel id, catalogue name, params, normalize, pass, key) of a suite's N x kernel x pass grid, the stored
+    keys skipped: the loop of every suite that times a forward and a forward + backward per kernel and length."""
     for n in args.n:
-        rounds = args.large_rounds if n >= CAUSAL_TARGET_MIN_N else args.rounds
         for kname in args.kernels:
             name, params, normalize = KERNELS[kname]
             for passname in ("fwd", "fwd+bwd"):
-                key = f"done/{kname}/N={n}/{passname}"
-                if key in results:
-                    continue
-                backward = passname == "fwd+bwd"
-                q, k, v = _inputs(1, 4, n, n, 64, backward)
-                methods = {}
-                for causal in (False, True):
-                    tag = "_causal" if causal else ""
-                    methods["ours" + tag] = lambda c=causal: kernel_attention(
-                        q, k, v, is_causal=c, kernel=name, normalize=normalize, backend="torch", **params)
-                    methods["sdpa" + tag] = lambda c=causal: F.scaled_dot_product_attention(q, k, v, is_causal=c)
-                    if n <= (args.eager_bwd_max_n if backward else args.eager_max_n):
-                        methods["eager" + tag] = lambda c=causal: kernel_attention_weights(
-                            q, k, is_causal=c, kernel=name, normalize=normalize, **params) @ v
-                res = _interleaved(methods, backward, (q, k, v), rounds)
-                med = {m: r["median_s"] for m, r in res.items()}
-                for tag in ("", "_causal"):
-                    res["ours/sdpa" + tag] = med["ours" + tag] / med["sdpa" + tag]
-                    if "eager" + tag in med:
-                        res["ours/eager" + tag] = med["ours" + tag] / med["eager" + tag]
-                res["causal/noncausal"] = med["ours_causal"] / med["ours"]
-                res["sdpa causal/noncausal"] = med["sdpa_causal"] / med["sdpa"]
-                _record(args, results, key, res)
+                key = f"{suite}/{kname}/N={n}/{passname}"
+                if key not in results:
+                    yield n, kname, name, params, normalize, passname, key
+
+
+def suite_done(args, results):
+    for n, kname, name, params, normalize, passname, key in _pending_cases(args, results, "done"):
+        rounds = args.large_rounds if n >= CAUSAL_TARGET_MIN_N else args.rounds
+        backward = passname == "fwd+bwd"
+        q, k, v = _inputs(1, 4, n, n, 64, backward)
+        methods = {}
+        for causal in (False, True):
+            tag = "_causal" if causal else ""
+            methods["ours" + tag] = lambda c=causal: kernel_attention(
+                q, k, v, is_causal=c, kernel=name, normalize=normalize, backend="torch", **params)
+            methods["sdpa" + tag] = lambda c=causal: F.scaled_dot_product_attention(q, k, v, is_causal=c)
+            if n <= (args.eager_bwd_max_n if backward else args.eager_max_n):
+                methods["eager" + tag] = lambda c=causal: kernel_attention_weights(
+                    q, k, is_causal=c, kernel=name, normalize=normalize, **params) @ v
+        res = _interleaved(methods, backward, (q, k, v), rounds)
+        med = {m: r["median_s"] for m, r in res.items()}
+        for tag in ("", "_causal"):
+            res["ours/sdpa" + tag] = med["ours" + tag] / med["sdpa" + tag]
+            if "eager" + tag in med:
+                res["ours/eager" + tag] = med["ours" + tag] / med["eager" + tag]
+        res["causal/noncausal"] = med["ours_causal"] / med["ours"]
+        res["sdpa causal/noncausal"] = med["sdpa_causal"] / med["sdpa"]
+        _record(args, results, key, res)
 
 
 def _previous_rule(plan, q, k, training):
@@ -222,33 +228,27 @@ def suite_piece(args, results):
     and the eager formula, interleaved: ``ours`` / ``tiled`` / ``eager`` per kernel, N and pass."""
     import attention_kernels._chunked as chunked
 
-    for n in args.n:
-        for kname in args.kernels:
-            name, params, normalize = KERNELS[kname]
-            for passname in ("fwd", "fwd+bwd"):
-                key = f"piece/{kname}/N={n}/{passname}"
-                if key in results:
-                    continue
-                backward = passname == "fwd+bwd"
-                q, k, v = _inputs(1, 4, n, n, 64, backward)
+    for n, kname, name, params, normalize, passname, key in _pending_cases(args, results, "piece"):
+        backward = passname == "fwd+bwd"
+        q, k, v = _inputs(1, 4, n, n, 64, backward)
 
-                def ours():
-                    return kernel_attention(q, k, v, kernel=name, normalize=normalize, backend="torch", **params)
+        def ours():
+            return kernel_attention(q, k, v, kernel=name, normalize=normalize, backend="torch", **params)
 
-                def tiled():
-                    rule, chunked._in_one_piece = chunked._in_one_piece, _previous_rule
-                    try:
-                        return ours()
-                    finally:
-                        chunked._in_one_piece = rule
+        def tiled():
+            rule, chunked._in_one_piece = chunked._in_one_piece, _previous_rule
+            try:
+                return ours()
+            finally:
+                chunked._in_one_piece = rule
 
-                methods = {"ours": ours, "tiled": tiled, "eager": lambda: kernel_attention_weights(
-                    q, k, kernel=name, normalize=normalize, **params) @ v}
-                res = _interleaved(methods, backward, (q, k, v), args.rounds)
-                med = {m: r["median_s"] for m, r in res.items()}
-                res["ours/eager"] = med["ours"] / med["eager"]
-                res["tiled/eager"] = med["tiled"] / med["eager"]
-                _record(args, results, key, res)
+        methods = {"ours": ours, "tiled": tiled, "eager": lambda: kernel_attention_weights(
+            q, k, kernel=name, normalize=normalize, **params) @ v}
+        res = _interleaved(methods, backward, (q, k, v), args.rounds)
+        med = {m: r["median_s"] for m, r in res.items()}
+        res["ours/eager"] = med["ours"] / med["eager"]
+        res["tiled/eager"] = med["tiled"] / med["eager"]
+        _record(args, results, key, res)
 
 
 def _done_checks(kname: str, n: int, res: dict) -> list[str]:
