@@ -17,7 +17,6 @@ resumable: a rerun skips the rows already measured (``--fresh`` measures everyth
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import _harness
 import torch
@@ -124,14 +123,13 @@ def main(argv=None):
         raise SystemExit("attention_decode.py needs a CUDA device (the CPU numbers are benchmarks/attention_cpu.py's).")
     device = _harness.setup(args)
     config = dict(rep_ms=args.rep, dtype="bfloat16", timing="median of triton.testing.do_bench")
-    stem = args.name + ("_quick" if args.quick else "")
     results = _harness.Results.open(args, key=_KEY, config=config, device=device)
     t0 = time.time()
     if "decode" in args.suites:
         suite_decode(args, results, device)
     if "varlen" in args.suites:
         suite_varlen(args, results, device)
-    print(f"wrote {Path(args.out) / stem}.json/.csv in {time.time() - t0:.0f}s", flush=True)
+    print(f"wrote {results.path} and .csv in {time.time() - t0:.0f}s", flush=True)
 
 
 if __name__ == "__main__":

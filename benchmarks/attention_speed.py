@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from pathlib import Path
 
 import _harness
 import torch
@@ -256,7 +255,7 @@ def main(argv=None):
     p.add_argument("--eager-max-n", type=int, default=4096, help="skip eager above this N (memory)")
     p.add_argument("--from-json", action="store_true", help="only rewrite the .md and .png from the .json")
     args = p.parse_args(argv)
-    stem = Path(args.out) / (args.name + ("_quick" if args.quick else ""))
+    stem = _harness.results_path(args).with_suffix("")
     if args.from_json:
         saved = _harness.load_results(stem.with_suffix(".json"))
         # files written before the harness kept these fields under "meta"

@@ -126,7 +126,7 @@ def main(argv=None) -> None:
         lines.append(f"| {r['n']:,} | {r['kernel_ridge_s']} | {r['rkbs_s']} | {r['speed_ratio']:.2f}x | "
                      f"{r['kernel_ridge_peak_mib']} / {r['rkbs_peak_mib']} | {r['max_abs_pred_diff']:.1e} | "
                      f"{r['test_r2']} |")
-    out = args.out / (f"{args.name}_quick.md" if args.quick else f"{args.name}.md")
+    out = _harness.results_path(args).with_suffix(".md")
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -194,7 +194,7 @@ def _report(results, args) -> None:
         gap = f"{r['test_r2'] - direct[r['n']]:+.4f}" if r["n"] in direct else "-"
         lines.append(f"| {r['n']:,} | {r['method']} | {r['processes']} | {r['fit_s']} | {r['peak_above_data_mib']} | "
                      f"{r['test_r2']} | {gap} | {r['n_iter']} |")
-    out = args.out / (f"{args.name}_quick.md" if args.quick else f"{args.name}.md")
+    out = _harness.results_path(args).with_suffix(".md")
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

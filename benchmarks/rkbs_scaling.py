@@ -383,7 +383,7 @@ def main(argv=None) -> dict:
         result[part] = run(args.quick, results) if part in args.parts else []
     results.set_summary(total_seconds=time.perf_counter() - t0, logistic=[
         {k: r[k] for k in ("case", "ratio_vs_logistic_regression", "ratio_vs_svc")} for r in result["logistic"]])
-    stem = Path(args.out) / (args.name + ("_quick" if args.quick else ""))
+    stem = _harness.results_path(args).with_suffix("")
     stem.with_suffix(".md").write_text(_markdown(result))
     if result["scaling"] and result["kernel_learning"]:
         _plot(result["scaling"], result["kernel_learning"], stem.with_suffix(".png"))
