@@ -39,6 +39,16 @@ FEATURES = {
 }
 
 
+def _assert_gradients_match(out, expected, qkv, kw, seed):
+    """The gradients of a random projection of ``out`` and of the float64 reference ``expected``, with respect to
+    q, k, v and every tensor argument (ALiBi slopes, sinks), are finite and agree."""
+    inputs = [*qkv, *(t for t in kw.values() if isinstance(t, torch.Tensor))]
+    g = randn(*out.shape, seed=seed)
+    for a, w in zip(torch.autograd.grad((out * g).sum(), inputs), torch.autograd.grad((expected * g).sum(), inputs)):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a, w, rtol=1e-8, atol=1e-9)
+
+
 def _feature_kwargs(name, case, normalize, b, h):
     kw = dict(FEATURES[name])
     if kw.get("alibi_slopes") == "heads":
@@ -84,12 +94,7 @@ def test_feature_gradients_match_reference(case, small_chunks):
         out = kernel_attention(q, k, v, kernel=kernel, normalize=normalize, backend="torch", **kw)
         expected, _ = reference_features(q, k, v, kernel, normalize, **kw)
         torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
-        inputs = [q, k, v, *(t for t in kw.values() if isinstance(t, torch.Tensor))]
-        g = randn(*out.shape, seed=7)
-        got = torch.autograd.grad((out * g).sum(), inputs)
-        want = torch.autograd.grad((expected * g).sum(), inputs)
-        for a, w in zip(got, want):
-            torch.testing.assert_close(a, w, rtol=1e-8, atol=1e-9)
+        _assert_gradients_match(out, expected, [q, k, v], kw, seed=7)
 
 
 @pytest.mark.parametrize("case", ["edp", "sigmoid", "cosine"])
@@ -292,12 +297,7 @@ def test_one_tile_training_path_matches_reference(case):
         out = kernel_attention(q, k, v, attn_mask=mask, kernel=kernel, normalize=normalize, backend="torch", **kw)
         expected, _ = reference_features(q, k, v, kernel, normalize, attn_mask=mask, **kw)
         torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
-        inputs = [q, k, v, *(t for t in kw.values() if isinstance(t, torch.Tensor))]
-        g = randn(*out.shape, seed=37)
-        for a, w in zip(torch.autograd.grad((out * g).sum(), inputs),
-                        torch.autograd.grad((expected * g).sum(), inputs)):
-            assert torch.isfinite(a).all()
-            torch.testing.assert_close(a, w, rtol=1e-8, atol=1e-9)
+        _assert_gradients_match(out, expected, [q, k, v], kw, seed=37)
 
 
 @pytest.mark.parametrize("case", ["edp", "laplacian", "sigmoid", "tanh", "cosine", "linear"])
@@ -331,12 +331,7 @@ def test_one_piece_and_tiled_paths_match_reference(case, budget, monkeypatch):
         torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
         if normalize:
             torch.testing.assert_close(lse, ref_lse, rtol=1e-10, atol=1e-10)
-        inputs = [q, k, v, *(t for t in kw.values() if isinstance(t, torch.Tensor))]
-        g = randn(*out.shape, seed=42)
-        for a, w in zip(torch.autograd.grad((out * g).sum(), inputs),
-                        torch.autograd.grad((expected * g).sum(), inputs)):
-            assert torch.isfinite(a).all()
-            torch.testing.assert_close(a, w, rtol=1e-8, atol=1e-9)
+        _assert_gradients_match(out, expected, [q, k, v], kw, seed=42)
 
 
 def test_one_piece_only_where_it_pays(monkeypatch):
