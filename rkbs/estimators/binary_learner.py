@@ -234,6 +234,7 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
             "frac": check_scalar_param("validation_fraction", self.validation_fraction, minimum=0.0, strict=True),
             "patience": check_scalar_param("n_iter_no_change", self.n_iter_no_change, minimum=1, integer=True),
             "cap": check_scalar_param("logit_cap", self.logit_cap, minimum=0.0, strict=True, allow_none=True),
+            "R": check_scalar_param("ensemble_size", self.ensemble_size, minimum=1, integer=True),
         }
         p["head"] = check_head(self.head, p["cap"])
         if p["frac"] >= 1:
@@ -275,8 +276,7 @@ class BinaryKernelLearner(RegressorMixin, BaseEstimator):
 
     def _fit(self, Xu, Yu, a, b, z):
         """Fit ``ensemble_size`` members and average them: their heads side by side, weights divided by R."""
-        R = check_scalar_param("ensemble_size", self.ensemble_size, minimum=1, integer=True)
-        self._check_params()  # before any member trains
+        R = self._check_params()["R"]  # before any member trains
         rng = check_random_state(self.random_state)
         # the first member keeps random_state itself, so an ensemble of one is the single learner
         seeds = [self.random_state] + [int(s) for s in rng.randint(2**31, size=R - 1)]
