@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -36,6 +38,11 @@ def _worker(rank, world, store, path):
         model(x).square().mean().backward()  # DDP averages the gradients over the ranks
         if rank == 0:
             torch.save([p.grad for p in model.module.parameters()], path)
+        # DDP's reducer holds the process group: freed only at interpreter exit, gloo's threads are torn down
+        # during finalization and can abort the process (SIGABRT, "terminate called without an active
+        # exception"; seen once in CI). Free it here, while the interpreter is whole.
+        del model
+        gc.collect()
         # both ranks leave together: a rank that tears gloo down while the other still talks to it aborts
         dist.barrier()
     finally:
