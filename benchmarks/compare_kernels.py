@@ -46,16 +46,16 @@ _ICL = tuple(f"icl-{p}-L{d}-{b}" for p in ("gaussian", "tree") for d in (1, 2, 4
 # and widths sized so that the whole run costs about 15 CPU-hours single-threaded (``--plan``).
 FULL = dict(
     kernels=ALL_KERNELS,
-    tasks=("recall-4", "recall-16", *_ICL, "recall-64", "root-k0", "mlm-k0", "mlm-k0-long", "text", "mlm-k2",
-           "mlm-k3", "digits"),
+    tasks=("recall-4", "recall-16", *_ICL, "recall-64", "root-k0", "mlm-k0", "mlm-k0-long", "root-k0-long", "text",
+           "mlm-k2", "mlm-k3", "digits"),
     analyses=("subspace", "energy"), seeds=(0, 1, 2, 3, 4), lr_grid=(1e-3, 3e-3, 1e-2, 3e-2), probe_fraction=0.2,
     cfg=dict(depth=3, n_symbols=4, grammar_seed=0, dim=48, layers=3, heads=4, recall_vocab=64, recall_layers=1,
              context=256, text_dim=48, text_layers=2, text_heads=2, icl_dim=8, icl_context=8, icl_noise=0.25,
              icl_branching=4),
-    steps={"root": 1500, "mlm": 3000, "mlm-k2": 1500, "mlm-k3": 1500, "mlm-long": 6000, "recall": 1000, "text": 1000,
-           "digits": 800, "icl": 3000},
-    batch={"root": 64, "mlm": 64, "mlm-k2": 64, "mlm-k3": 64, "mlm-long": 128, "recall": 16, "text": 8, "digits": 64,
-           "icl": 256}, n_eval=1000,
+    steps={"root": 1500, "root-long": 3000, "mlm": 3000, "mlm-k2": 1500, "mlm-k3": 1500, "mlm-long": 6000,
+           "recall": 1000, "text": 1000, "digits": 800, "icl": 3000},
+    batch={"root": 64, "root-long": 64, "mlm": 64, "mlm-k2": 64, "mlm-k3": 64, "mlm-long": 128, "recall": 16,
+           "text": 8, "digits": 64, "icl": 256}, n_eval=1000,
 )
 QUICK = dict(
     kernels=("edp", "linear", "taylor_edp-2", "prf-4", "prf-16"),
@@ -181,10 +181,30 @@ def task_meta(task) -> dict:
                 head_dim=task.head_dim, kernels=None if task.kernels is None else list(task.kernels))
 
 
-def chosen_lr(rows, higher_is_better, lr_grid):
+#: Share of the floor-to-oracle gap the best probe must close for the probes to rank the rates: below it every
+#: rate is still at the floor (a task learned in a late jump, such as associative recall with many pairs), and
+#: the best probe would be chosen by noise.
+PROBE_SIGNAL = 0.02
+
+
+def probes_at_floor(rows, lr_grid, floor=None, oracle=None) -> bool:
+    """Whether every grid rate has its probe and none of them closed :data:`PROBE_SIGNAL` of the gap from the
+    task's floor to its oracle (never for a task without both, or a one-rate grid)."""
+    if len(lr_grid) == 1 or floor is None or oracle is None or oracle == floor:
+        return False
+    probes = [r for r in rows if r.get("phase") == "probe" and r["lr"] in lr_grid]
+    if len({r["lr"] for r in probes}) < len(lr_grid):
+        return False
+    closed = [(r["validation"] - floor) / (oracle - floor) for r in probes if _finite(r.get("validation"))]
+    return max(closed, default=0.0) < PROBE_SIGNAL
+
+
+def chosen_lr(rows, higher_is_better, lr_grid, floor=None, oracle=None):
     """The grid rate whose probe scored best on validation, among the rates that train stably at full length.
 
-    A rate at which any full-length run diverged (non-finite validation) is passed over for the next best probe,
+    When the probes are all at the task's floor (:func:`probes_at_floor`), the rates are compared by full-length
+    runs at the probes' seed instead (``phase="final"``, one per rate; ``None`` while one is missing).
+    A rate at which any full-length run diverged (non-finite validation) is passed over for the next best one,
     so that every seed of a (task, kernel) trains at one stable rate; when every rate diverged, the smallest.
     ``None`` while a probe is missing; the middle rate when every probe diverged. A one-rate grid needs no probe.
     """
@@ -193,14 +213,17 @@ def chosen_lr(rows, higher_is_better, lr_grid):
     probes = [r for r in rows if r.get("phase") == "probe" and r["lr"] in lr_grid]
     if len({r["lr"] for r in probes}) < len(lr_grid):
         return None
-    finite = [r for r in probes if _finite(r.get("validation"))]
-    if not finite:
-        return lr_grid[len(lr_grid) // 2]
+    candidates = probes
+    if probes_at_floor(rows, lr_grid, floor, oracle):
+        seed = probes[0]["seed"]
+        candidates = [r for r in rows if r.get("phase") == "final" and r["seed"] == seed and r["lr"] in lr_grid]
+        if len({r["lr"] for r in candidates}) < len(lr_grid):
+            return None
     unstable = {r["lr"] for r in rows if r.get("phase") == "final" and not _finite(r.get("validation"))}
-    stable = [r for r in finite if r["lr"] not in unstable]
-    if not stable:
-        return min(unstable)
-    return (max if higher_is_better else min)(stable, key=lambda r: r["validation"])["lr"]
+    stable = [r for r in candidates if _finite(r.get("validation")) and r["lr"] not in unstable]
+    if stable:
+        return (max if higher_is_better else min)(stable, key=lambda r: r["validation"])["lr"]
+    return min(unstable) if unstable else lr_grid[len(lr_grid) // 2]
 
 
 def _finite(value) -> bool:
@@ -218,7 +241,7 @@ def summarize(rows, meta, kernels, seeds, lr_grid):
         per_kernel = {}
         for kernel in m["kernels"] or kernels:
             mine = [r for r in rows if r["task"] == name and r["kernel"] == kernel]
-            lr = chosen_lr(mine, m["higher_is_better"], lr_grid)
+            lr = chosen_lr(mine, m["higher_is_better"], lr_grid, m.get("floor"), m.get("oracle"))
             finals = [r for r in mine if r.get("phase") == "final" and r["lr"] == lr and r["seed"] in seeds]
             chosen = {r["seed"]: r for r in finals if r.get("test") is not None}
             if lr is None or not chosen:
@@ -266,7 +289,7 @@ def completed_runs(rows, meta, kernels, seeds, lr_grid, analyses) -> int:
     for name, m in meta.items():
         for kernel in m["kernels"] or kernels:
             mine = [r for r in rows if r["task"] == name and r["kernel"] == kernel]
-            lr = chosen_lr(mine, m["higher_is_better"], lr_grid)
+            lr = chosen_lr(mine, m["higher_is_better"], lr_grid, m.get("floor"), m.get("oracle"))
             done += min(probes, len({r["lr"] for r in mine if r.get("phase") == "probe" and r["lr"] in lr_grid}))
             done += len({r["seed"] for r in mine if r.get("phase") == "final" and r["lr"] == lr and r["seed"] in seeds})
     return done + sum(1 for r in rows if r["task"] in analyses and r["kernel"] in kernels and r["seed"] in seeds)
@@ -393,9 +416,23 @@ def _with_name(args, suffix):
 
 
 def _run_config(spec) -> dict:
-    """What every stored result of a run shares: resuming or merging under another config is refused."""
-    return dict(cfg=spec["cfg"], steps=spec["steps"], batch=spec["batch"], n_eval=spec["n_eval"],
-                probe_fraction=spec["probe_fraction"])
+    """What every stored result of a run shares: resuming or merging under another config is refused.
+
+    The step and batch budgets are not in it: each row stores its own, and :func:`_check_budget` compares them
+    task by task, so a task (and its budget) can join a results file without invalidating the others.
+    """
+    return dict(cfg=spec["cfg"], n_eval=spec["n_eval"], probe_fraction=spec["probe_fraction"])
+
+
+def _check_budget(rows, name: str, steps: int, probe_steps: int, batch: int) -> None:
+    """Refuse to resume task ``name`` when a stored run of it was trained with another step or batch budget."""
+    for r in rows:
+        want = probe_steps if r.get("phase") == "probe" else steps
+        if (r.get("steps"), r.get("batch")) != (want, batch):
+            raise ValueError(f"task {name!r}: a stored {r.get('phase')} run ({r.get('kernel')}, lr {r.get('lr')}, "
+                             f"seed {r.get('seed')}) trained {r.get('steps')} steps at batch {r.get('batch')}, but "
+                             f"the budget is now {want} at batch {batch}; pass --fresh or another --out, or "
+                             "restore the task's budget")
 
 
 def merge(args, paths):
@@ -425,15 +462,22 @@ def run(args, spec, kernels, task_names, trained):
     for name, task in tasks.items():  # task by task: complete tasks accumulate
         steps, batch = budget(spec, name)
         probe_steps = max(2, round(spec["probe_fraction"] * steps))
+        _check_budget(results.select(task=name), name, steps, probe_steps, batch)
         for kernel in task.kernels or kernels:
             if len(lr_grid) > 1:
                 grid = [dict(task=name, kernel=kernel, phase="probe", lr=lr, seed=args.seeds[0]) for lr in lr_grid]
                 for key in results.pending(grid, desc=f"{name} {kernel} lr"):
                     results.add(dict(key, **train(task, kernel, key["lr"], key["seed"], probe_steps, batch,
                                                   evaluate_test=False)))
+            if probes_at_floor(results.select(task=name, kernel=kernel), lr_grid, task.floor, task.oracle):
+                # the probes cannot rank the rates: the first seed trains at full length at every rate instead
+                grid = [dict(task=name, kernel=kernel, phase="final", lr=lr, seed=args.seeds[0]) for lr in lr_grid]
+                for key in results.pending(grid, desc=f"{name} {kernel} lr at full length"):
+                    results.add(dict(key, **train(task, kernel, key["lr"], key["seed"], steps, batch,
+                                                  swap if kernel == "edp" else ())))
             tried = []
-            while (lr := chosen_lr(results.select(task=name, kernel=kernel), task.higher_is_better,
-                                   lr_grid)) not in tried:  # a rate that diverges at full length: the next one
+            while (lr := chosen_lr(results.select(task=name, kernel=kernel), task.higher_is_better, lr_grid,
+                                   task.floor, task.oracle)) not in tried:  # diverged at full length: the next
                 tried.append(lr)
                 seeds = [dict(task=name, kernel=kernel, phase="final", lr=lr, seed=s) for s in args.seeds]
                 for key in results.pending(seeds, desc=f"{name} {kernel} seeds"):

@@ -289,3 +289,58 @@ def test_a_rate_that_diverges_at_full_length_is_passed_over(tmp_path, monkeypatc
     entry = data["summary"]["tasks"]["root-k0"]["kernels"]["prf-4"]
     assert entry["lr"] == 0.003 and entry["seeds"] == [0, 1] and entry["diverged"] == []
     assert "Status: complete." in (tmp_path / "compare_kernels_quick.md").read_text()  # 2 probes + 2 seeds
+
+
+def test_probes_at_the_floor_compare_the_rates_at_full_length():
+    grid = (1e-3, 1e-2)
+    at_floor = [dict(phase="probe", lr=1e-3, seed=0, validation=0.251), dict(phase="probe", lr=1e-2, seed=0,
+                                                                             validation=0.262)]
+    assert compare.probes_at_floor(at_floor, grid, floor=0.25, oracle=1.0)  # 1.6% of the gap closed
+    assert not compare.probes_at_floor(at_floor, grid, floor=0.24, oracle=1.0)  # 2.9%: the probes rank
+    assert not compare.probes_at_floor(at_floor, grid)  # no floor or oracle: the probes decide
+    assert not compare.probes_at_floor(at_floor[:1], grid, floor=0.25, oracle=1.0)  # a probe still missing
+    # lower is better (an error): the gap runs downwards from the floor
+    mse = [dict(phase="probe", lr=lr, seed=0, validation=v) for lr, v in zip(grid, (0.995, 0.99))]
+    assert compare.probes_at_floor(mse, grid, floor=1.0, oracle=0.0) and not compare.probes_at_floor(
+        mse, grid, floor=1.0, oracle=0.8)
+    assert compare.chosen_lr(at_floor, True, grid, 0.25, 1.0) is None  # full-length runs still missing
+    full = [dict(phase="final", lr=1e-3, seed=0, validation=0.9), dict(phase="final", lr=1e-2, seed=0,
+                                                                       validation=0.3)]
+    assert compare.chosen_lr(at_floor + full[:1], True, grid, 0.25, 1.0) is None
+    assert compare.chosen_lr(at_floor + full, True, grid, 0.25, 1.0) == 1e-3  # against the better probe
+    assert compare.chosen_lr(at_floor + full, True, grid) == 1e-2  # without a floor: the probes decide
+
+
+def test_a_run_whose_probes_stay_at_the_floor_chooses_the_rate_at_full_length(tmp_path, monkeypatch):
+    """Probes (2 steps) all at the floor: seed 0 trains at both rates for the full 4 steps, seed 1 at the best."""
+    def fake_train(task, kernel, lr, seed, steps, batch, swap_kernels=(), evaluate_test=True):
+        value = task.floor if steps == 2 else (0.9 if lr == 0.003 else 0.5)
+        return dict(validation=value, test=value if evaluate_test else None, final_train_loss=1.0, seconds=1.0,
+                    cpu_seconds=1.0, steps=steps, batch=batch)
+
+    monkeypatch.setattr(compare, "train", fake_train)
+    compare.main(["--quick", "--out", str(tmp_path), "--no-progress", "--tasks", "root-k0", "--kernels", "prf-4",
+                  "--steps", "4", "--seeds", "0", "1", "--lr-grid", "0.003", "0.01"])
+    data = json.loads((tmp_path / "compare_kernels_quick.json").read_text())
+    finals = {(r["lr"], r["seed"]) for r in data["results"] if r["phase"] == "final"}
+    assert finals == {(0.003, 0), (0.01, 0), (0.003, 1)}
+    entry = data["summary"]["tasks"]["root-k0"]["kernels"]["prf-4"]
+    assert entry["lr"] == 0.003 and entry["seeds"] == [0, 1]
+    assert "Status: complete." in (tmp_path / "compare_kernels_quick.md").read_text()
+
+
+def test_resuming_a_task_under_another_budget_is_refused(tmp_path, monkeypatch):
+    def fake_train(task, kernel, lr, seed, steps, batch, swap_kernels=(), evaluate_test=True):
+        return dict(validation=0.9, test=0.9 if evaluate_test else None, final_train_loss=1.0, seconds=1.0,
+                    cpu_seconds=1.0, steps=steps, batch=batch)
+
+    monkeypatch.setattr(compare, "train", fake_train)
+    argv = ["--quick", "--out", str(tmp_path), "--no-progress", "--tasks", "root-k0", "--kernels", "prf-4",
+            "--seeds", "0", "--lr-grid", "0.003", "0.01"]
+    compare.main([*argv, "--steps", "4"])
+    with pytest.raises(ValueError, match=r"task 'root-k0': a stored probe run \(prf-4, lr 0.003, seed 0\) trained "
+                                         r"2 steps at batch 64, but the budget is now 3 at batch 64"):
+        compare.main([*argv, "--steps", "12"])
+    compare.main([*argv, "--steps", "4", "--tasks", "root-k0", "digits"])  # another task joins the same file
+    data = json.loads((tmp_path / "compare_kernels_quick.json").read_text())
+    assert {r["task"] for r in data["results"]} == {"root-k0", "digits"}
