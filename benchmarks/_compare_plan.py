@@ -39,7 +39,7 @@ def step_seconds(task, kernel_id: str, batch: int, n_steps: int = 2) -> float:
 
     model = task.build(kernel_id, 0)
     times, start = [], time.process_time()
-    for step, _ in training_steps(task, model, 1e-3, n_steps + 1, batch, 0):
+    for step, _, _ in training_steps(task, model, 1e-3, n_steps + 1, batch, 0):
         now = time.process_time()
         if step > 1:
             times.append(now - start)
@@ -90,7 +90,7 @@ def learning_curve(task, kernel_id: str, lr: float, seed: int, steps: int, batch
 
     model = task.build(kernel_id, seed)
     curve, start = [], time.process_time()
-    for step, _ in training_steps(task, model, lr, steps, batch, seed):
+    for step, _, _ in training_steps(task, model, lr, steps, batch, seed):
         if step % every == 0 or step == steps:
             curve.append([step, task.score(model, task.validation), time.process_time() - start])
     return dict(curve=curve, test=task.score(model, task.test), cpu_seconds=time.process_time() - start)

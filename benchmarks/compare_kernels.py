@@ -52,7 +52,7 @@ FULL = dict(
     cfg=dict(depth=3, n_symbols=4, grammar_seed=0, dim=48, layers=3, heads=4, recall_vocab=64, recall_layers=1,
              context=256, text_dim=48, text_layers=2, text_heads=2, icl_dim=8, icl_context=8, icl_noise=0.25,
              icl_branching=4),
-    steps={"root": 1500, "root-long": 3000, "mlm": 3000, "mlm-k2": 1500, "mlm-k3": 1500, "mlm-long": 6000,
+    steps={"root": 1500, "root-long": 3000, "mlm": 3000, "mlm-k2": 1500, "mlm-k3": 1500, "mlm-long": 12000,
            "recall": 1000, "text": 1000, "digits": 800, "icl": 3000},
     batch={"root": 64, "root-long": 64, "mlm": 64, "mlm-k2": 64, "mlm-k3": 64, "mlm-long": 128, "recall": 16,
            "text": 8, "digits": 64, "icl": 256}, n_eval=1000,
@@ -79,30 +79,39 @@ def make_optimizer(model, lr: float, steps: int):
 
 def training_steps(task, model, lr: float, steps: int, batch: int, seed: int):
     """The one training loop of every run: the seed's batches (the same for every kernel), AdamW with the
-    one-cycle schedule, gradients clipped at 1. Yields ``(step, loss)`` after each optimizer step."""
+    one-cycle schedule, gradients clipped at 1. Yields ``(step, loss, applied)`` after each step.
+
+    A step whose loss or gradient norm is not finite is skipped (``applied=False``; the schedule still advances),
+    as loss scaling skips overflowing steps: one overflowing batch would otherwise make every parameter NaN. Only
+    the un-normalized deep in-context models meet such batches (their layers are cubic in the prompt, and a
+    prompt from the inputs' Gaussian tail overflows float32); a run that never meets one is unchanged by it.
+    """
     rng = np.random.RandomState(seed)
     optimizer, schedule = make_optimizer(model, lr, steps)
     for step in range(1, steps + 1):
         loss = task.loss(model, task.sample(batch, rng))
         optimizer.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        applied = bool(torch.isfinite(loss) and torch.isfinite(norm))
+        if applied:
+            optimizer.step()
         schedule.step()
-        yield step, loss
+        yield step, loss, applied
 
 
 def train(task, kernel_id, lr, seed, steps, batch, swap_kernels=(), evaluate_test=True):
     """Train one model; return validation (and test) metric, seconds, and (for EDP) the swap-test metrics."""
     model = task.build(kernel_id, seed)
     start, cpu_start = time.perf_counter(), time.process_time()
-    loss = torch.tensor(float("nan"))
-    for _, loss in training_steps(task, model, lr, steps, batch, seed):
-        pass
+    loss, skipped = torch.tensor(float("nan")), 0
+    for _, loss, applied in training_steps(task, model, lr, steps, batch, seed):
+        skipped += not applied
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     row = dict(validation=task.score(model, task.validation),
                test=task.score(model, task.test) if evaluate_test else None,
-               final_train_loss=loss.item(), seconds=seconds, cpu_seconds=cpu_seconds, steps=steps, batch=batch)
+               final_train_loss=loss.item(), seconds=seconds, cpu_seconds=cpu_seconds, steps=steps, batch=batch,
+               skipped_steps=skipped)
     if swap_kernels and hasattr(model, "encoder"):
         swaps = {}
         for other in swap_kernels:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 _BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(_BENCH))  # benchmarks/ is a folder of scripts; its modules import each other by name
@@ -344,3 +345,27 @@ def test_resuming_a_task_under_another_budget_is_refused(tmp_path, monkeypatch):
     compare.main([*argv, "--steps", "4", "--tasks", "root-k0", "digits"])  # another task joins the same file
     data = json.loads((tmp_path / "compare_kernels_quick.json").read_text())
     assert {r["task"] for r in data["results"]} == {"root-k0", "digits"}
+
+
+def test_a_non_finite_step_is_skipped_and_counted():
+    """One overflowing batch leaves the parameters as they were; the steps before and after it train."""
+    class _Task:
+        calls = 0
+
+        def sample(self, n, rng):
+            return torch.from_numpy(rng.standard_normal((n, 3))).float()
+
+        def loss(self, model, x):
+            self.calls += 1
+            out = model(x).square().mean()
+            return out * float("nan") if self.calls == 2 else out
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    history = []
+    for step, loss, applied in compare.training_steps(_Task(), model, 1e-2, 4, 8, 0):
+        history.append((applied, [p.detach().clone() for p in model.parameters()]))
+    assert [a for a, _ in history] == [True, False, True, True]
+    assert all(torch.equal(a, b) for a, b in zip(history[0][1], history[1][1]))  # the skipped step: no change
+    assert not torch.equal(history[1][1][0], history[2][1][0]) and all(
+        torch.isfinite(p).all() for p in model.parameters())
