@@ -273,18 +273,24 @@ def test_curves_record_validation_checkpoints(tmp_path):
     assert row["oracle"] == 1.0 and 0 <= row["test"] <= 1
 
 
-def test_a_rate_that_diverges_at_full_length_is_passed_over(tmp_path, monkeypatch):
-    """The probe prefers 1e-2, one seed diverges there at full length: every seed trains at 3e-3 instead."""
+def _run_with_fake_training(tmp_path, monkeypatch, value, *extra):
+    """``main`` on root-k0 and prf-4 (probes of 2 steps, full runs of 4, seeds 0 and 1, rates 3e-3 and 1e-2) with
+    ``train`` replaced: ``value(task, lr, seed, steps)`` is every run's validation and test metric."""
     def fake_train(task, kernel, lr, seed, steps, batch, swap_kernels=(), evaluate_test=True):
-        diverged = lr == 0.01 and steps > 2 and seed == 1  # probes run 2 steps, full runs 4
-        value = None if diverged else 0.5 + lr
-        return dict(validation=value, test=value if evaluate_test else None, final_train_loss=value, seconds=1.0,
+        v = value(task, lr, seed, steps)
+        return dict(validation=v, test=v if evaluate_test else None, final_train_loss=v, seconds=1.0,
                     cpu_seconds=1.0, steps=steps, batch=batch)
 
     monkeypatch.setattr(compare, "train", fake_train)
     compare.main(["--quick", "--out", str(tmp_path), "--no-progress", "--tasks", "root-k0", "--kernels", "prf-4",
-                  "--steps", "4", "--seeds", "0", "1", "--lr-grid", "0.003", "0.01"])
-    data = json.loads((tmp_path / "compare_kernels_quick.json").read_text())
+                  "--steps", "4", "--seeds", "0", "1", "--lr-grid", "0.003", "0.01", *extra])
+    return json.loads((tmp_path / "compare_kernels_quick.json").read_text())
+
+
+def test_a_rate_that_diverges_at_full_length_is_passed_over(tmp_path, monkeypatch):
+    """The probe prefers 1e-2, one seed diverges there at full length: every seed trains at 3e-3 instead."""
+    data = _run_with_fake_training(  # diverged: seed 1 at 1e-2, full length
+        tmp_path, monkeypatch, lambda task, lr, seed, steps: None if (lr, seed, steps) == (0.01, 1, 4) else 0.5 + lr)
     finals = {(r["lr"], r["seed"]) for r in data["results"] if r["phase"] == "final"}
     assert finals == {(0.01, 0), (0.01, 1), (0.003, 0), (0.003, 1)}  # the diverged rate's runs are kept
     entry = data["summary"]["tasks"]["root-k0"]["kernels"]["prf-4"]
@@ -314,15 +320,8 @@ def test_probes_at_the_floor_compare_the_rates_at_full_length():
 
 def test_a_run_whose_probes_stay_at_the_floor_chooses_the_rate_at_full_length(tmp_path, monkeypatch):
     """Probes (2 steps) all at the floor: seed 0 trains at both rates for the full 4 steps, seed 1 at the best."""
-    def fake_train(task, kernel, lr, seed, steps, batch, swap_kernels=(), evaluate_test=True):
-        value = task.floor if steps == 2 else (0.9 if lr == 0.003 else 0.5)
-        return dict(validation=value, test=value if evaluate_test else None, final_train_loss=1.0, seconds=1.0,
-                    cpu_seconds=1.0, steps=steps, batch=batch)
-
-    monkeypatch.setattr(compare, "train", fake_train)
-    compare.main(["--quick", "--out", str(tmp_path), "--no-progress", "--tasks", "root-k0", "--kernels", "prf-4",
-                  "--steps", "4", "--seeds", "0", "1", "--lr-grid", "0.003", "0.01"])
-    data = json.loads((tmp_path / "compare_kernels_quick.json").read_text())
+    data = _run_with_fake_training(
+        tmp_path, monkeypatch, lambda task, lr, seed, steps: task.floor if steps == 2 else (0.9 if lr == 0.003 else 0.5))
     finals = {(r["lr"], r["seed"]) for r in data["results"] if r["phase"] == "final"}
     assert finals == {(0.003, 0), (0.01, 0), (0.003, 1)}
     entry = data["summary"]["tasks"]["root-k0"]["kernels"]["prf-4"]
@@ -331,18 +330,15 @@ def test_a_run_whose_probes_stay_at_the_floor_chooses_the_rate_at_full_length(tm
 
 
 def test_resuming_a_task_under_another_budget_is_refused(tmp_path, monkeypatch):
-    def fake_train(task, kernel, lr, seed, steps, batch, swap_kernels=(), evaluate_test=True):
-        return dict(validation=0.9, test=0.9 if evaluate_test else None, final_train_loss=1.0, seconds=1.0,
-                    cpu_seconds=1.0, steps=steps, batch=batch)
+    def value(task, lr, seed, steps):
+        return 0.9
 
-    monkeypatch.setattr(compare, "train", fake_train)
-    argv = ["--quick", "--out", str(tmp_path), "--no-progress", "--tasks", "root-k0", "--kernels", "prf-4",
-            "--seeds", "0", "--lr-grid", "0.003", "0.01"]
-    compare.main([*argv, "--steps", "4"])
+    _run_with_fake_training(tmp_path, monkeypatch, value)
     with pytest.raises(ValueError, match=r"task 'root-k0': a stored probe run \(prf-4, lr 0.003, seed 0\) trained "
                                          r"2 steps at batch 64, but the budget is now 3 at batch 64"):
-        compare.main([*argv, "--steps", "12"])
-    compare.main([*argv, "--steps", "4", "--tasks", "root-k0", "digits"])  # another task joins the same file
+        _run_with_fake_training(tmp_path, monkeypatch, value, "--steps", "12")  # the later --steps wins
+    data = _run_with_fake_training(tmp_path, monkeypatch, value, "--tasks", "root-k0", "digits")  # a task joins
+    assert {r["task"] for r in data["results"]} == {"root-k0", "digits"}
     data = json.loads((tmp_path / "compare_kernels_quick.json").read_text())
     assert {r["task"] for r in data["results"]} == {"root-k0", "digits"}
 
