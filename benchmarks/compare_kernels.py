@@ -37,7 +37,7 @@ import _harness
 import numpy as np
 import torch
 from _compare_plan import budget, learning_curve, plan
-from _compare_report import plot_icl, plot_ladder, plot_swap, update_readme, write_markdown
+from _compare_report import history, plot_icl, plot_ladder, plot_swap, update_readme, write_markdown
 from _kernel_tasks import ALL_KERNELS, LADDER, feature_dim, make_kernel, make_tasks
 
 _HIER = ("root-k0", "mlm-k0", "mlm-k2", "mlm-k3")
@@ -329,12 +329,14 @@ def report(results_path, out_dir=None, readme=None):
     stem.parent.mkdir(parents=True, exist_ok=True)
     run = data["runs"][-1] if data["runs"] else {}
     caption = _caption(run, progress)
-    write_markdown(table, analyses, run, progress, stem.with_suffix(".md"), title=path.name)
+    provenance = history(data["runs"], rows)
+    write_markdown(table, analyses, run, progress, stem.with_suffix(".md"), title=path.name, provenance=provenance)
     ladder = plot_ladder(table, stem.parent / f"{stem.name}_ladder.png", caption)
     plot_swap(table, stem.parent / f"{stem.name}_swap.png", caption)
     plot_icl(table, stem.parent / f"{stem.name}_icl.png", caption)
     if readme is not None:
-        update_readme(readme, table, run, progress, ladder=ladder and ladder.name, results=path.name)
+        update_readme(readme, table, run, progress, ladder=ladder and ladder.name, results=path.name,
+                      provenance=provenance)
     return table, progress
 
 

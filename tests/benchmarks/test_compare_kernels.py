@@ -320,8 +320,10 @@ def test_probes_at_the_floor_compare_the_rates_at_full_length():
 
 def test_a_run_whose_probes_stay_at_the_floor_chooses_the_rate_at_full_length(tmp_path, monkeypatch):
     """Probes (2 steps) all at the floor: seed 0 trains at both rates for the full 4 steps, seed 1 at the best."""
-    data = _run_with_fake_training(
-        tmp_path, monkeypatch, lambda task, lr, seed, steps: task.floor if steps == 2 else (0.9 if lr == 0.003 else 0.5))
+    def value(task, lr, seed, steps):
+        return task.floor if steps == 2 else (0.9 if lr == 0.003 else 0.5)
+
+    data = _run_with_fake_training(tmp_path, monkeypatch, value)
     finals = {(r["lr"], r["seed"]) for r in data["results"] if r["phase"] == "final"}
     assert finals == {(0.003, 0), (0.01, 0), (0.003, 1)}
     entry = data["summary"]["tasks"]["root-k0"]["kernels"]["prf-4"]
@@ -363,3 +365,15 @@ def test_a_non_finite_step_is_skipped_and_counted():
     assert all(torch.equal(a, b) for a, b in zip(history[0][1], history[1][1]))  # the skipped step: no change
     assert not torch.equal(history[1][1][0], history[2][1][0]) and all(
         torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_history_counts_invocations_commits_and_training_time():
+    runs = [dict(started="2026-11-30T14:31:55+00:00", command="python compare_kernels.py", git_commit="551e001c5"),
+            dict(started="2026-11-30T16:20:00+00:00", command="compare_kernels.py --out a", git_commit="d936b7d00"),
+            dict(started="2026-11-30T18:52:24+00:00", command="compare_kernels.py --merge a/x.json",
+                 git_commit="d936b7d00")]
+    rows = [dict(cpu_seconds=3600.0), dict(cpu_seconds=1800.0), dict(value=1.0)]
+    assert report_mod.history(runs, rows) == (
+        "2 invocation(s) (resumed runs and merged `--tasks` shards), started 2026-11-30 14:31 to 2026-11-30 16:20 "
+        "UTC, at commit(s) `551e001`, `d936b7d`; 1.5 CPU-hours of training stored")
+    assert report_mod.history([], []).startswith("0 invocation(s) (resumed runs and merged `--tasks` shards), at ")
