@@ -41,9 +41,13 @@ def history(runs, rows) -> str:
         if r.get("git_commit") and r["git_commit"][:7] not in commits:
             commits.append(r["git_commit"][:7])
     hours = sum(r.get("cpu_seconds") or 0.0 for r in rows) / 3600
-    when = f", started {starts[0][:16].replace('T', ' ')} to {starts[-1][:16].replace('T', ' ')} UTC" if starts else ""
-    return (f"{len(invocations)} invocation(s) (resumed runs and merged `--tasks` shards){when}, at commit(s) "
-            f"{', '.join(f'`{c}`' for c in commits) or '?'}; {hours:.1f} CPU-hours of training stored")
+    cpu = f"{hours:.1f} CPU-hours" if hours >= 0.1 else f"{60 * hours:.1f} CPU-minutes"
+    when = [s[:16].replace("T", " ") for s in starts[:1] + starts[-1:]]
+    return (f"{len(invocations)} invocation(s)"
+            + (" (resumed runs and merged `--tasks` shards)" if len(invocations) > 1 else "")
+            + (f", started {when[0]} to {when[1]} UTC" if len(starts) > 1 else f", started {when[0]} UTC" if when
+               else "")
+            + f", at commit(s) {', '.join(f'`{c}`' for c in commits) or '?'}; {cpu} of training stored")
 
 
 def write_markdown(table, analyses, run, progress, path, title="compare_kernels.json", provenance=""):

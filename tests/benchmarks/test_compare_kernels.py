@@ -376,4 +376,6 @@ def test_history_counts_invocations_commits_and_training_time():
     assert report_mod.history(runs, rows) == (
         "2 invocation(s) (resumed runs and merged `--tasks` shards), started 2026-11-30 14:31 to 2026-11-30 16:20 "
         "UTC, at commit(s) `551e001`, `d936b7d`; 1.5 CPU-hours of training stored")
-    assert report_mod.history([], []).startswith("0 invocation(s) (resumed runs and merged `--tasks` shards), at ")
+    assert report_mod.history(runs[:1], [dict(cpu_seconds=90.0)]) == (
+        "1 invocation(s), started 2026-11-30 14:31 UTC, at commit(s) `551e001`; 1.5 CPU-minutes of training stored")
+    assert report_mod.history([], []) == "0 invocation(s), at commit(s) ?; 0.0 CPU-minutes of training stored"
