@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import _harness
 from _kernel_tasks import feature_dim
 
@@ -232,8 +234,13 @@ def _gap(entry, value):
     return (ref - value) if entry["higher_is_better"] else (value - ref)
 
 
-def plot_icl(table, path, caption=None):
-    """In-context regression: test MSE against depth per prior, with and without MLP, beside Bayes and baselines."""
+def plot_icl(table, path, caption=None, top=30.0):
+    """In-context regression: test MSE against depth per prior, with and without MLP, beside Bayes and baselines.
+
+    Every seed is a point and the line joins the medians over seeds: one seed whose model overflows on a few
+    prompts (MSE up to 1e19 at depth 8) would otherwise decide the picture. Seeds above ``top``, and diverged
+    ones, are drawn as triangles at the top edge.
+    """
     entries = {n: e for n, e in table.items() if n.startswith("icl-")}
     if not entries:
         return None
@@ -242,20 +249,28 @@ def plot_icl(table, path, caption=None):
     fig, axes = plt.subplots(1, len(priors), figsize=(5.5 * len(priors), 4), squeeze=False)
     for ax, prior in zip(axes.ravel(), priors):
         some = None
-        for block, marker in (("attn", "o"), ("mlp", "s")):
-            pts = sorted((int(n.split("-")[2][1:]), e) for n, e in entries.items()
-                         if n.split("-")[1] == prior and n.endswith(block))
+        for block, marker, shift in (("attn", "o", 0.95), ("mlp", "s", 1.05)):
+            pts = sorted((int(n.split("-")[2][1:]), e["kernels"]["linear"]) for n, e in entries.items()
+                         if n.split("-")[1] == prior and n.endswith(block) and "linear" in e["kernels"])
             if not pts:
                 continue
-            some = pts[0][1]
-            ax.plot([d for d, _ in pts], [e["kernels"]["linear"]["mean"] for _, e in pts], marker=marker,
-                    label=f"linear attention{' + MLP' if block == 'mlp' else ''}")
+            some = next(e for n, e in entries.items() if n.split("-")[1] == prior)
+            line = ax.plot([d for d, _ in pts], [float(np.median(list(k["test"].values()))) for _, k in pts],
+                           marker=marker, label=f"linear attention{' + MLP' if block == 'mlp' else ''} (median)")
+            for depth, k in pts:  # seeds, shifted sideways so that the two blocks do not overlap
+                values = list(k["test"].values())
+                low = [v for v in values if v <= top]
+                high = len(values) - len(low) + len(k.get("diverged", []))
+                ax.scatter([depth * shift] * len(low), low, s=10, color=line[0].get_color(), alpha=0.5)
+                if high:
+                    ax.scatter([depth * shift] * high, [top] * high, s=25, marker="^", color=line[0].get_color())
         if some is None:
             continue
         ax.axhline(some["oracle"], color="k", ls="--", label="Bayes")
         for (name, value), ls in zip(some["baselines"].items(), (":", "-.")):
             ax.axhline(value, color="0.4", ls=ls, label=name)
-        ax.set(xscale="log", yscale="log", xlabel="depth (layers)", ylabel="query MSE", title=f"{prior} prior")
+        ax.set(xscale="log", yscale="log", xlabel="depth (layers)", ylabel="query MSE (points: seeds)",
+               title=f"{prior} prior (triangles: above {top:g} or diverged)", ylim=(None, top * 1.3))
         ax.set_xticks([1, 2, 4, 8], labels=["1", "2", "4", "8"])
         ax.legend(fontsize=7)
     return _harness.save_figure(fig, path, caption=caption)

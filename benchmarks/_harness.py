@@ -280,7 +280,9 @@ class Results:
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "demo.json"
     >>> store = Results(path, key=("kernel", "seed"), config={"steps": 10})
     >>> store.add({"kernel": "edp", "seed": 0, "accuracy": 0.9})
-    >>> Results(path, key=("kernel", "seed"), config={"steps": 10}).done(kernel="edp", seed=0)
+    >>> store.close()  # the file is locked while a store has it open
+    >>> with Results(path, key=("kernel", "seed"), config={"steps": 10}) as again:
+    ...     again.done(kernel="edp", seed=0)
     True
     """
 
@@ -400,7 +402,8 @@ class Results:
         ``--name``, a copy of the stored file to resume from, a subset of the work), and the shards are merged
         into one. The other file must have this store's key and config. A key stored in both keeps this store's
         row; an added row keeps its provenance (the other file's run it came from is appended to ``runs``).
-        Summary entries this store lacks are taken from the other file (its own are kept).
+        Summary entries this store lacks are taken from the other file (its own are kept), and so are the items
+        a dictionary entry of this store lacks (a shard's new task in a per-task summary).
 
         Examples
         --------
@@ -433,7 +436,10 @@ class Results:
             self.rows.append(dict(row, run=new_run_index[source_run]))
             added += 1
         for name, value in data.get("summary", {}).items():
-            self.summary.setdefault(name, value)
+            mine = self.summary.setdefault(name, value)
+            if isinstance(mine, dict) and isinstance(value, dict):  # e.g. one entry per task: add the new tasks'
+                for part, v in value.items():
+                    mine.setdefault(part, v)
         self.save()
         return added
 

@@ -252,12 +252,12 @@ def summarize(rows, meta, kernels, seeds, lr_grid):
             mine = [r for r in rows if r["task"] == name and r["kernel"] == kernel]
             lr = chosen_lr(mine, m["higher_is_better"], lr_grid, m.get("floor"), m.get("oracle"))
             finals = [r for r in mine if r.get("phase") == "final" and r["lr"] == lr and r["seed"] in seeds]
-            chosen = {r["seed"]: r for r in finals if r.get("test") is not None}
+            chosen = {r["seed"]: r for r in finals if _finite(r.get("test"))}
             if lr is None or not chosen:
                 continue
-            # a seed whose training diverged (non-finite test metric, stored as None) is counted, not hidden
+            # a seed whose training diverged (test metric NaN, stored as None, or infinite) is counted, not hidden
             per_kernel[kernel] = dict(lr=lr, seeds=sorted(chosen), test={s: r["test"] for s, r in chosen.items()},
-                                      diverged=sorted(r["seed"] for r in finals if r.get("test") is None),
+                                      diverged=sorted(r["seed"] for r in finals if not _finite(r.get("test"))),
                                       seconds_per_step=float(np.median([r["cpu_seconds"] / r["steps"]
                                                                         for r in chosen.values()])),
                                       swap=chosen[min(chosen)].get("swap"))
@@ -495,7 +495,7 @@ def run(args, spec, kernels, task_names, trained):
                     row = train(task, kernel, lr, key["seed"], steps, batch, swap if kernel == "edp" else ())
                     results.add(dict(key, **row))
             tests = [r["test"] for r in results.select(task=name, kernel=kernel, phase="final", lr=lr)]
-            finite = [t for t in tests if t is not None]
+            finite = [t for t in tests if _finite(t)]
             mean = f"{np.mean(finite):.4f}" if finite else "n/a"
             _harness.log(f"{name:18s} {kernel:24s} lr={lr:g} test={mean} over {len(finite)} seed(s)"
                          + (f", {len(tests) - len(finite)} diverged" if len(finite) < len(tests) else ""))

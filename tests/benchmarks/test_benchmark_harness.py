@@ -1,6 +1,7 @@
 """The shared benchmark harness: flags, the results layout (JSON + CSV with provenance) and resuming."""
 
 import csv
+import doctest
 import importlib.util
 import json
 import sys
@@ -101,7 +102,7 @@ def test_merge_adds_the_shards_missing_rows_with_their_provenance(tmp_path):
                              progress=False, run={"command": f"shard {shard}"}) as store:
             store.add({"kernel": kernel, "seed": 0, "score": 2.0})
             store.add({"kernel": "edp", "seed": 0, "score": -1.0})  # a key the target has: the target's stays
-            store.set_summary(plan={"kernels": [kernel]}, shard=shard)
+            store.set_summary(plan={"kernels": [kernel]}, shard=shard, meta={kernel: shard})
     with harness.Results(tmp_path / "main.json", key=("kernel", "seed"), config={"n": 1}, progress=False,
                          run={"command": "merge"}) as store:
         assert store.merge(tmp_path / "a" / "main.json") == 1
@@ -115,7 +116,9 @@ def test_merge_adds_the_shards_missing_rows_with_their_provenance(tmp_path):
     assert [r["command"] for r in data["runs"]] == ["base", "merge", "shard a", "shard b"]
     assert data["runs"][rows["rbf"]["run"]]["command"] == "shard a"
     assert data["runs"][rows["prf"]["run"]]["merged_from"].endswith("b/main.json")
-    assert data["summary"] == {"plan": {"kernels": ["edp", "rbf", "prf"]}, "shard": "a"}
+    # the target's entries stay; a dictionary entry gains the items it lacks (each shard's new task)
+    assert data["summary"] == {"plan": {"kernels": ["edp", "rbf", "prf"]}, "shard": "a",
+                               "meta": {"rbf": "a", "prf": "b"}}
     assert len(list(csv.DictReader((tmp_path / "main.csv").open()))) == 3
 
 
@@ -227,3 +230,9 @@ def test_merge_results_into_a_folder_creates_or_extends_the_file_of_the_same_nam
     data = json.loads((tmp_path / "main" / "bench.json").read_text())
     assert data["config"] == {"n": 1} and data["key"] == ["seed"] and data["results"][0]["x"] == 1.0
     assert harness.merge_results([tmp_path / "shard" / "bench.json"], tmp_path / "main")[0][1] == 0
+
+
+def test_the_harness_examples_run():
+    # benchmarks/ is outside the doctest paths (its scripts are not importable modules): run its examples here
+    result = doctest.testmod(harness, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

@@ -117,7 +117,7 @@ def _synthetic_file(path):
         rows += [_row("toy", kernel, "final", 0.003, s, base + 0.01 * s) for s in range(3)]
     for row, test in zip(rows[-3:], (0.93, 0.89, 0.92)):  # taylor_edp-2 - EDP = +0.03, -0.02, 0: covers 0
         row["test"] = test
-    rows[14]["test"] = None  # prf-16, seed 2: training diverged (a non-finite metric is stored as None)
+    rows[14]["test"] = float("inf")  # prf-16, seed 2: diverged (NaN is stored as None, an overflow as inf)
     rows += [_row("late", "edp", "probe", 0.01, 0, 0.5), _row("late", "edp", "probe", 0.003, 0, 0.4),
              _row("late", "edp", "final", 0.01, 0, 0.52)]
     # the EDP model of 'late' was evaluated with ladder kernels that have not trained on 'late' yet
