@@ -272,5 +272,6 @@ def plot_icl(table, path, caption=None, top=30.0):
         ax.set(xscale="log", yscale="log", xlabel="depth (layers)", ylabel="query MSE (points: seeds)",
                title=f"{prior} prior (triangles: above {top:g} or diverged)", ylim=(None, top * 1.3))
         ax.set_xticks([1, 2, 4, 8], labels=["1", "2", "4", "8"])
+        ax.tick_params(axis="x", which="minor", labelbottom=False)  # no "3 x 10^0" between the depths
         ax.legend(fontsize=7)
     return _harness.save_figure(fig, path, caption=caption)
