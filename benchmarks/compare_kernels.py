@@ -63,8 +63,10 @@ QUICK = dict(
     lr_grid=(3e-3, 1e-2), probe_fraction=0.25,
     cfg=dict(depth=3, n_symbols=4, grammar_seed=0, dim=32, layers=2, heads=1, recall_vocab=16, recall_layers=1,
              context=64, icl_dim=8, icl_context=8, icl_noise=0.25, icl_branching=4),
-    steps={"root": 300, "mlm": 300, "mlm-long": 300, "recall": 200, "text": 100, "digits": 300, "icl": 300},
-    batch={"root": 64, "mlm": 64, "mlm-long": 64, "recall": 32, "text": 16, "digits": 64, "icl": 128}, n_eval=500,
+    steps={"root": 300, "root-long": 300, "mlm": 300, "mlm-long": 300, "recall": 200, "text": 100, "digits": 300,
+           "icl": 300},
+    batch={"root": 64, "root-long": 64, "mlm": 64, "mlm-long": 64, "recall": 32, "text": 16, "digits": 64,
+           "icl": 128}, n_eval=500,
 )
 _ANALYSES = ("subspace", "energy")
 _RUN_KEY = ("task", "kernel", "phase", "lr", "seed")
@@ -187,7 +189,8 @@ def task_meta(task) -> dict:
     """What the report needs of a task, stored in the results file so that it can be rebuilt without the data."""
     return dict(metric=task.metric, higher_is_better=task.higher_is_better, oracle=task.oracle,
                 oracle_name=task.oracle_name, floor=task.floor, baselines=task.baselines, n_keys=task.n_keys,
-                head_dim=task.head_dim, kernels=None if task.kernels is None else list(task.kernels))
+                head_dim=task.head_dim, kernels=None if task.kernels is None else list(task.kernels),
+                select_at_full_length=task.select_at_full_length)
 
 
 #: Share of the floor-to-oracle gap the best probe must close for the probes to rank the rates: below it every
@@ -208,23 +211,26 @@ def probes_at_floor(rows, lr_grid, floor=None, oracle=None) -> bool:
     return max(closed, default=0.0) < PROBE_SIGNAL
 
 
-def chosen_lr(rows, higher_is_better, lr_grid, floor=None, oracle=None):
+def chosen_lr(rows, higher_is_better, lr_grid, floor=None, oracle=None, at_full_length=False, seed=0):
     """The grid rate whose probe scored best on validation, among the rates that train stably at full length.
 
-    When the probes are all at the task's floor (:func:`probes_at_floor`), the rates are compared by full-length
-    runs at the probes' seed instead (``phase="final"``, one per rate; ``None`` while one is missing).
+    The rates are compared by full-length runs (``phase="final"`` at one seed, one per rate; ``None`` while one
+    is missing) instead of probes for a task that asks for it (``at_full_length``: the ``-long`` calibration
+    tasks, which show what the budget can reach; no probes, at ``seed``) and when every probe is at the task's
+    floor (:func:`probes_at_floor`; at the probes' seed).
     A rate at which any full-length run diverged (non-finite validation) is passed over for the next best one,
     so that every seed of a (task, kernel) trains at one stable rate; when every rate diverged, the smallest.
     ``None`` while a probe is missing; the middle rate when every probe diverged. A one-rate grid needs no probe.
     """
     if len(lr_grid) == 1:
         return lr_grid[0]
-    probes = [r for r in rows if r.get("phase") == "probe" and r["lr"] in lr_grid]
-    if len({r["lr"] for r in probes}) < len(lr_grid):
-        return None
-    candidates = probes
-    if probes_at_floor(rows, lr_grid, floor, oracle):
-        seed = probes[0]["seed"]
+    candidates = [r for r in rows if r.get("phase") == "probe" and r["lr"] in lr_grid]
+    if not at_full_length:
+        if len({r["lr"] for r in candidates}) < len(lr_grid):
+            return None
+        if probes_at_floor(rows, lr_grid, floor, oracle):
+            at_full_length, seed = True, candidates[0]["seed"]
+    if at_full_length:
         candidates = [r for r in rows if r.get("phase") == "final" and r["seed"] == seed and r["lr"] in lr_grid]
         if len({r["lr"] for r in candidates}) < len(lr_grid):
             return None
@@ -250,7 +256,8 @@ def summarize(rows, meta, kernels, seeds, lr_grid):
         per_kernel = {}
         for kernel in m["kernels"] or kernels:
             mine = [r for r in rows if r["task"] == name and r["kernel"] == kernel]
-            lr = chosen_lr(mine, m["higher_is_better"], lr_grid, m.get("floor"), m.get("oracle"))
+            lr = chosen_lr(mine, m["higher_is_better"], lr_grid, m.get("floor"), m.get("oracle"),
+                           m.get("select_at_full_length", False), seeds[0] if seeds else 0)
             finals = [r for r in mine if r.get("phase") == "final" and r["lr"] == lr and r["seed"] in seeds]
             chosen = {r["seed"]: r for r in finals if _finite(r.get("test"))}
             if lr is None or not chosen:
@@ -281,9 +288,11 @@ def summarize(rows, meta, kernels, seeds, lr_grid):
 
 
 def expected_runs(meta, kernels, n_seeds, lr_grid, analyses) -> int:
-    """Rows a complete file holds: per trained (task, kernel) the probes and seeds; per analysis kernel x seed."""
-    probes = len(lr_grid) if len(lr_grid) > 1 else 0
-    trained = sum(len(m["kernels"] or kernels) * (probes + n_seeds) for m in meta.values())
+    """Rows a complete file holds: per trained (task, kernel) the probes (or, for a task that selects at full
+    length, the first seed at the other rates) and the seeds; per analysis kernel x seed."""
+    selection = len(lr_grid) if len(lr_grid) > 1 else 0
+    trained = sum(len(m["kernels"] or kernels) * (selection - bool(selection and m.get("select_at_full_length"))
+                                                   + n_seeds) for m in meta.values())
     return trained + len(analyses) * len(kernels) * n_seeds
 
 
@@ -298,8 +307,13 @@ def completed_runs(rows, meta, kernels, seeds, lr_grid, analyses) -> int:
     for name, m in meta.items():
         for kernel in m["kernels"] or kernels:
             mine = [r for r in rows if r["task"] == name and r["kernel"] == kernel]
-            lr = chosen_lr(mine, m["higher_is_better"], lr_grid, m.get("floor"), m.get("oracle"))
-            done += min(probes, len({r["lr"] for r in mine if r.get("phase") == "probe" and r["lr"] in lr_grid}))
+            lr = chosen_lr(mine, m["higher_is_better"], lr_grid, m.get("floor"), m.get("oracle"),
+                           m.get("select_at_full_length", False), seeds[0] if seeds else 0)
+            if m.get("select_at_full_length") and probes:  # the first seed at the rates not chosen
+                done += len({r["lr"] for r in mine if r.get("phase") == "final" and r["lr"] in lr_grid
+                             and r["lr"] != lr and seeds and r["seed"] == seeds[0]})
+            else:
+                done += min(probes, len({r["lr"] for r in mine if r.get("phase") == "probe" and r["lr"] in lr_grid}))
             done += len({r["seed"] for r in mine if r.get("phase") == "final" and r["lr"] == lr and r["seed"] in seeds})
     return done + sum(1 for r in rows if r["task"] in analyses and r["kernel"] in kernels and r["seed"] in seeds)
 
@@ -475,20 +489,23 @@ def run(args, spec, kernels, task_names, trained):
         probe_steps = max(2, round(spec["probe_fraction"] * steps))
         _check_budget(results.select(task=name), name, steps, probe_steps, batch)
         for kernel in task.kernels or kernels:
-            if len(lr_grid) > 1:
+            if len(lr_grid) > 1 and not task.select_at_full_length:
                 grid = [dict(task=name, kernel=kernel, phase="probe", lr=lr, seed=args.seeds[0]) for lr in lr_grid]
                 for key in results.pending(grid, desc=f"{name} {kernel} lr"):
                     results.add(dict(key, **train(task, kernel, key["lr"], key["seed"], probe_steps, batch,
                                                   evaluate_test=False)))
-            if probes_at_floor(results.select(task=name, kernel=kernel), lr_grid, task.floor, task.oracle):
-                # the probes cannot rank the rates: the first seed trains at full length at every rate instead
+            if len(lr_grid) > 1 and (task.select_at_full_length or probes_at_floor(
+                    results.select(task=name, kernel=kernel), lr_grid, task.floor, task.oracle)):
+                # the task asks for it, or the probes cannot rank the rates: the first seed trains at full length
+                # at every rate
                 grid = [dict(task=name, kernel=kernel, phase="final", lr=lr, seed=args.seeds[0]) for lr in lr_grid]
                 for key in results.pending(grid, desc=f"{name} {kernel} lr at full length"):
                     results.add(dict(key, **train(task, kernel, key["lr"], key["seed"], steps, batch,
                                                   swap if kernel == "edp" else ())))
             tried = []
             while (lr := chosen_lr(results.select(task=name, kernel=kernel), task.higher_is_better, lr_grid,
-                                   task.floor, task.oracle)) not in tried:  # diverged at full length: the next
+                                   task.floor, task.oracle, task.select_at_full_length, args.seeds[0])) not in tried:
+                # (a rate that diverged at full length: the next one)
                 tried.append(lr)
                 seeds = [dict(task=name, kernel=kernel, phase="final", lr=lr, seed=s) for s in args.seeds]
                 for key in results.pending(seeds, desc=f"{name} {kernel} seeds"):

@@ -379,3 +379,20 @@ def test_history_counts_invocations_commits_and_training_time():
     assert report_mod.history(runs[:1], [dict(cpu_seconds=90.0)]) == (
         "1 invocation(s), started 2026-11-30 14:31 UTC, at commit(s) `551e001`; 1.5 CPU-minutes of training stored")
     assert report_mod.history([], []) == "0 invocation(s), at commit(s) ?; 0.0 CPU-minutes of training stored"
+
+
+def test_a_long_task_chooses_the_rate_at_full_length_without_probes(tmp_path, monkeypatch):
+    """root-k0-long (EDP and linear): seed 0 at both rates for the full 4 steps, seed 1 at the better one."""
+    def value(task, lr, seed, steps):
+        assert steps == 4  # no probes
+        return 0.9 if lr == 0.01 else 0.8
+
+    data = _run_with_fake_training(tmp_path, monkeypatch, value, "--tasks", "root-k0-long")
+    rows = data["results"]
+    assert {r["phase"] for r in rows} == {"final"}
+    assert {(r["kernel"], r["lr"], r["seed"]) for r in rows} == {
+        (k, lr, s) for k in ("edp", "linear") for lr, s in ((0.003, 0), (0.01, 0), (0.01, 1))}
+    assert data["summary"]["task_meta"]["root-k0-long"]["select_at_full_length"]
+    assert data["summary"]["tasks"]["root-k0-long"]["kernels"]["edp"]["lr"] == 0.01
+    assert "Status: complete." in (tmp_path / "compare_kernels_quick.md").read_text()  # 3 runs per kernel
+    assert compare.chosen_lr(rows[:1], True, (0.003, 0.01), at_full_length=True) is None  # a rate missing
