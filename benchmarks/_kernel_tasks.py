@@ -84,7 +84,10 @@ class Task:
     baselines: dict = field(default_factory=dict)
     kernels: tuple | None = None  # None: every kernel of the run; ICL tasks fix the linear kernel
     head_dim: int = 64
-    select_at_full_length: bool = False  # choose the learning rate by full-length runs instead of probes
+
+    @property
+    def select_at_full_length(self) -> bool:
+        return selects_at_full_length(self.name)
 
     def loss(self, model, batch) -> torch.Tensor:
         return self._loss_and_score(model, batch)[0]
@@ -155,12 +158,19 @@ def _tensors(x, target, select=None):
 LONG_KERNELS = ("edp", "linear")
 
 
+def selects_at_full_length(task_name: str) -> bool:
+    """Whether a task chooses its learning rate by full-length runs instead of probes: the ``-long`` calibration
+    tasks, which show what their budget can reach (short probes favour rates that learn fast, not the ones that
+    end best). A rule of the name, so that a results file is read by the current rule."""
+    return task_name.endswith("-long")
+
+
 def hierarchical_task(kind: str, level: int, cfg: dict, n_eval: int, long: bool = False) -> Task:
     """Root classification (``kind="root"``) or one masked leaf (``"mlm"``) at filter level ``level``.
 
     ``long=True`` names the task ``<kind>-k<level>-long`` and restricts it to :data:`LONG_KERNELS`: the same
     task trained for longer, to show the configuration in which EDP reaches BP; its learning rate is chosen by
-    full-length runs (short probes favour rates that learn fast, not the ones that end best).
+    full-length runs (:func:`selects_at_full_length`).
     """
     depth, q = cfg["depth"], cfg["n_symbols"]
     grammar = make_hierarchical_grammar(q, sigma=1.0, random_state=cfg["grammar_seed"])
@@ -192,7 +202,7 @@ def hierarchical_task(kind: str, level: int, cfg: dict, n_eval: int, long: bool 
                              max_len=2**depth)
     return Task(f"{kind}-k{level}" + ("-long" if long else ""), "accuracy", True, 2**depth, sample, validation,
                 test, build, oracle=oracle, oracle_name="BP", floor=floor, head_dim=cfg["dim"] // cfg["heads"],
-                kernels=LONG_KERNELS if long else None, select_at_full_length=long)
+                kernels=LONG_KERNELS if long else None)
 
 
 def recall_task(n_pairs: int, cfg: dict, n_eval: int) -> Task:

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from _compare_plan import budget, learning_curve, plan
 from _compare_report import history, plot_icl, plot_ladder, plot_swap, update_readme, write_markdown
-from _kernel_tasks import ALL_KERNELS, LADDER, feature_dim, make_kernel, make_tasks
+from _kernel_tasks import ALL_KERNELS, LADDER, feature_dim, make_kernel, make_tasks, selects_at_full_length
 
 _HIER = ("root-k0", "mlm-k0", "mlm-k2", "mlm-k3")
 _ICL = tuple(f"icl-{p}-L{d}-{b}" for p in ("gaussian", "tree") for d in (1, 2, 4, 8) for b in ("attn", "mlp"))
@@ -189,8 +189,7 @@ def task_meta(task) -> dict:
     """What the report needs of a task, stored in the results file so that it can be rebuilt without the data."""
     return dict(metric=task.metric, higher_is_better=task.higher_is_better, oracle=task.oracle,
                 oracle_name=task.oracle_name, floor=task.floor, baselines=task.baselines, n_keys=task.n_keys,
-                head_dim=task.head_dim, kernels=None if task.kernels is None else list(task.kernels),
-                select_at_full_length=task.select_at_full_length)
+                head_dim=task.head_dim, kernels=None if task.kernels is None else list(task.kernels))
 
 
 #: Share of the floor-to-oracle gap the best probe must close for the probes to rank the rates: below it every
@@ -257,7 +256,7 @@ def summarize(rows, meta, kernels, seeds, lr_grid):
         for kernel in m["kernels"] or kernels:
             mine = [r for r in rows if r["task"] == name and r["kernel"] == kernel]
             lr = chosen_lr(mine, m["higher_is_better"], lr_grid, m.get("floor"), m.get("oracle"),
-                           m.get("select_at_full_length", False), seeds[0] if seeds else 0)
+                           selects_at_full_length(name), seeds[0] if seeds else 0)
             finals = [r for r in mine if r.get("phase") == "final" and r["lr"] == lr and r["seed"] in seeds]
             chosen = {r["seed"]: r for r in finals if _finite(r.get("test"))}
             if lr is None or not chosen:
@@ -291,8 +290,8 @@ def expected_runs(meta, kernels, n_seeds, lr_grid, analyses) -> int:
     """Rows a complete file holds: per trained (task, kernel) the probes (or, for a task that selects at full
     length, the first seed at the other rates) and the seeds; per analysis kernel x seed."""
     selection = len(lr_grid) if len(lr_grid) > 1 else 0
-    trained = sum(len(m["kernels"] or kernels) * (selection - bool(selection and m.get("select_at_full_length"))
-                                                   + n_seeds) for m in meta.values())
+    trained = sum(len(m["kernels"] or kernels) * (selection - bool(selection and selects_at_full_length(name))
+                                                   + n_seeds) for name, m in meta.items())
     return trained + len(analyses) * len(kernels) * n_seeds
 
 
@@ -308,8 +307,8 @@ def completed_runs(rows, meta, kernels, seeds, lr_grid, analyses) -> int:
         for kernel in m["kernels"] or kernels:
             mine = [r for r in rows if r["task"] == name and r["kernel"] == kernel]
             lr = chosen_lr(mine, m["higher_is_better"], lr_grid, m.get("floor"), m.get("oracle"),
-                           m.get("select_at_full_length", False), seeds[0] if seeds else 0)
-            if m.get("select_at_full_length") and probes:  # the first seed at the rates not chosen
+                           selects_at_full_length(name), seeds[0] if seeds else 0)
+            if selects_at_full_length(name) and probes:  # the first seed at the rates not chosen
                 done += len({r["lr"] for r in mine if r.get("phase") == "final" and r["lr"] in lr_grid
                              and r["lr"] != lr and seeds and r["seed"] == seeds[0]})
             else:

@@ -392,7 +392,7 @@ def test_a_long_task_chooses_the_rate_at_full_length_without_probes(tmp_path, mo
     assert {r["phase"] for r in rows} == {"final"}
     assert {(r["kernel"], r["lr"], r["seed"]) for r in rows} == {
         (k, lr, s) for k in ("edp", "linear") for lr, s in ((0.003, 0), (0.01, 0), (0.01, 1))}
-    assert data["summary"]["task_meta"]["root-k0-long"]["select_at_full_length"]
+    assert tasks_mod.selects_at_full_length("root-k0-long") and not tasks_mod.selects_at_full_length("root-k0")
     assert data["summary"]["tasks"]["root-k0-long"]["kernels"]["edp"]["lr"] == 0.01
     assert "Status: complete." in (tmp_path / "compare_kernels_quick.md").read_text()  # 3 runs per kernel
     assert compare.chosen_lr(rows[:1], True, (0.003, 0.01), at_full_length=True) is None  # a rate missing
