@@ -85,10 +85,6 @@ class Task:
     kernels: tuple | None = None  # None: every kernel of the run; ICL tasks fix the linear kernel
     head_dim: int = 64
 
-    @property
-    def select_at_full_length(self) -> bool:
-        return selects_at_full_length(self.name)
-
     def loss(self, model, batch) -> torch.Tensor:
         return self._loss_and_score(model, batch)[0]
 

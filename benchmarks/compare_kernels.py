@@ -210,29 +210,31 @@ def probes_at_floor(rows, lr_grid, floor=None, oracle=None) -> bool:
     return max(closed, default=0.0) < PROBE_SIGNAL
 
 
+def compares_at_full_length(rows, lr_grid, floor=None, oracle=None, by_name=False) -> bool:
+    """Whether the rates of a (task, kernel) are compared by full-length runs at the first seed instead of by
+    probes: for a task whose name asks for it (:func:`selects_at_full_length`, ``by_name``) and when every probe
+    is at the task's floor (:func:`probes_at_floor`). Never for a one-rate grid."""
+    return len(lr_grid) > 1 and (by_name or probes_at_floor(rows, lr_grid, floor, oracle))
+
+
 def chosen_lr(rows, higher_is_better, lr_grid, floor=None, oracle=None, at_full_length=False, seed=0):
     """The grid rate whose probe scored best on validation, among the rates that train stably at full length.
 
-    The rates are compared by full-length runs (``phase="final"`` at one seed, one per rate; ``None`` while one
-    is missing) instead of probes for a task that asks for it (``at_full_length``: the ``-long`` calibration
-    tasks, which show what the budget can reach; no probes, at ``seed``) and when every probe is at the task's
-    floor (:func:`probes_at_floor`; at the probes' seed).
+    Where :func:`compares_at_full_length` holds (``at_full_length`` says the task asks for it), the full-length
+    runs at ``seed`` (``phase="final"``, one per rate) take the probes' place.
     A rate at which any full-length run diverged (non-finite validation) is passed over for the next best one,
     so that every seed of a (task, kernel) trains at one stable rate; when every rate diverged, the smallest.
-    ``None`` while a probe is missing; the middle rate when every probe diverged. A one-rate grid needs no probe.
+    ``None`` while a probe (or full-length run) is missing; the middle rate when every probe diverged. A one-rate
+    grid needs no probe.
     """
     if len(lr_grid) == 1:
         return lr_grid[0]
-    candidates = [r for r in rows if r.get("phase") == "probe" and r["lr"] in lr_grid]
-    if not at_full_length:
-        if len({r["lr"] for r in candidates}) < len(lr_grid):
-            return None
-        if probes_at_floor(rows, lr_grid, floor, oracle):
-            at_full_length, seed = True, candidates[0]["seed"]
-    if at_full_length:
+    if compares_at_full_length(rows, lr_grid, floor, oracle, at_full_length):
         candidates = [r for r in rows if r.get("phase") == "final" and r["seed"] == seed and r["lr"] in lr_grid]
-        if len({r["lr"] for r in candidates}) < len(lr_grid):
-            return None
+    else:
+        candidates = [r for r in rows if r.get("phase") == "probe" and r["lr"] in lr_grid]
+    if len({r["lr"] for r in candidates}) < len(lr_grid):
+        return None
     unstable = {r["lr"] for r in rows if r.get("phase") == "final" and not _finite(r.get("validation"))}
     stable = [r for r in candidates if _finite(r.get("validation")) and r["lr"] not in unstable]
     if stable:
@@ -487,29 +489,31 @@ def run(args, spec, kernels, task_names, trained):
         steps, batch = budget(spec, name)
         probe_steps = max(2, round(spec["probe_fraction"] * steps))
         _check_budget(results.select(task=name), name, steps, probe_steps, batch)
+        by_name = selects_at_full_length(name)
+
+        def full_length(key):  # one full-length run (EDP's model is also swap-tested)
+            return dict(key, **train(task, key["kernel"], key["lr"], key["seed"], steps, batch,
+                                     swap if key["kernel"] == "edp" else ()))
+
         for kernel in task.kernels or kernels:
-            if len(lr_grid) > 1 and not task.select_at_full_length:
+            if len(lr_grid) > 1 and not by_name:
                 grid = [dict(task=name, kernel=kernel, phase="probe", lr=lr, seed=args.seeds[0]) for lr in lr_grid]
                 for key in results.pending(grid, desc=f"{name} {kernel} lr"):
                     results.add(dict(key, **train(task, kernel, key["lr"], key["seed"], probe_steps, batch,
                                                   evaluate_test=False)))
-            if len(lr_grid) > 1 and (task.select_at_full_length or probes_at_floor(
-                    results.select(task=name, kernel=kernel), lr_grid, task.floor, task.oracle)):
-                # the task asks for it, or the probes cannot rank the rates: the first seed trains at full length
-                # at every rate
+            if compares_at_full_length(results.select(task=name, kernel=kernel), lr_grid, task.floor, task.oracle,
+                                       by_name):
                 grid = [dict(task=name, kernel=kernel, phase="final", lr=lr, seed=args.seeds[0]) for lr in lr_grid]
                 for key in results.pending(grid, desc=f"{name} {kernel} lr at full length"):
-                    results.add(dict(key, **train(task, kernel, key["lr"], key["seed"], steps, batch,
-                                                  swap if kernel == "edp" else ())))
+                    results.add(full_length(key))
             tried = []
             while (lr := chosen_lr(results.select(task=name, kernel=kernel), task.higher_is_better, lr_grid,
-                                   task.floor, task.oracle, task.select_at_full_length, args.seeds[0])) not in tried:
+                                   task.floor, task.oracle, by_name, args.seeds[0])) not in tried:
                 # (a rate that diverged at full length: the next one)
                 tried.append(lr)
                 seeds = [dict(task=name, kernel=kernel, phase="final", lr=lr, seed=s) for s in args.seeds]
                 for key in results.pending(seeds, desc=f"{name} {kernel} seeds"):
-                    row = train(task, kernel, lr, key["seed"], steps, batch, swap if kernel == "edp" else ())
-                    results.add(dict(key, **row))
+                    results.add(full_length(key))
             tests = [r["test"] for r in results.select(task=name, kernel=kernel, phase="final", lr=lr)]
             finite = [t for t in tests if _finite(t)]
             mean = f"{np.mean(finite):.4f}" if finite else "n/a"

@@ -396,3 +396,29 @@ def test_a_long_task_chooses_the_rate_at_full_length_without_probes(tmp_path, mo
     assert data["summary"]["tasks"]["root-k0-long"]["kernels"]["edp"]["lr"] == 0.01
     assert "Status: complete." in (tmp_path / "compare_kernels_quick.md").read_text()  # 3 runs per kernel
     assert compare.chosen_lr(rows[:1], True, (0.003, 0.01), at_full_length=True) is None  # a rate missing
+
+
+def test_icl_plot_draws_every_seed_and_marks_the_ones_off_the_scale(tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+
+    calls = []
+    original = Axes.scatter
+
+    def recording(self, x, y, *args, **kwargs):
+        calls.append((list(x), list(y), kwargs.get("marker")))
+        return original(self, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "scatter", recording)
+    meta = dict(oracle=0.1, baselines={"ridge": 0.9})
+
+    def entry(tests, diverged=()):
+        return dict(meta, kernels={"linear": dict(test=dict(enumerate(tests)), diverged=list(diverged))})
+
+    table = {"icl-tree-L1-mlp": entry([2.0, 3.0, 4.0]),
+             "icl-tree-L8-mlp": entry([0.5, 0.4, 6.8e19], diverged=[3])}  # one seed overflowed, one diverged
+    path = report_mod.plot_icl(table, tmp_path / "icl.png", top=30.0)
+    assert path is not None and path.exists()
+    depth8 = [c for c in calls if c[0] and c[0][0] == pytest.approx(8 * 1.05)]
+    assert sorted(depth8[0][1]) == [0.4, 0.5] and depth8[0][2] is None  # the seeds on the scale, as points
+    assert depth8[1][1] == [30.0, 30.0] and depth8[1][2] == "^"  # the overflowed and the diverged seed
+    assert report_mod.plot_icl({"root-k0": entry([1.0])}, tmp_path / "none.png") is None  # no in-context task
