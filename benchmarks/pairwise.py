@@ -229,7 +229,8 @@ def _nr_kronecker_check(nr):
     got = model.predict_grid(kd[np.ix_(test, train)], kt)
     # partially observed: the pairs setting's CG against the same Gram matrix restricted to the observed pairs
     obs = np.random.default_rng(0).random(nr.Y.shape) < 0.7
-    cg = BinaryKernelRidge(kernel="precomputed", alpha=alpha, tol=1e-14, max_iter=10000).fit_grid(kd, kt, nr.Y, obs)
+    cg = BinaryKernelRidge(kernel="precomputed", alpha=alpha, solver="cg", tol=1e-14, max_iter=10000).fit_grid(
+        kd, kt, nr.Y, obs)
     Gfull = np.kron(kt, kd)
     o = obs.ravel(order="F")
     coef = np.linalg.solve(Gfull[np.ix_(o, o)] + alpha * np.eye(o.sum()), nr.Y.ravel(order="F")[o])

@@ -5,8 +5,10 @@ h(x, y) = kappa(x, Y_c) @ C @ kappa(X_c, y), so on a full grid H = K C K with K 
 min |K C K - Z|^2 + alpha |C|^2 has the closed form C = V [s_i s_j (U^T Z V)_ij / (s_i^2 s_j^2 + alpha)] U^T
 with K = U S V^T. Kronecker mode, two Mercer kernels: h(x, y) = k_x(x, X_c) @ A @ k_y(Y_c, y), the Kronecker
 kernel ridge regression (K_y (x) K_x + alpha I) vec(A) = vec(Z), solved on a full grid by the two
-eigendecompositions. Observed pairs that do not fill the grid use matrix-free LSQR (two-sided) or CG (Kronecker)
-with the vec trick, never the n_x n_y x n_x n_y matrix.
+eigendecompositions. Observed pairs that do not fill the grid are solved exactly through the dual, an
+n_obs x n_obs system (the two-sided machine is Kronecker ridge regression with the kernels K K^T and K^T K), by
+Cholesky, or by matrix-free LSQR (two-sided, preconditioned in K's SVD basis) or CG (Kronecker) with the vec
+trick, never the n_x n_y x n_x n_y matrix.
 """
 
 from __future__ import annotations
@@ -16,13 +18,22 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..operators import kernel_gram
-from ._binary_solvers import kronecker_cg, kronecker_path, two_sided_lsqr, two_sided_path
+from ._binary_solvers import (kronecker_cg, kronecker_dual, kronecker_path, two_sided_dual, two_sided_lsqr,
+                              two_sided_path)
 from ._common import as_device_tensor, check_scalar_param, resolve_device, resolve_kernel
 from ._pairs import check_grid, index_domain, resolve_split, split_pairs
 
 __all__ = ["BinaryKernelRidge"]
 
-_SOLVERS = {"two_sided": ("svd", "lsqr"), "kronecker": ("eigh", "cg")}
+# per mode: the closed form of a full grid, the dual by Cholesky and the Krylov solver of observed pairs
+_SOLVERS = {"two_sided": ("svd", "cholesky", "lsqr"), "kronecker": ("eigh", "cholesky", "cg")}
+# "auto" on observed pairs takes the exact dual up to this many pairs, the Krylov solver beyond. Two-sided LSQR
+# stalls on exponential kernels (benchmarks/pairwise_solvers.py: 4 of 27 problems unconverged at 20,000
+# iterations, preconditioned), where the dual takes 0.3-0.5 s at 2,880 pairs; Kronecker CG (a symmetric positive
+# definite system) converged on all 9, in the dual's time or up to 50x less
+_AUTO_DUAL_MAX_PAIRS = {"two_sided": 4096, "kronecker": 0}
+_PAIR_SOLVERS = {("two_sided", "cholesky"): two_sided_dual, ("kronecker", "cholesky"): kronecker_dual,
+                 ("two_sided", "lsqr"): two_sided_lsqr, ("kronecker", "cg"): kronecker_cg}
 _MODES = ("auto", "two_sided", "kronecker")
 _ROWS = 4096  # pairs per prediction block
 _PSD_TOL = 1e-6  # relative size of a negative eigenvalue that is more than round-off
@@ -59,9 +70,14 @@ class BinaryKernelRidge(RegressorMixin, BaseEstimator):
     mode : {"auto", "two_sided", "kronecker"}, default="auto"
         ``"auto"``: Kronecker when the kernels are Mercer (symmetric positive definite) or precomputed,
         two-sided otherwise (asymmetric or indefinite kernels such as ``AttentionKernel``).
-    solver : {"auto", "svd", "lsqr", "eigh", "cg"}, default="auto"
-        ``"svd"`` / ``"lsqr"`` for two-sided, ``"eigh"`` / ``"cg"`` for Kronecker; ``"auto"`` takes the
-        closed form when the observed pairs fill the grid of distinct x and y points, else the iterative one.
+    solver : {"auto", "svd", "eigh", "cholesky", "lsqr", "cg"}, default="auto"
+        ``"svd"`` (two-sided) / ``"eigh"`` (Kronecker): the closed form, for responses on the full grid of
+        distinct x and y points. ``"lsqr"`` (two-sided, preconditioned in the SVD basis of K) / ``"cg"``
+        (Kronecker): matrix-free Krylov solvers over the observed pairs, to ``tol``. ``"cholesky"``: the dual
+        system of the observed pairs (n_obs x n_obs), exact whatever the conditioning, O(n_obs^3) time and
+        O(n_obs^2) memory; needs ``alpha > 0``. ``"auto"`` takes the closed form on a full grid; on observed
+        pairs, Cholesky in two-sided mode up to 4,096 pairs (LSQR stalls on exponential kernels), else the
+        Krylov solver. Use ``"cholesky"`` when a Krylov solver does not converge (a ``ConvergenceWarning``).
     n_features_x : int, default=None
         Number of query-side columns of ``X``; ``None`` splits the columns in half.
     tol : float, default=1e-8
@@ -93,7 +109,8 @@ class BinaryKernelRidge(RegressorMixin, BaseEstimator):
     gcv_mse_ : ndarray of shape (n_alphas,)
         With ``alphas`` and ``path_criterion="gcv"``: the GCV score of every alpha.
     solver_ : str
-    n_iter_ : int or None
+    n_iter_ : int
+        Iterations of the Krylov solver (LSQR, CG); 1 for a direct solve (closed form, Cholesky).
     n_features_in_ : int
     n_features_x_ : int
 
@@ -272,11 +289,17 @@ class BinaryKernelRidge(RegressorMixin, BaseEstimator):
         nx, ny = Xu.shape[0], Yu.shape[0]
         n_obs = nx * ny if Z_full is not None else z.shape[0]
         complete = Z_full is not None or (n_obs == nx * ny and np.unique(a * ny + b).shape[0] == nx * ny)
-        closed, iterative = _SOLVERS[mode]
-        solver = (closed if complete else iterative) if self.solver == "auto" else self.solver
+        closed, dual, iterative = _SOLVERS[mode]
+        solver = self.solver
+        if solver == "auto":
+            small = alpha > 0 and n_obs <= _AUTO_DUAL_MAX_PAIRS[mode]
+            solver = closed if complete else dual if small else iterative
         if solver not in _SOLVERS[mode]:
             raise ValueError(f"solver={self.solver!r} does not apply to mode={mode!r}; choose 'auto' or "
                              f"one of {_SOLVERS[mode]}")
+        if solver == dual and alpha == 0:
+            raise ValueError(f"solver={solver!r} needs alpha > 0 (the dual system is singular at 0); use "
+                             f"solver={iterative!r} for the minimum-norm solution")
         if solver == closed and not complete:
             raise ValueError(f"solver={solver!r} needs responses for the full grid of distinct x and y points "
                              f"({nx} x {ny} pairs, each once); got {n_obs} observations. Use "
@@ -292,7 +315,7 @@ class BinaryKernelRidge(RegressorMixin, BaseEstimator):
             self.__dict__.pop(stale, None)
         self.mode_, self.kernel_, self.kernel_y_ = mode, kx, ky
         self.x_centers_, self.y_centers_ = (None, None) if self._precomputed() else (Xu, Yu)
-        self.solver_, self.n_iter_, self.alpha_ = solver, None, alpha
+        self.solver_, self.n_iter_, self.alpha_ = solver, 1, alpha
         if solver == closed:
             if Z_full is None:
                 Z = np.empty((nx, ny))
@@ -321,17 +344,12 @@ class BinaryKernelRidge(RegressorMixin, BaseEstimator):
                 coefs = [coefs[best]]
             self.dual_coef_ = coefs[0]
         else:
-            if Z_full is not None:  # an iterative solver asked for on the full grid
+            if Z_full is not None:  # a solver of observed pairs asked for on the full grid
                 a, b = (ix.ravel() for ix in np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij"))
                 z = Z_full.ravel()
-            self._fit_iterative(mode, grams, a, b, z, alpha, tol, max_iter)
+            krylov = () if solver == dual else (tol, max_iter)
+            self.dual_coef_, self.n_iter_ = _PAIR_SOLVERS[mode, solver](*grams, a, b, z, alpha, *krylov)
         return self
-
-    def _fit_iterative(self, mode, grams, a, b, z, alpha, tol, max_iter):
-        if mode == "two_sided":
-            self.dual_coef_, self.n_iter_ = two_sided_lsqr(*grams, a, b, z, alpha, tol, max_iter)
-        else:
-            self.dual_coef_, self.n_iter_ = kronecker_cg(*grams, a, b, z, alpha, tol, max_iter)
 
     # ---------------------------------------------------------------------------------------- prediction
     def _sides(self, Xx, Xy):
