@@ -69,16 +69,24 @@ def write_markdown(table, analyses, run, progress, path, title="compare_kernels.
              "the metric, so for accuracy negative = worse than EDP).", ""]
     for name, entry in table.items():
         oracle = entry["oracle"]
+        medians = any("test_median" in k for k in entry["kernels"].values())
         head = f"## {name} ({entry['metric']}, {'higher' if entry['higher_is_better'] else 'lower'} is better)"
         lines += [head, "", f"{entry['oracle_name']}: {_fmt(oracle)}; floor: {_fmt(entry['floor'])}; "
                   f"keys per query: {entry['n_keys']}"
                   + "".join(f"; {k}: {_fmt(v)}" for k, v in entry["baselines"].items()), "",
-                  "| kernel | features/head | lr | seeds | mean | gap | diff vs EDP [95% CI] | ms/step |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  *([f"Learning rate chosen by the {entry['selection']} over validation examples "
+                     "(a few overflowing prompts cannot move a median); 'median SE': the median over test prompts "
+                     "of the squared error, the median over seeds.", ""] if entry.get("selection") == "median"
+                    else []),
+                  "| kernel | features/head | lr | seeds | mean | gap | diff vs EDP [95% CI] | ms/step |"
+                  + (" median SE |" if medians else ""),
+                  "|---|---|---|---|---|---|---|---|" + ("---|" if medians else "")]
         for kernel, k in sorted(entry["kernels"].items(), key=lambda kv: kv[1]["gap"]):
             seeds = f"{len(k['seeds'])}" + (f" ({len(k['diverged'])} diverged)" if k.get("diverged") else "")
+            median = f" {_fmt(float(np.median(list(k['test_median'].values()))))} |" if "test_median" in k else " |"
             lines.append(f"| {kernel} | {_dim(k.get('feature_dim'))} | {k['lr']:g} | {seeds} | "
-                         f"{_fmt(k['mean'])} | {_fmt(k['gap'])} | {_ci(k)} | {1e3 * k['seconds_per_step']:.1f} |")
+                         f"{_fmt(k['mean'])} | {_fmt(k['gap'])} | {_ci(k)} | {1e3 * k['seconds_per_step']:.1f} |"
+                         + (median if medians else ""))
         lines.append("")
     for analysis, values in analyses.items():
         title_ = {"subspace": "SNR gain per layer of Z + 0.5 MSSA(Z) (true subspaces, no training)",
@@ -257,6 +265,10 @@ def plot_icl(table, path, caption=None, top=30.0):
             some = next(e for n, e in entries.items() if n.split("-")[1] == prior)
             line = ax.plot([d for d, _ in pts], [float(np.median(list(k["test"].values()))) for _, k in pts],
                            marker=marker, label=f"linear attention{' + MLP' if block == 'mlp' else ''} (median)")
+            typical = [(d, float(np.median(list(k["test_median"].values())))) for d, k in pts if "test_median" in k]
+            if typical:  # the median over prompts of the squared error: the typical prompt, tails aside
+                ax.plot(*zip(*typical), ls="--", lw=1, color=line[0].get_color(),
+                        label=f"{'+ MLP, ' if block == 'mlp' else ''}median squared error over prompts")
             for depth, k in pts:  # seeds, shifted sideways so that the two blocks do not overlap
                 values = list(k["test"].values())
                 low = [v for v in values if v <= top]

@@ -84,27 +84,37 @@ class Task:
     baselines: dict = field(default_factory=dict)
     kernels: tuple | None = None  # None: every kernel of the run; ICL tasks fix the linear kernel
     head_dim: int = 64
+    # the statistic over validation examples that chooses the learning rate (see :meth:`score`)
+    selection: str = "mean"
 
     def loss(self, model, batch) -> torch.Tensor:
         return self._loss_and_score(model, batch)[0]
 
-    def score(self, model, batch, chunk: int | None = None) -> float:
+    def score(self, model, batch, chunk: int | None = None, statistic: str = "mean") -> float:
         """The task's metric on a fixed set, evaluated in chunks without gradients.
 
         ``chunk`` (sequences per forward pass) defaults to about 8,192 tokens, so that the feature tensors of
-        the large random-feature kernels (batch x heads x tokens x 1024) stay small.
+        the large random-feature kernels (batch x heads x tokens x 1024) stay small. ``statistic="median"``
+        (regression tasks only) is the median over examples of the squared error instead of its mean: a few
+        examples on which a model overflows cannot move it.
         """
+        if statistic not in ("mean", "median") or (statistic == "median" and self.metric != "mse"):
+            raise ValueError(f"statistic must be 'mean', or 'median' for a regression (mse) task; got "
+                             f"{statistic!r} for metric {self.metric!r}")
         model.eval()
         n = len(batch[1])
         if chunk is None:
             chunk = max(1, 8192 // max(1, self.n_keys))
-        total = 0.0
+        total, errors = 0.0, []
         with torch.no_grad():
             for start in range(0, n, chunk):
                 part = tuple(_rows(b, start, start + chunk) for b in batch)
-                total += self._loss_and_score(model, part)[1] * (min(n, start + chunk) - start)
+                if statistic == "median":
+                    errors.append((model(*part[0]) - part[1]) ** 2)
+                else:
+                    total += self._loss_and_score(model, part)[1] * (min(n, start + chunk) - start)
         model.train()
-        return total / n
+        return float(torch.cat(errors).median()) if statistic == "median" else total / n
 
     def gap(self, value: float, best: float | None = None) -> float:
         """Distance to the oracle (or to ``best``, the best baseline), positive when worse."""
@@ -334,9 +344,13 @@ def icl_task(prior_name: str, depth: int, mlp: bool, cfg: dict, n_eval: int) -> 
         return LinearAttentionRegressor(dim, n_layers=depth, mlp=mlp)
 
     Xv, yv, _, _ = make_incontext_regression(n_eval, n_ctx, dim, prior=prior, noise=noise, random_state=60_000)
+    # rates are chosen by the median squared error on the validation prompts: the un-normalized deep models
+    # overflow on rare tail prompts (validation MSE 2e8 to 4e15 at depth 4 with an MLP while the test MSE was
+    # 0.47 to 0.65), so the mean picked rates by a handful of prompts
     return Task(f"icl-{prior_name}-L{depth}-{'mlp' if mlp else 'attn'}", "mse", False, n_ctx, sample,
                 pack(Xv, yv), pack(X, y), build, oracle=mse(oracle), oracle_name="Bayes",
-                baselines={k: mse(v) for k, v in baselines.items()}, kernels=("linear",), head_dim=dim + 1)
+                baselines={k: mse(v) for k, v in baselines.items()}, kernels=("linear",), head_dim=dim + 1,
+                selection="median")
 
 
 def make_tasks(names, cfg: dict, n_eval: int) -> dict[str, Any]:

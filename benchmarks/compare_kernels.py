@@ -110,10 +110,12 @@ def train(task, kernel_id, lr, seed, steps, batch, swap_kernels=(), evaluate_tes
     for _, loss, applied in training_steps(task, model, lr, steps, batch, seed):
         skipped += not applied
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    row = dict(validation=task.score(model, task.validation),
+    row = dict(validation=task.score(model, task.validation, statistic=task.selection),
                test=task.score(model, task.test) if evaluate_test else None,
                final_train_loss=loss.item(), seconds=seconds, cpu_seconds=cpu_seconds, steps=steps, batch=batch,
                skipped_steps=skipped)
+    if task.metric == "mse" and evaluate_test:  # the typical prompt beside the mean (see Task.score)
+        row["test_median"] = task.score(model, task.test, statistic="median")
     if swap_kernels and hasattr(model, "encoder"):
         swaps = {}
         for other in swap_kernels:
@@ -189,7 +191,8 @@ def task_meta(task) -> dict:
     """What the report needs of a task, stored in the results file so that it can be rebuilt without the data."""
     return dict(metric=task.metric, higher_is_better=task.higher_is_better, oracle=task.oracle,
                 oracle_name=task.oracle_name, floor=task.floor, baselines=task.baselines, n_keys=task.n_keys,
-                head_dim=task.head_dim, kernels=None if task.kernels is None else list(task.kernels))
+                head_dim=task.head_dim, kernels=None if task.kernels is None else list(task.kernels),
+                selection=task.selection)
 
 
 #: Share of the floor-to-oracle gap the best probe must close for the probes to rank the rates: below it every
@@ -269,6 +272,8 @@ def summarize(rows, meta, kernels, seeds, lr_grid):
                                       seconds_per_step=float(np.median([r["cpu_seconds"] / r["steps"]
                                                                         for r in chosen.values()])),
                                       swap=chosen[min(chosen)].get("swap"))
+            if all("test_median" in r for r in chosen.values()):
+                per_kernel[kernel]["test_median"] = {s: r["test_median"] for s, r in chosen.items()}
         if not per_kernel:
             continue
         means = {k: float(np.mean(list(v["test"].values()))) for k, v in per_kernel.items()}

@@ -261,6 +261,46 @@ def test_scores_do_not_depend_on_the_chunk_size(name):
     assert task.score(model, task.test, chunk=1000) == pytest.approx(task.score(model, task.test, chunk=50),
                                                                      rel=1e-5)
     assert task.score(model, task.test) == pytest.approx(task.score(model, task.test, chunk=50), rel=1e-5)
+    if task.metric == "mse":
+        assert task.score(model, task.test, chunk=7, statistic="median") == pytest.approx(
+            task.score(model, task.test, statistic="median"), rel=1e-6)
+
+
+class _Overflowing(torch.nn.Module):
+    """Predicts each prompt's target plus 0.5, except 1e30 on the first prompt (the set in one chunk)."""
+
+    def __init__(self, target):
+        super().__init__()
+        self.register_buffer("target", target)
+
+    def forward(self, ctx_x, ctx_y, query):
+        pred = self.target[: len(query)].clone() + 0.5
+        pred[0] = 1e30
+        return pred
+
+
+def test_median_selection_ignores_overflowing_prompts():
+    task = tasks_mod.make_tasks(["icl-gaussian-L1-attn"], dict(compare.QUICK["cfg"]), 9)["icl-gaussian-L1-attn"]
+    assert task.selection == "median"
+    model = _Overflowing(task.test[1])
+    # squared errors (one chunk): 1e60 on one prompt, 0.25 on the eight others
+    assert task.score(model, task.test) > 1e50
+    assert task.score(model, task.test, statistic="median") == pytest.approx(0.25)
+    recall = tasks_mod.make_tasks(["recall-4"], dict(compare.QUICK["cfg"]), 9)["recall-4"]
+    assert recall.selection == "mean"
+    with pytest.raises(ValueError, match="'median' for a regression .mse. task; got 'median' for metric 'accuracy'"):
+        recall.score(recall.build("edp", 0), recall.test, statistic="median")
+    with pytest.raises(ValueError, match="statistic must be"):
+        task.score(model, task.test, statistic="trimmed")
+
+
+def test_regression_rows_carry_the_median_over_test_prompts():
+    cfg = dict(compare.QUICK["cfg"])
+    made = tasks_mod.make_tasks(["icl-tree-L1-attn", "recall-4"], cfg, 20)
+    icl = compare.train(made["icl-tree-L1-attn"], "linear", 1e-3, 0, steps=2, batch=4)
+    assert 0 < icl["test_median"] and math.isfinite(icl["validation"])
+    assert "test_median" not in compare.train(made["recall-4"], "edp", 1e-3, 0, steps=2, batch=4)
+    assert compare.task_meta(made["icl-tree-L1-attn"])["selection"] == "median"
 
 
 def test_curves_record_validation_checkpoints(tmp_path):
