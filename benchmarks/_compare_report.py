@@ -52,6 +52,11 @@ def history(runs, rows) -> str:
             + f", at commit(s) {', '.join(f'`{c}`' for c in commits) or '?'}; {cpu} of training stored")
 
 
+_SELECTION = {"clipped": "mean squared error with each prompt's error capped at 100 times that of predicting 0 "
+                         "(a prompt on which the model overflows counts as a failure, not as infinity)",
+              "median": "median squared error"}
+
+
 def write_markdown(table, analyses, run, progress, path, title="compare_kernels.json", provenance=""):
     """One table per task (kernel, lr, metric, gap, paired difference from EDP, time) and the analyses.
 
@@ -74,10 +79,9 @@ def write_markdown(table, analyses, run, progress, path, title="compare_kernels.
         lines += [head, "", f"{entry['oracle_name']}: {_fmt(oracle)}; floor: {_fmt(entry['floor'])}; "
                   f"keys per query: {entry['n_keys']}"
                   + "".join(f"; {k}: {_fmt(v)}" for k, v in entry["baselines"].items()), "",
-                  *([f"Learning rate chosen by the {entry['selection']} over validation examples "
-                     "(a few overflowing prompts cannot move a median); 'median SE': the median over test prompts "
-                     "of the squared error, the median over seeds.", ""] if entry.get("selection") == "median"
-                    else []),
+                  *([f"Learning rate chosen by the {_SELECTION[entry['selection']]} on the validation prompts. "
+                     "'median SE': the median over test prompts of the squared error (the typical prompt), median "
+                     "over seeds.", ""] if entry.get("selection", "mean") != "mean" else []),
                   "| kernel | features/head | lr | seeds | mean | gap | diff vs EDP [95% CI] | ms/step |"
                   + (" median SE |" if medians else ""),
                   "|---|---|---|---|---|---|---|---|" + ("---|" if medians else "")]

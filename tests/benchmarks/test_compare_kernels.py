@@ -279,16 +279,18 @@ class _Overflowing(torch.nn.Module):
         return pred
 
 
-def test_median_selection_ignores_overflowing_prompts():
+def test_clipped_selection_bounds_overflowing_prompts():
     task = tasks_mod.make_tasks(["icl-gaussian-L1-attn"], dict(compare.QUICK["cfg"]), 9)["icl-gaussian-L1-attn"]
-    assert task.selection == "median"
+    assert task.selection == "clipped"
     model = _Overflowing(task.test[1])
     # squared errors (one chunk): 1e60 on one prompt, 0.25 on the eight others
     assert task.score(model, task.test) > 1e50
     assert task.score(model, task.test, statistic="median") == pytest.approx(0.25)
+    cap = tasks_mod.CLIP * float(torch.mean(task.test[1].double() ** 2))  # the overflow counts as a failure
+    assert task.score(model, task.test, statistic="clipped") == pytest.approx((cap + 8 * 0.25) / 9)
     recall = tasks_mod.make_tasks(["recall-4"], dict(compare.QUICK["cfg"]), 9)["recall-4"]
     assert recall.selection == "mean"
-    with pytest.raises(ValueError, match="'median' for a regression .mse. task; got 'median' for metric 'accuracy'"):
+    with pytest.raises(ValueError, match="for a regression .mse. task; got 'median' for metric 'accuracy'"):
         recall.score(recall.build("edp", 0), recall.test, statistic="median")
     with pytest.raises(ValueError, match="statistic must be"):
         task.score(model, task.test, statistic="trimmed")
@@ -300,7 +302,7 @@ def test_regression_rows_carry_the_median_over_test_prompts():
     icl = compare.train(made["icl-tree-L1-attn"], "linear", 1e-3, 0, steps=2, batch=4)
     assert 0 < icl["test_median"] and math.isfinite(icl["validation"])
     assert "test_median" not in compare.train(made["recall-4"], "edp", 1e-3, 0, steps=2, batch=4)
-    assert compare.task_meta(made["icl-tree-L1-attn"])["selection"] == "median"
+    assert compare.task_meta(made["icl-tree-L1-attn"])["selection"] == "clipped"
 
 
 def test_curves_record_validation_checkpoints(tmp_path):
