@@ -220,12 +220,22 @@ def compares_at_full_length(rows, lr_grid, floor=None, oracle=None, by_name=Fals
     return len(lr_grid) > 1 and (by_name or probes_at_floor(rows, lr_grid, floor, oracle))
 
 
+def failed(row, higher_is_better, floor=None) -> bool:
+    """Whether a run failed: its validation metric is not finite, or, for a task whose metric is an error (lower
+    is better), worse than the task's floor, the trivial predictor (predicting 0 in the in-context tasks: their
+    overflowing models score 20 to 65 there against the floor's 7.7, while every run that learned scores below
+    6). Below chance on a task scored by accuracy is not a failure: early probes of a task learned late are there.
+    """
+    value = row.get("validation")
+    return not _finite(value) or (not higher_is_better and floor is not None and value > floor)
+
+
 def chosen_lr(rows, higher_is_better, lr_grid, floor=None, oracle=None, at_full_length=False, seed=0):
     """The grid rate whose probe scored best on validation, among the rates that train stably at full length.
 
     Where :func:`compares_at_full_length` holds (``at_full_length`` says the task asks for it), the full-length
     runs at ``seed`` (``phase="final"``, one per rate) take the probes' place.
-    A rate at which any full-length run diverged (non-finite validation) is passed over for the next best one,
+    A rate at which any full-length run diverged (:func:`failed`) is passed over for the next best one,
     so that every seed of a (task, kernel) trains at one stable rate; when every rate diverged, the smallest.
     ``None`` while a probe (or full-length run) is missing; the middle rate when every probe diverged. A one-rate
     grid needs no probe.
@@ -238,8 +248,8 @@ def chosen_lr(rows, higher_is_better, lr_grid, floor=None, oracle=None, at_full_
         candidates = [r for r in rows if r.get("phase") == "probe" and r["lr"] in lr_grid]
     if len({r["lr"] for r in candidates}) < len(lr_grid):
         return None
-    unstable = {r["lr"] for r in rows if r.get("phase") == "final" and not _finite(r.get("validation"))}
-    stable = [r for r in candidates if _finite(r.get("validation")) and r["lr"] not in unstable]
+    unstable = {r["lr"] for r in rows if r.get("phase") == "final" and failed(r, higher_is_better, floor)}
+    stable = [r for r in candidates if not failed(r, higher_is_better, floor) and r["lr"] not in unstable]
     if stable:
         return (max if higher_is_better else min)(stable, key=lambda r: r["validation"])["lr"]
     return min(unstable) if unstable else lr_grid[len(lr_grid) // 2]
@@ -263,12 +273,14 @@ def summarize(rows, meta, kernels, seeds, lr_grid):
             lr = chosen_lr(mine, m["higher_is_better"], lr_grid, m.get("floor"), m.get("oracle"),
                            selects_at_full_length(name), seeds[0] if seeds else 0)
             finals = [r for r in mine if r.get("phase") == "final" and r["lr"] == lr and r["seed"] in seeds]
-            chosen = {r["seed"]: r for r in finals if _finite(r.get("test"))}
+            ok = [r for r in finals if _finite(r.get("test")) and not failed(r, m["higher_is_better"], m.get("floor"))]
+            chosen = {r["seed"]: r for r in ok}
             if lr is None or not chosen:
                 continue
-            # a seed whose training diverged (test metric NaN, stored as None, or infinite) is counted, not hidden
+            # a seed whose training diverged (test metric NaN, stored as None, or infinite; or a failed run) is
+            # counted, not hidden
             per_kernel[kernel] = dict(lr=lr, seeds=sorted(chosen), test={s: r["test"] for s, r in chosen.items()},
-                                      diverged=sorted(r["seed"] for r in finals if not _finite(r.get("test"))),
+                                      diverged=sorted(r["seed"] for r in finals if r not in ok),
                                       seconds_per_step=float(np.median([r["cpu_seconds"] / r["steps"]
                                                                         for r in chosen.values()])),
                                       swap=chosen[min(chosen)].get("swap"))

@@ -329,6 +329,18 @@ def _run_with_fake_training(tmp_path, monkeypatch, value, *extra):
     return json.loads((tmp_path / "compare_kernels_quick.json").read_text())
 
 
+def test_an_error_worse_than_the_floor_is_a_failed_run():
+    assert compare.failed({"validation": 20.0}, higher_is_better=False, floor=7.7)
+    assert not compare.failed({"validation": 5.7}, higher_is_better=False, floor=7.7)
+    assert compare.failed({"validation": None}, higher_is_better=True)
+    assert not compare.failed({"validation": 0.01}, higher_is_better=True, floor=0.0156)  # below chance: learning
+    probes = [dict(phase="probe", lr=lr, seed=0, validation=v) for lr, v in ((1e-3, 4.3), (1e-2, 3.0), (3e-2, 3.6))]
+    # the best probe's rate (1e-2) overflowed at full length on one seed: worse than predicting 0
+    finals = [dict(phase="final", lr=1e-2, seed=s, validation=v) for s, v in ((0, 2.9), (1, 39.0))]
+    assert compare.chosen_lr(probes + finals, False, [1e-3, 1e-2, 3e-2], floor=7.7, oracle=0.84) == 3e-2
+    assert compare.chosen_lr(probes + finals, False, [1e-3, 1e-2, 3e-2]) == 1e-2  # no floor: finite is enough
+
+
 def test_a_rate_that_diverges_at_full_length_is_passed_over(tmp_path, monkeypatch):
     """The probe prefers 1e-2, one seed diverges there at full length: every seed trains at 3e-3 instead."""
     data = _run_with_fake_training(  # diverged: seed 1 at 1e-2, full length
