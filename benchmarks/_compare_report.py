@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 import _harness
-from _kernel_tasks import feature_dim
+from _kernel_tasks import CLIP, feature_dim
 
 _LADDERS = (("taylor_edp-", "taylor_edp (degree 1..6)", "o"), ("prf-", "positive random features", "s"))
 
@@ -52,8 +52,8 @@ def history(runs, rows) -> str:
             + f", at commit(s) {', '.join(f'`{c}`' for c in commits) or '?'}; {cpu} of training stored")
 
 
-_SELECTION = {"clipped": "mean squared error with each prompt's error capped at 100 times that of predicting 0 "
-                         "(a prompt on which the model overflows counts as a failure, not as infinity)",
+_SELECTION = {"clipped": f"mean squared error with each prompt's error capped at {CLIP:g} times that of predicting "
+                         "0 (a prompt on which the model overflows counts as a failure, not as infinity)",
               "median": "median squared error"}
 
 
@@ -81,7 +81,8 @@ def write_markdown(table, analyses, run, progress, path, title="compare_kernels.
                   + "".join(f"; {k}: {_fmt(v)}" for k, v in entry["baselines"].items()), "",
                   *([f"Learning rate chosen by the {_SELECTION[entry['selection']]} on the validation prompts. "
                      "'median SE': the median over test prompts of the squared error (the typical prompt), median "
-                     "over seeds; compare it with the baselines' median squared errors, not with their MSE above.", ""] if entry.get("selection", "mean") != "mean" else []),
+                     "over seeds; compare it with the baselines' median squared errors, not with their MSE above.",
+                     ""] if entry.get("selection", "mean") != "mean" else []),
                   "| kernel | features/head | lr | seeds | mean | gap | diff vs EDP [95% CI] | ms/step |"
                   + (" median SE |" if medians else ""),
                   "|---|---|---|---|---|---|---|---|" + ("---|" if medians else "")]

@@ -116,7 +116,7 @@ class Task:
             for start in range(0, n, chunk):
                 part = tuple(_rows(b, start, start + chunk) for b in batch)
                 if statistic != "mean":
-                    errors.append((model(*part[0]) - part[1]) ** 2)
+                    errors.append(self._squared_errors(model, part))
                 else:
                     total += self._loss_and_score(model, part)[1] * (min(n, start + chunk) - start)
         model.train()
@@ -133,11 +133,16 @@ class Task:
         ref = self.oracle if self.oracle is not None else best
         return (ref - value) if self.higher_is_better else (value - ref)
 
+    @staticmethod
+    def _squared_errors(model, batch) -> torch.Tensor:
+        """Per-example squared error of a regression task (the in-context tasks: the query's prediction)."""
+        x, target, _ = batch
+        return (model(*x) - target) ** 2
+
     def _loss_and_score(self, model, batch):
         x, target, select = batch
         if self.metric == "mse":
-            pred = model(*x)
-            err = torch.mean((pred - target) ** 2)
+            err = torch.mean(self._squared_errors(model, batch))
             return err, err.item()
         logits = model(x)
         if select is not None:
@@ -359,8 +364,8 @@ def icl_task(prior_name: str, depth: int, mlp: bool, cfg: dict, n_eval: int) -> 
     # rates are chosen by the clipped mean squared error on the validation prompts: the un-normalized deep models
     # overflow on rare tail prompts (validation MSE 2e8 to 4e15 at depth 4 with an MLP while the test MSE was
     # 0.47 to 0.65), so the plain mean picked rates by a handful of prompts; the median ignored the tails
-    # altogether and, at depth 2 without overflow, chose a rate whose test MSE was 1.76 against 1.27
-    # the floor is predicting 0; a run worse than it has failed (compare_kernels.failed)
+    # altogether and, at depth 2 without overflow, chose a rate whose test MSE was 1.76 against 1.27. The floor
+    # is predicting 0, and a run worse than it has failed (compare_kernels.failed).
     return Task(f"icl-{prior_name}-L{depth}-{'mlp' if mlp else 'attn'}", "mse", False, n_ctx, sample,
                 pack(Xv, yv), pack(X, y), build, oracle=mse(oracle), oracle_name="Bayes",
                 floor=mse(np.zeros_like(target)), baselines={k: mse(v) for k, v in baselines.items()},

@@ -200,15 +200,12 @@ def kronecker_cg(Kx, Ky, a, b, z, alpha, tol, max_iter):
     """Kronecker kernel ridge over the observed pairs by CG with the generalized vec trick; A is (n_x, n_y)."""
     shape = (Kx.shape[0], Ky.shape[0])
 
-    def scatter(v):
-        return _scatter(v, a, b, shape)
-
     def matvec(v):  # the pairwise Gram matrix of the observed pairs, by the generalized vec trick
-        return (Kx @ (scatter(v) @ Ky))[a, b] + alpha * v
+        return (Kx @ (_scatter(v, a, b, shape) @ Ky))[a, b] + alpha * v
 
     op = LinearOperator((z.shape[0], z.shape[0]), matvec=matvec, dtype=np.float64)
     count = [0]
     coef, info = cg(op, z, rtol=tol, maxiter=max_iter, callback=lambda _x: count.__setitem__(0, count[0] + 1))
     if info > 0:
         warn_not_converged("cg", count[0], np.linalg.norm(op.matvec(coef) - z) / max(np.linalg.norm(z), 1e-300))
-    return scatter(coef).toarray(), count[0]
+    return _scatter(coef, a, b, shape).toarray(), count[0]

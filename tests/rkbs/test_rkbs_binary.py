@@ -98,7 +98,8 @@ def test_ill_conditioned_missing_pairs_solved_exactly_and_lsqr_preconditioned():
     # observed: LSQR runs out of iterations at alpha 1e-4, the dual is exact
     rng = np.random.default_rng(0)
     Xx, Xy = rng.normal(size=(40, 6)), rng.normal(size=(30, 5))
-    kappa = AttentionKernel(get_kernel("edp"), rng.normal(size=(6, 4)) / np.sqrt(6), rng.normal(size=(5, 4)) / np.sqrt(5))
+    kappa = AttentionKernel(get_kernel("edp"), rng.normal(size=(6, 4)) / np.sqrt(6),
+                            rng.normal(size=(5, 4)) / np.sqrt(5))
     Zn = np.where(rng.random((40, 30)) < 0.3, rng.normal(size=(40, 30)), np.nan)
     K, (a, b) = kappa(Xx, Xy), np.nonzero(~np.isnan(Zn))
     z, alpha = Zn[a, b], 1e-4
@@ -131,6 +132,16 @@ def test_ill_conditioned_missing_pairs_solved_exactly_and_lsqr_preconditioned():
     assert ours.n_iter_ < plain[2] / 2, (ours.n_iter_, plain[2])
     expected = K @ exact.dual_coef_ @ K
     np.testing.assert_allclose(K @ ours.dual_coef_ @ K, expected, atol=1e-4 * np.abs(expected).max())
+
+
+def test_dual_of_a_singular_pair_system_names_the_fix():
+    rng = np.random.default_rng(0)
+    K = np.outer(rng.random(8) + 1, rng.random(6) + 1) * 1e3  # rank 1: the pair Gram matrix is singular
+    Zn = np.where(rng.random((8, 6)) < 0.6, rng.normal(size=(8, 6)), np.nan)
+    model = BinaryKernelRidge(kernel="precomputed", mode="two_sided", alpha=1e-30, solver="cholesky")
+    with pytest.raises(ValueError, match=r"observed pairs .* not positive definite .*increase alpha, or use "
+                                         r"solver='lsqr'"):
+        model.fit_grid(K, K.T, Zn)
 
 
 def test_auto_solver_of_missing_pairs(monkeypatch):
