@@ -57,6 +57,11 @@ _SELECTION = {"clipped": f"mean squared error with each prompt's error capped at
               "median": "median squared error"}
 
 
+def _parenthesized(values) -> str:
+    """`` (name value; ...)`` of a dict of numbers, empty for none."""
+    return f" ({'; '.join(f'{k} {_fmt(v)}' for k, v in values.items())})" if values else ""
+
+
 def write_markdown(table, analyses, run, progress, path, title="compare_kernels.json", provenance=""):
     """One table per task (kernel, lr, metric, gap, paired difference from EDP, time) and the analyses.
 
@@ -81,7 +86,8 @@ def write_markdown(table, analyses, run, progress, path, title="compare_kernels.
                   + "".join(f"; {k}: {_fmt(v)}" for k, v in entry["baselines"].items()), "",
                   *([f"Learning rate chosen by the {_SELECTION[entry['selection']]} on the validation prompts. "
                      "'median SE': the median over test prompts of the squared error (the typical prompt), median "
-                     "over seeds; compare it with the baselines' median squared errors, not with their MSE above.",
+                     "over seeds; compare it with the baselines' median squared errors, not with their MSE above"
+                     + _parenthesized(entry.get("baseline_medians")) + ".",
                      ""] if entry.get("selection", "mean") != "mean" else []),
                   "| kernel | features/head | lr | seeds | mean | gap | diff vs EDP [95% CI] | ms/step |"
                   + (" median SE |" if medians else ""),

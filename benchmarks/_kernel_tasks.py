@@ -87,6 +87,9 @@ class Task:
     oracle_name: str = "oracle"
     floor: float | None = None
     baselines: dict = field(default_factory=dict)
+    # regression tasks: the median squared error over the test set of the oracle and of each baseline, beside
+    # which the report puts the models' median ("median SE"); their means above would not compare
+    baseline_medians: dict = field(default_factory=dict)
     kernels: tuple | None = None  # None: every kernel of the run; ICL tasks fix the linear kernel
     head_dim: int = 64
     # the statistic over validation examples that chooses the learning rate (see :meth:`score`)
@@ -348,6 +351,9 @@ def icl_task(prior_name: str, depth: int, mlp: bool, cfg: dict, n_eval: int) -> 
     def mse(pred):
         return float(np.mean((pred - target) ** 2))
 
+    def median_se(pred):
+        return float(np.median((pred - target) ** 2))
+
     def pack(X, y):
         t = torch.from_numpy(X).float(), torch.from_numpy(y).float()
         return (t[0][:, :-1], t[1][:, :-1], t[0][:, -1]), t[1][:, -1], None
@@ -369,6 +375,7 @@ def icl_task(prior_name: str, depth: int, mlp: bool, cfg: dict, n_eval: int) -> 
     return Task(f"icl-{prior_name}-L{depth}-{'mlp' if mlp else 'attn'}", "mse", False, n_ctx, sample,
                 pack(Xv, yv), pack(X, y), build, oracle=mse(oracle), oracle_name="Bayes",
                 floor=mse(np.zeros_like(target)), baselines={k: mse(v) for k, v in baselines.items()},
+                baseline_medians={"Bayes": median_se(oracle), **{k: median_se(v) for k, v in baselines.items()}},
                 kernels=("linear",), head_dim=dim + 1, selection="clipped")
 
 

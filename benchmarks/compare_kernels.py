@@ -190,7 +190,8 @@ def energy_descent(kernel_id, seed, n_steps=8, n_tokens=50, dim=16):
 def task_meta(task) -> dict:
     """What the report needs of a task, stored in the results file so that it can be rebuilt without the data."""
     return dict(metric=task.metric, higher_is_better=task.higher_is_better, oracle=task.oracle,
-                oracle_name=task.oracle_name, floor=task.floor, baselines=task.baselines, n_keys=task.n_keys,
+                oracle_name=task.oracle_name, floor=task.floor, baselines=task.baselines,
+                baseline_medians=task.baseline_medians, n_keys=task.n_keys,
                 head_dim=task.head_dim, kernels=None if task.kernels is None else list(task.kernels),
                 selection=task.selection)
 
@@ -467,6 +468,18 @@ def _run_config(spec) -> dict:
     return dict(cfg=spec["cfg"], n_eval=spec["n_eval"], probe_fraction=spec["probe_fraction"])
 
 
+def _widened_plan(stored: dict | None, new: dict) -> dict:
+    """The union of a file's stored plan and an invocation's (kernels, seeds, analyses; the new rate grid).
+
+    A file's plan describes its complete run, against which the report counts what is done: a resumed
+    invocation on a subset (one task, one kernel, a shard) must not make a partial file look complete.
+    """
+    if not stored:
+        return new
+    union = {key: list(dict.fromkeys([*stored.get(key, []), *new[key]])) for key in ("kernels", "seeds", "analyses")}
+    return dict(new, **union)
+
+
 def _check_budget(rows, name: str, steps: int, probe_steps: int, batch: int) -> None:
     """Refuse to resume task ``name`` when a stored run of it was trained with another step or batch budget."""
     for r in rows:
@@ -491,9 +504,11 @@ def run(args, spec, kernels, task_names, trained):
     tasks = make_tasks(trained, spec["cfg"], spec["n_eval"])
     lr_grid = tuple(spec["lr_grid"])
     analyses = tuple(a for a in _ANALYSES if a in task_names)
-    meta = {name: task_meta(task) for name, task in tasks.items()}
-    results.set_summary(task_meta=meta, plan=dict(kernels=list(kernels), seeds=list(args.seeds),
-                                                  lr_grid=list(lr_grid), analyses=list(analyses)))
+    # an invocation on some tasks or kernels adds to the file's description of its complete run, never shrinks it
+    meta = {**results.summary.get("task_meta", {}), **{name: task_meta(task) for name, task in tasks.items()}}
+    plan_ = _widened_plan(results.summary.get("plan"), dict(kernels=list(kernels), seeds=list(args.seeds),
+                                                           lr_grid=list(lr_grid), analyses=list(analyses)))
+    results.set_summary(task_meta=meta, plan=plan_)
     swap = tuple(k for k in kernels if k in LADDER)
     start = time.perf_counter()
     for analysis, fn in (("subspace", subspace_gain), ("energy", energy_descent)):  # seconds: first
@@ -536,7 +551,7 @@ def run(args, spec, kernels, task_names, trained):
             mean = f"{np.mean(finite):.4f}" if finite else "n/a"
             _harness.log(f"{name:18s} {kernel:24s} lr={lr:g} test={mean} over {len(finite)} seed(s)"
                          + (f", {len(tests) - len(finite)} diverged" if len(finite) < len(tests) else ""))
-    table = summarize(results.rows, meta, kernels, args.seeds, lr_grid)
+    table = summarize(results.rows, meta, plan_["kernels"], plan_["seeds"], lr_grid)
     results.set_summary(tasks=table, seconds_last_invocation=time.perf_counter() - start)
     results.close()  # the rows stay readable; the file is free for the next run
     _, (done, total) = report(results.path)

@@ -102,6 +102,18 @@ def test_tiny_run_resumes_and_reports(tmp_path):
         str(shard / "compare_kernels_quick.json")}
 
 
+def test_a_run_on_a_subset_widens_the_files_plan_and_keeps_its_tasks(tmp_path):
+    common = ["--quick", "--out", str(tmp_path), "--no-progress", "--steps", "2", "--lr-grid", "0.01"]
+    compare.main([*common, "--tasks", "root-k0", "--kernels", "edp", "--seeds", "0", "1"])
+    compare.main([*common, "--tasks", "recall-4", "--kernels", "linear", "--seeds", "2"])
+    summary = json.loads((tmp_path / "compare_kernels_quick.json").read_text())["summary"]
+    assert set(summary["task_meta"]) == {"root-k0", "recall-4"}
+    assert summary["plan"]["kernels"] == ["edp", "linear"] and summary["plan"]["seeds"] == [0, 1, 2]
+    # not complete: edp and linear on both tasks at three seeds were asked of it, and 3 runs are stored
+    assert "PARTIAL: 3 of 12 runs done" in (tmp_path / "compare_kernels_quick.md").read_text()
+    assert compare._widened_plan(None, {"kernels": ["rbf"]}) == {"kernels": ["rbf"]}
+
+
 def _row(task, kernel, phase, lr, seed, value):
     return dict(task=task, kernel=kernel, phase=phase, lr=lr, seed=seed, validation=value,
                 test=None if phase == "probe" else value, cpu_seconds=2.0, steps=100, run=0)
@@ -302,7 +314,12 @@ def test_regression_rows_carry_the_median_over_test_prompts():
     icl = compare.train(made["icl-tree-L1-attn"], "linear", 1e-3, 0, steps=2, batch=4)
     assert 0 < icl["test_median"] and math.isfinite(icl["validation"])
     assert "test_median" not in compare.train(made["recall-4"], "edp", 1e-3, 0, steps=2, batch=4)
-    assert compare.task_meta(made["icl-tree-L1-attn"])["selection"] == "clipped"
+    meta = compare.task_meta(made["icl-tree-L1-attn"])
+    assert meta["selection"] == "clipped"
+    # the baselines' medians, which the models' median SE is compared with: Bayes < top level < ridge
+    medians = meta["baseline_medians"]
+    assert 0 < medians["Bayes"] < medians["top-level Bayes"] < medians["ridge"] < meta["baselines"]["ridge"]
+    assert compare.task_meta(made["recall-4"])["baseline_medians"] == {}
 
 
 def test_curves_record_validation_checkpoints(tmp_path):
