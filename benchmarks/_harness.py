@@ -32,26 +32,23 @@ import fcntl
 import json
 import math
 import os
-import platform
-import shlex
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+# The harness's own modules sit beside it (a module loaded from its file, as the tests do, finds them too), and
+# scripts run as ``python benchmarks/x.py`` import the project from the checkout they live in.
+for _path in (Path(__file__).resolve().parent, Path(__file__).resolve().parents[1]):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from _provenance import REPO, run_info  # noqa: E402
+
 RESULTS_DIR = REPO / "benchmarks" / "results"
 LAYOUT_VERSION = 1
-_LIBRARIES = ("numpy", "scipy", "scikit-learn", "torch", "triton", "matplotlib", "tqdm", "attention-kernels")
-
-# Scripts run as ``python benchmarks/x.py`` import the project from the checkout they live in.
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 
 # ------------------------------------------------------------------------------------------------ command line
@@ -107,88 +104,6 @@ def setup(args: argparse.Namespace):
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     return resolve_device(args.device)
-
-
-# ------------------------------------------------------------------------------------------------ provenance
-def library_versions() -> dict[str, str | None]:
-    """Installed versions of the libraries a result depends on (``None`` where not installed)."""
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    for dist in _LIBRARIES:
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = None
-    return versions
-
-
-def machine_info(device: Any = None) -> dict[str, Any]:
-    """CPU, core counts, load average (a shared machine shows here), torch threads and GPU name."""
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-    }
-    try:
-        import torch
-
-        info["torch_threads"] = torch.get_num_threads()
-        info["device"] = str(device) if device is not None else "cpu"
-        info["gpu"] = torch.cuda.get_device_name() if torch.cuda.is_available() else None
-    except ImportError:  # a numpy-only benchmark
-        pass
-    return info
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident memory in MiB.
-
-    Linux's ``VmHWM`` belongs to the address space that ``exec`` created; ``ru_maxrss`` does not: a child started
-    by multiprocessing's "spawn" inherits its parent's high-water mark (fork copies the parent's pages and exec
-    keeps their peak), which hides every fit smaller than the parent. ``ru_maxrss`` is the fallback elsewhere.
-    """
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform != "darwin" else 1024**2)
-
-
-def git_state(repo: Path = REPO) -> tuple[str | None, bool | None]:
-    """``(commit, dirty)`` of the checkout, ``(None, None)`` outside a git work tree."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
-                                check=True, timeout=10).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                                capture_output=True, text=True, check=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None, None
-    return commit, bool(status.strip())
-
-
-def run_info(device: Any = None, argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Provenance of one invocation: time, command, git commit, machine and library versions."""
-    commit, dirty = git_state()
-    argv = list(sys.argv if argv is None else argv)
-    if argv and argv[0].endswith(".py"):
-        try:
-            argv[0] = str(Path(argv[0]).resolve().relative_to(REPO))
-        except ValueError:
-            pass
-    return {
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": "python " + shlex.join(argv) if argv else None,
-        "git_commit": commit,
-        "git_dirty": dirty,
-        "machine": machine_info(device),
-        "versions": library_versions(),
-    }
 
 
 # ------------------------------------------------------------------------------------------------ results
@@ -514,6 +429,25 @@ def log(message: str) -> None:
     from tqdm.auto import tqdm
 
     tqdm.write(message)
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory in MiB.
+
+    Linux's ``VmHWM`` belongs to the address space that ``exec`` created; ``ru_maxrss`` does not: a child started
+    by multiprocessing's "spawn" inherits its parent's high-water mark (fork copies the parent's pages and exec
+    keeps their peak), which hides every fit smaller than the parent. ``ru_maxrss`` is the fallback elsewhere.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform != "darwin" else 1024**2)
 
 
 class Timer:

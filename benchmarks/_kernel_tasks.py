@@ -371,7 +371,7 @@ def icl_task(prior_name: str, depth: int, mlp: bool, cfg: dict, n_eval: int) -> 
     # overflow on rare tail prompts (validation MSE 2e8 to 4e15 at depth 4 with an MLP while the test MSE was
     # 0.47 to 0.65), so the plain mean picked rates by a handful of prompts; the median ignored the tails
     # altogether and, at depth 2 without overflow, chose a rate whose test MSE was 1.76 against 1.27. The floor
-    # is predicting 0, and a run worse than it has failed (compare_kernels.failed).
+    # is predicting 0, and a run worse than it has failed (_compare_stats.failed).
     return Task(f"icl-{prior_name}-L{depth}-{'mlp' if mlp else 'attn'}", "mse", False, n_ctx, sample,
                 pack(Xv, yv), pack(X, y), build, oracle=mse(oracle), oracle_name="Bayes",
                 floor=mse(np.zeros_like(target)), baselines={k: mse(v) for k, v in baselines.items()},

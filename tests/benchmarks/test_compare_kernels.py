@@ -15,6 +15,7 @@ sys.path.insert(0, str(_BENCH))  # benchmarks/ is a folder of scripts; its modul
 compare = importlib.import_module("compare_kernels")
 plan_mod = importlib.import_module("_compare_plan")
 report_mod = importlib.import_module("_compare_report")
+stats = importlib.import_module("_compare_stats")
 tasks_mod = importlib.import_module("_kernel_tasks")
 
 
@@ -198,24 +199,24 @@ def test_report_refuses_a_file_without_task_meta(tmp_path):
 def test_lr_choice_and_run_counts():
     rows = [dict(phase="probe", lr=1e-3, validation=0.5), dict(phase="probe", lr=3e-3, validation=0.7),
             dict(phase="final", lr=1e-3, validation=0.9)]
-    assert compare.chosen_lr(rows, True, (1e-3, 3e-3)) == 3e-3
-    assert compare.chosen_lr(rows, False, (1e-3, 3e-3)) == 1e-3
-    assert compare.chosen_lr(rows[:1], True, (1e-3, 3e-3)) is None  # a probe still missing
-    assert compare.chosen_lr([], True, (1e-2,)) == 1e-2  # one rate: no probes
+    assert stats.chosen_lr(rows, True, (1e-3, 3e-3)) == 3e-3
+    assert stats.chosen_lr(rows, False, (1e-3, 3e-3)) == 1e-3
+    assert stats.chosen_lr(rows[:1], True, (1e-3, 3e-3)) is None  # a probe still missing
+    assert stats.chosen_lr([], True, (1e-2,)) == 1e-2  # one rate: no probes
     diverged = [dict(phase="probe", lr=lr, validation=None) for lr in (1e-3, 3e-3, 1e-2)]
-    assert compare.chosen_lr(diverged, False, (1e-3, 3e-3, 1e-2)) == 3e-3  # all diverged: the middle rate
+    assert stats.chosen_lr(diverged, False, (1e-3, 3e-3, 1e-2)) == 3e-3  # all diverged: the middle rate
     # the best probe's rate diverged at full length (one seed): every seed trains at the next best rate instead
     unstable = rows + [dict(phase="final", lr=3e-3, seed=0, validation=0.8),
                        dict(phase="final", lr=3e-3, seed=1, validation=None)]
-    assert compare.chosen_lr(unstable, True, (1e-3, 3e-3)) == 1e-3
+    assert stats.chosen_lr(unstable, True, (1e-3, 3e-3)) == 1e-3
     both = unstable + [dict(phase="final", lr=1e-3, seed=0, validation=float("nan"))]
-    assert compare.chosen_lr(both, True, (1e-3, 3e-3)) == 1e-3  # every rate diverged: the smallest
+    assert stats.chosen_lr(both, True, (1e-3, 3e-3)) == 1e-3  # every rate diverged: the smallest
     spec = dict(lr_grid=(1e-3, 3e-3, 1e-2), probe_fraction=0.2)
     assert plan_mod.runs_per_kernel(spec, 5) == pytest.approx(5.6)
     assert plan_mod.runs_per_kernel(dict(spec, lr_grid=(1e-3,)), 5) == 5
     assert [plan_mod.family(n) for n in ("mlm-k0", "mlm-k0-long", "icl-tree-L1-mlp")] == ["mlm", "mlm-long", "icl"]
     meta = {"a": dict(kernels=None), "b": dict(kernels=["linear"])}
-    assert compare.expected_runs(meta, ["edp", "prf-4"], 5, (1e-3, 3e-3), ["subspace"]) == 2 * 7 + 7 + 2 * 5
+    assert stats.expected_runs(meta, ["edp", "prf-4"], 5, (1e-3, 3e-3), ["subspace"]) == 2 * 7 + 7 + 2 * 5
 
 
 def test_full_spec_covers_every_task_and_family():
@@ -347,15 +348,15 @@ def _run_with_fake_training(tmp_path, monkeypatch, value, *extra):
 
 
 def test_an_error_worse_than_the_floor_is_a_failed_run():
-    assert compare.failed({"validation": 20.0}, higher_is_better=False, floor=7.7)
-    assert not compare.failed({"validation": 5.7}, higher_is_better=False, floor=7.7)
-    assert compare.failed({"validation": None}, higher_is_better=True)
-    assert not compare.failed({"validation": 0.01}, higher_is_better=True, floor=0.0156)  # below chance: learning
+    assert stats.failed({"validation": 20.0}, higher_is_better=False, floor=7.7)
+    assert not stats.failed({"validation": 5.7}, higher_is_better=False, floor=7.7)
+    assert stats.failed({"validation": None}, higher_is_better=True)
+    assert not stats.failed({"validation": 0.01}, higher_is_better=True, floor=0.0156)  # below chance: learning
     probes = [dict(phase="probe", lr=lr, seed=0, validation=v) for lr, v in ((1e-3, 4.3), (1e-2, 3.0), (3e-2, 3.6))]
     # the best probe's rate (1e-2) overflowed at full length on one seed: worse than predicting 0
     finals = [dict(phase="final", lr=1e-2, seed=s, validation=v) for s, v in ((0, 2.9), (1, 39.0))]
-    assert compare.chosen_lr(probes + finals, False, [1e-3, 1e-2, 3e-2], floor=7.7, oracle=0.84) == 3e-2
-    assert compare.chosen_lr(probes + finals, False, [1e-3, 1e-2, 3e-2]) == 1e-2  # no floor: finite is enough
+    assert stats.chosen_lr(probes + finals, False, [1e-3, 1e-2, 3e-2], floor=7.7, oracle=0.84) == 3e-2
+    assert stats.chosen_lr(probes + finals, False, [1e-3, 1e-2, 3e-2]) == 1e-2  # no floor: finite is enough
 
 
 def test_a_rate_that_diverges_at_full_length_is_passed_over(tmp_path, monkeypatch):
@@ -373,20 +374,20 @@ def test_probes_at_the_floor_compare_the_rates_at_full_length():
     grid = (1e-3, 1e-2)
     at_floor = [dict(phase="probe", lr=1e-3, seed=0, validation=0.251), dict(phase="probe", lr=1e-2, seed=0,
                                                                              validation=0.262)]
-    assert compare.probes_at_floor(at_floor, grid, floor=0.25, oracle=1.0)  # 1.6% of the gap closed
-    assert not compare.probes_at_floor(at_floor, grid, floor=0.24, oracle=1.0)  # 2.9%: the probes rank
-    assert not compare.probes_at_floor(at_floor, grid)  # no floor or oracle: the probes decide
-    assert not compare.probes_at_floor(at_floor[:1], grid, floor=0.25, oracle=1.0)  # a probe still missing
+    assert stats.probes_at_floor(at_floor, grid, floor=0.25, oracle=1.0)  # 1.6% of the gap closed
+    assert not stats.probes_at_floor(at_floor, grid, floor=0.24, oracle=1.0)  # 2.9%: the probes rank
+    assert not stats.probes_at_floor(at_floor, grid)  # no floor or oracle: the probes decide
+    assert not stats.probes_at_floor(at_floor[:1], grid, floor=0.25, oracle=1.0)  # a probe still missing
     # lower is better (an error): the gap runs downwards from the floor
     mse = [dict(phase="probe", lr=lr, seed=0, validation=v) for lr, v in zip(grid, (0.995, 0.99))]
-    assert compare.probes_at_floor(mse, grid, floor=1.0, oracle=0.0) and not compare.probes_at_floor(
+    assert stats.probes_at_floor(mse, grid, floor=1.0, oracle=0.0) and not stats.probes_at_floor(
         mse, grid, floor=1.0, oracle=0.8)
-    assert compare.chosen_lr(at_floor, True, grid, 0.25, 1.0) is None  # full-length runs still missing
+    assert stats.chosen_lr(at_floor, True, grid, 0.25, 1.0) is None  # full-length runs still missing
     full = [dict(phase="final", lr=1e-3, seed=0, validation=0.9), dict(phase="final", lr=1e-2, seed=0,
                                                                        validation=0.3)]
-    assert compare.chosen_lr(at_floor + full[:1], True, grid, 0.25, 1.0) is None
-    assert compare.chosen_lr(at_floor + full, True, grid, 0.25, 1.0) == 1e-3  # against the better probe
-    assert compare.chosen_lr(at_floor + full, True, grid) == 1e-2  # without a floor: the probes decide
+    assert stats.chosen_lr(at_floor + full[:1], True, grid, 0.25, 1.0) is None
+    assert stats.chosen_lr(at_floor + full, True, grid, 0.25, 1.0) == 1e-3  # against the better probe
+    assert stats.chosen_lr(at_floor + full, True, grid) == 1e-2  # without a floor: the probes decide
 
 
 def test_a_run_whose_probes_stay_at_the_floor_chooses_the_rate_at_full_length(tmp_path, monkeypatch):
@@ -466,7 +467,7 @@ def test_a_long_task_chooses_the_rate_at_full_length_without_probes(tmp_path, mo
     assert tasks_mod.selects_at_full_length("root-k0-long") and not tasks_mod.selects_at_full_length("root-k0")
     assert data["summary"]["tasks"]["root-k0-long"]["kernels"]["edp"]["lr"] == 0.01
     assert "Status: complete." in (tmp_path / "compare_kernels_quick.md").read_text()  # 3 runs per kernel
-    assert compare.chosen_lr(rows[:1], True, (0.003, 0.01), at_full_length=True) is None  # a rate missing
+    assert stats.chosen_lr(rows[:1], True, (0.003, 0.01), at_full_length=True) is None  # a rate missing
 
 
 def test_icl_plot_draws_every_seed_and_marks_the_ones_off_the_scale(tmp_path, monkeypatch):
