@@ -9,6 +9,7 @@ metric (accuracy, higher is better; bits per character or MSE, lower is better).
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -104,32 +105,31 @@ class Task:
         ``chunk`` (sequences per forward pass) defaults to about 8,192 tokens, so that the feature tensors of
         the large random-feature kernels (batch x heads x tokens x 1024) stay small. Regression (mse) tasks
         also have ``statistic="clipped"``, the mean of the squared errors capped at ``CLIP`` times the mean
-        squared target (what predicting 0 scores), so that a few examples on which a model overflows count as
+        squared target (:func:`clipped_mean`), so that a few examples on which a model overflows count as
         failures instead of deciding the mean; and ``statistic="median"``, the median squared error.
         """
         if statistic not in ("mean", "clipped", "median") or (statistic != "mean" and self.metric != "mse"):
             raise ValueError(f"statistic must be 'mean', or 'clipped' or 'median' for a regression (mse) task; "
                              f"got {statistic!r} for metric {self.metric!r}")
-        model.eval()
-        n = len(batch[1])
-        if chunk is None:
-            chunk = max(1, 8192 // max(1, self.n_keys))
-        total, errors = 0.0, []
-        with torch.no_grad():
-            for start in range(0, n, chunk):
-                part = tuple(_rows(b, start, start + chunk) for b in batch)
-                if statistic != "mean":
-                    errors.append(self._squared_errors(model, part))
-                else:
-                    total += self._loss_and_score(model, part)[1] * (min(n, start + chunk) - start)
-        model.train()
-        if statistic == "mean":
-            return total / n
-        errors = torch.cat(errors).double()
-        if statistic == "median":
-            return float(errors.median())
-        cap = CLIP * float(torch.mean(batch[1].double() ** 2))
-        return float(torch.clamp(torch.nan_to_num(errors, nan=cap), max=cap).mean())
+        if statistic != "mean":
+            errors = self.squared_errors(model, batch, chunk)
+            return float(errors.median()) if statistic == "median" else clipped_mean(errors, batch[1])
+        n, total = len(batch[1]), 0.0
+        with _evaluating(model):
+            for part in _chunks(batch, chunk or self._chunk()):
+                total += self._loss_and_score(model, part)[1] * len(part[1])
+        return total / n
+
+    def squared_errors(self, model, batch, chunk: int | None = None) -> torch.Tensor:
+        """Per-example squared errors (float64) of a regression task on a fixed set, in chunks without gradients."""
+        if self.metric != "mse":
+            raise ValueError(f"squared errors are defined for a regression (mse) task, not for metric {self.metric!r}")
+        with _evaluating(model):
+            return torch.cat([self._squared_errors(model, part) for part in _chunks(batch, chunk or self._chunk())]
+                             ).double()
+
+    def _chunk(self) -> int:
+        return max(1, 8192 // max(1, self.n_keys))
 
     def gap(self, value: float, best: float | None = None) -> float:
         """Distance to the oracle (or to ``best``, the best baseline), positive when worse."""
@@ -155,6 +155,30 @@ class Task:
             return ce, ce.item() / math.log(2)
         ce = torch.nn.functional.cross_entropy(logits, target)
         return ce, float((logits.argmax(-1) == target).float().mean())
+
+
+def clipped_mean(errors: torch.Tensor, target: torch.Tensor, clip: float = CLIP) -> float:
+    """Mean of per-example squared ``errors``, each capped at ``clip`` times the mean squared ``target`` (the
+    error of predicting 0); a NaN or infinite error counts as the cap."""
+    cap = clip * float(torch.mean(target.double() ** 2))
+    return float(torch.clamp(torch.nan_to_num(errors.double(), nan=cap), max=cap).mean())
+
+
+@contextmanager
+def _evaluating(model):
+    """``model`` in eval mode without gradients, back in training mode afterwards."""
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        model.train()
+
+
+def _chunks(batch, chunk: int):
+    """The batch in pieces of ``chunk`` examples (each a tuple of the parts' rows)."""
+    for start in range(0, len(batch[1]), chunk):
+        yield tuple(_rows(b, start, start + chunk) for b in batch)
 
 
 def _rows(part, start, stop):

@@ -19,6 +19,7 @@ and ``--merge`` their files into the results file.
     python benchmarks/compare_kernels.py --quick          # a small real run, about 1.5 CPU-minutes
     python benchmarks/compare_kernels.py --plan           # times a few steps of every kernel on every full task
     python benchmarks/compare_kernels.py --curves         # EDP learning curves of the full tasks (sets the steps)
+    python benchmarks/compare_kernels.py --clip-sensitivity --tasks icl-tree-L4-mlp  # the rate per clipping factor
     nice python benchmarks/compare_kernels.py             # the full run (resumable: rerun to continue)
     python benchmarks/compare_kernels.py --merge a/compare_kernels.json b/compare_kernels.json  # add shards' results
     python benchmarks/compare_kernels.py --report benchmarks/results/compare_kernels.json --readme README.md
@@ -37,6 +38,7 @@ import numpy as np
 import torch
 from _compare_plan import budget, learning_curve, plan
 from _compare_report import history, plot_icl, plot_ladder, plot_swap, update_readme, write_markdown
+from _compare_sensitivity import clip_sensitivity
 from _compare_stats import _finite, chosen_lr, completed_runs, compares_at_full_length, expected_runs, summarize
 from _kernel_tasks import ALL_KERNELS, LADDER, make_kernel, make_tasks, selects_at_full_length
 
@@ -75,7 +77,11 @@ _RUN_KEY = ("task", "kernel", "phase", "lr", "seed")
 def make_optimizer(model, lr: float, steps: int):
     """AdamW (weight decay 0.01) with a one-cycle schedule over ``steps`` (10% warm-up): one rule for every run."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(steps, 2), pct_start=0.1)
+    total = max(steps, 2)
+    # OneCycleLR divides by its warm-up's length in steps minus one: a warm-up of exactly one step (10 steps in
+    # all) gets one and a half instead
+    pct_start = 0.1 if abs(0.1 * total - 1.0) > 1e-9 else 0.15
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total, pct_start=pct_start)
     return optimizer, schedule
 
 
@@ -257,6 +263,9 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=None, help="training steps of every task (default: per task)")
     parser.add_argument("--plan", action="store_true", help="only time every kernel's steps and print the cost")
     parser.add_argument("--curves", action="store_true", help="only train EDP with validation checkpoints")
+    parser.add_argument("--clip-sensitivity", action="store_true",
+                        help="only retrain the in-context tasks' probes and record the rate each clipping factor "
+                             "of the validation error would choose")
     parser.add_argument("--report", type=Path, default=None, metavar="JSON",
                         help="only rebuild tables and plots from a results file (complete or partial)")
     parser.add_argument("--readme", type=Path, default=None, help="with --report: update this README's block")
@@ -292,6 +301,8 @@ def main(argv=None):
                     progress=not args.no_progress)
     if args.curves:
         return curves(args, spec, trained)
+    if args.clip_sensitivity:
+        return clip_sensitivity(args, spec, trained)
     return run(args, spec, kernels, task_names, trained)
 
 

@@ -494,3 +494,43 @@ def test_icl_plot_draws_every_seed_and_marks_the_ones_off_the_scale(tmp_path, mo
     assert sorted(depth8[0][1]) == [0.4, 0.5] and depth8[0][2] is None  # the seeds on the scale, as points
     assert depth8[1][1] == [30.0, 30.0] and depth8[1][2] == "^"  # the overflowed and the diverged seed
     assert report_mod.plot_icl({"root-k0": entry([1.0])}, tmp_path / "none.png") is None  # no in-context task
+
+
+def test_clip_sensitivity_reproduces_the_probes_and_records_each_statistics_rate(tmp_path):
+    # 100 steps: the 25-step probes leave the floor, so the comparison chooses by them (not at full length)
+    common = ["--quick", "--out", str(tmp_path), "--no-progress", "--tasks", "icl-tree-L1-attn", "--steps", "100",
+              "--lr-grid", "0.001", "0.03", "--seeds", "0"]
+    compare.main(common)  # the comparison's probes, which the sensitivity run retrains
+    results = compare.main([*common, "--clip-sensitivity"])
+    rows = results.rows
+    assert sorted(r["lr"] for r in rows) == [0.001, 0.03] and all(r["steps"] == 25 for r in rows)
+    for r in rows:  # the same runs: the comparison's stored validation error is the clipped one at CLIP
+        assert r["statistics"][f"clip {tasks_mod.CLIP:g}"] == pytest.approx(r["stored_validation"], rel=1e-12)
+        clipped = [r["statistics"][f"clip {f:g}"] for f in (3, 10, 30, 100, 300, 1000)]
+        assert clipped == sorted(clipped) and clipped[-1] <= r["statistics"]["mean"]  # a higher cap, a higher mean
+    choices = results.summary["choices"]["icl-tree-L1-attn"]
+    stored = json.loads((tmp_path / "compare_kernels_quick.json").read_text())
+    chosen = {r["lr"] for r in stored["results"] if r["phase"] == "final"}
+    assert {choices[f"clip {tasks_mod.CLIP:g}"]} == chosen  # the comparison's own choice, reproduced
+    assert set(choices) == {"clip 3", "clip 10", "clip 30", "clip 100", "clip 300", "clip 1000", "mean", "median"}
+    text = (tmp_path / "compare_kernels_clip_quick.md").read_text()
+    assert "2 probes match the comparison's stored validation error" in text and "| same rate as" in text
+    with pytest.raises(SystemExit, match="needs in-context tasks"):
+        compare.main([*common[:5], "root-k0", "--clip-sensitivity"])
+
+
+def test_clipped_mean_caps_each_error_and_counts_overflow_as_the_cap():
+    target = torch.tensor([1.0, -1.0, 1.0, -1.0])  # mean squared target 1
+    errors = torch.tensor([0.5, 2.0, float("inf"), float("nan")], dtype=torch.float64)
+    assert tasks_mod.clipped_mean(errors, target, clip=1.0) == pytest.approx((0.5 + 1 + 1 + 1) / 4)
+    assert tasks_mod.clipped_mean(errors[:2], target, clip=100.0) == pytest.approx(1.25)
+
+
+@pytest.mark.parametrize("steps", [2, 3, 9, 10, 11, 20, 300])
+def test_the_schedule_runs_for_every_step_count(steps):
+    model = torch.nn.Linear(2, 1)
+    optimizer, schedule = compare.make_optimizer(model, 1e-3, steps)
+    for _ in range(steps):
+        optimizer.step()
+        schedule.step()
+    assert schedule.get_last_lr()[0] < 1e-3  # annealed from the peak
