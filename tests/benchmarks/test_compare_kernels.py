@@ -499,22 +499,31 @@ def test_icl_plot_draws_every_seed_and_marks_the_ones_off_the_scale(tmp_path, mo
 def test_clip_sensitivity_reproduces_the_probes_and_records_each_statistics_rate(tmp_path):
     # 100 steps: the 25-step probes leave the floor, so the comparison chooses by them (not at full length)
     common = ["--quick", "--out", str(tmp_path), "--no-progress", "--tasks", "icl-tree-L1-attn", "--steps", "100",
-              "--lr-grid", "0.001", "0.03", "--seeds", "0"]
+              "--lr-grid", "0.001", "0.03", "--seeds", "0", "1"]
     compare.main(common)  # the comparison's probes, which the sensitivity run retrains
     results = compare.main([*common, "--clip-sensitivity"])
-    rows = results.rows
-    assert sorted(r["lr"] for r in rows) == [0.001, 0.03] and all(r["steps"] == 25 for r in rows)
-    for r in rows:  # the same runs: the comparison's stored validation error is the clipped one at CLIP
+    probes = results.select(phase="probe")
+    assert sorted(r["lr"] for r in probes) == [0.001, 0.03] and all(r["steps"] == 25 for r in probes)
+    for r in probes:  # the same runs: the comparison's stored validation error is the clipped one at CLIP
         assert r["statistics"][f"clip {tasks_mod.CLIP:g}"] == pytest.approx(r["stored_validation"], rel=1e-12)
         clipped = [r["statistics"][f"clip {f:g}"] for f in (3, 10, 30, 100, 300, 1000)]
         assert clipped == sorted(clipped) and clipped[-1] <= r["statistics"]["mean"]  # a higher cap, a higher mean
     choices = results.summary["choices"]["icl-tree-L1-attn"]
     stored = json.loads((tmp_path / "compare_kernels_quick.json").read_text())
-    chosen = {r["lr"] for r in stored["results"] if r["phase"] == "final"}
-    assert {choices[f"clip {tasks_mod.CLIP:g}"]} == chosen  # the comparison's own choice, reproduced
+    stored_finals = {(r["lr"], r["seed"]): r["test"] for r in stored["results"] if r["phase"] == "final"}
+    assert {choices[f"clip {tasks_mod.CLIP:g}"]} == {lr for lr, _ in stored_finals}  # the comparison's choice
     assert set(choices) == {"clip 3", "clip 10", "clip 30", "clip 100", "clip 300", "clip 1000", "mean", "median"}
+    finals = results.select(phase="final")  # each seed at each rate a clipping factor chose
+    chosen = {choices[f"clip {f:g}"] for f in (3, 10, 30, 100, 300, 1000)}
+    assert {(r["lr"], r["seed"]) for r in finals} == {(lr, s) for lr in chosen for s in (0, 1)}
+    for r in finals:  # the comparison's runs are reused, not retrained
+        assert (r["source"] == "comparison") == ((r["lr"], r["seed"]) in stored_finals)
+        assert r["test"] == stored_finals.get((r["lr"], r["seed"]), r["test"])
+    outcome = results.summary["outcomes"]["icl-tree-L1-attn"][str(choices["clip 100"])]
+    assert outcome["seeds"] == 2 and outcome["test"] == pytest.approx(np.median(list(stored_finals.values())))
     text = (tmp_path / "compare_kernels_clip_quick.md").read_text()
-    assert "2 probes match the comparison's stored validation error" in text and "| same rate as" in text
+    assert "2 probes match the comparison's stored validation error" in text and "| same rate as clip 100" in text
+    assert "| icl-tree-L1-attn | 0.03 | clip 3, 10, 30, 100, 300, 1000 |" in text
     with pytest.raises(SystemExit, match="needs in-context tasks"):
         compare.main([*common[:5], "root-k0", "--clip-sensitivity"])
 
