@@ -49,7 +49,7 @@ _ICL = tuple(f"icl-{p}-L{d}-{b}" for p in ("gaussian", "tree") for d in (1, 2, 4
 FULL = dict(
     kernels=ALL_KERNELS,
     tasks=("recall-4", "recall-16", *_ICL, "recall-64", "root-k0", "mlm-k0", "mlm-k0-long", "root-k0-long", "text",
-           "mlm-k2", "mlm-k3", "digits"),
+           "mlm-k2", "mlm-k3", "digits", "mlm-k3-long"),
     analyses=("subspace", "energy"), seeds=(0, 1, 2, 3, 4), lr_grid=(1e-3, 3e-3, 1e-2, 3e-2), probe_fraction=0.2,
     cfg=dict(depth=3, n_symbols=4, grammar_seed=0, dim=48, layers=3, heads=4, recall_vocab=64, recall_layers=1,
              context=256, text_dim=48, text_layers=2, text_heads=2, icl_dim=8, icl_context=8, icl_noise=0.25,
