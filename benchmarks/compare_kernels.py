@@ -397,7 +397,8 @@ def run(args, spec, kernels, task_names, trained):
             return dict(key, **train(task, key["kernel"], key["lr"], key["seed"], steps, batch,
                                      swap if key["kernel"] == "edp" else ()))
 
-        for kernel in task.kernels or kernels:
+        # a task with kernels of its own (the in-context and -long tasks) runs those of them that --kernels names
+        for kernel in [k for k in task.kernels if k in kernels] if task.kernels else kernels:
             if len(lr_grid) > 1 and not by_name:
                 grid = [dict(task=name, kernel=kernel, phase="probe", lr=lr, seed=args.seeds[0]) for lr in lr_grid]
                 for key in results.pending(grid, desc=f"{name} {kernel} lr"):

@@ -115,6 +115,14 @@ def test_a_run_on_a_subset_widens_the_files_plan_and_keeps_its_tasks(tmp_path):
     assert compare._widened_plan(None, {"kernels": ["rbf"]}) == {"kernels": ["rbf"]}
 
 
+def test_kernels_select_among_a_tasks_own_kernels(tmp_path):
+    # mlm-k0-long has its own kernels (edp, linear): --kernels chooses among them, so they can run as shards
+    compare.main(["--quick", "--out", str(tmp_path), "--no-progress", "--tasks", "root-k0-long", "--kernels",
+                  "linear", "rbf", "--steps", "2", "--lr-grid", "0.01", "--seeds", "0"])
+    rows = json.loads((tmp_path / "compare_kernels_quick.json").read_text())["results"]
+    assert {r["kernel"] for r in rows} == {"linear"}
+
+
 def _row(task, kernel, phase, lr, seed, value):
     return dict(task=task, kernel=kernel, phase=phase, lr=lr, seed=seed, validation=value,
                 test=None if phase == "probe" else value, cpu_seconds=2.0, steps=100, run=0)
@@ -459,7 +467,8 @@ def test_a_long_task_chooses_the_rate_at_full_length_without_probes(tmp_path, mo
         assert steps == 4  # no probes
         return 0.9 if lr == 0.01 else 0.8
 
-    data = _run_with_fake_training(tmp_path, monkeypatch, value, "--tasks", "root-k0-long")
+    data = _run_with_fake_training(tmp_path, monkeypatch, value, "--tasks", "root-k0-long", "--kernels", "edp",
+                                   "linear")
     rows = data["results"]
     assert {r["phase"] for r in rows} == {"final"}
     assert {(r["kernel"], r["lr"], r["seed"]) for r in rows} == {
