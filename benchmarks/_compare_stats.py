@@ -28,7 +28,7 @@ def probes_at_floor(rows, lr_grid, floor=None, oracle=None) -> bool:
     probes = [r for r in rows if r.get("phase") == "probe" and r["lr"] in lr_grid]
     if len({r["lr"] for r in probes}) < len(lr_grid):
         return False
-    closed = [(r["validation"] - floor) / (oracle - floor) for r in probes if _finite(r.get("validation"))]
+    closed = [(r["validation"] - floor) / (oracle - floor) for r in probes if finite(r.get("validation"))]
     return max(closed, default=0.0) < PROBE_SIGNAL
 
 
@@ -46,7 +46,7 @@ def failed(row, higher_is_better, floor=None) -> bool:
     6). Below chance on a task scored by accuracy is not a failure: early probes of a task learned late are there.
     """
     value = row.get("validation")
-    return not _finite(value) or (not higher_is_better and floor is not None and value > floor)
+    return not finite(value) or (not higher_is_better and floor is not None and value > floor)
 
 
 def chosen_lr(rows, higher_is_better, lr_grid, floor=None, oracle=None, at_full_length=False, seed=0):
@@ -74,7 +74,8 @@ def chosen_lr(rows, higher_is_better, lr_grid, floor=None, oracle=None, at_full_
     return min(unstable) if unstable else lr_grid[len(lr_grid) // 2]
 
 
-def _finite(value) -> bool:
+def finite(value) -> bool:
+    """Whether a stored metric is a finite number (a diverged run stores None, NaN or an infinity)."""
     return value is not None and math.isfinite(value)
 
 
@@ -92,7 +93,7 @@ def summarize(rows, meta, kernels, seeds, lr_grid):
             lr = chosen_lr(mine, m["higher_is_better"], lr_grid, m.get("floor"), m.get("oracle"),
                            selects_at_full_length(name), seeds[0] if seeds else 0)
             finals = [r for r in mine if r.get("phase") == "final" and r["lr"] == lr and r["seed"] in seeds]
-            ok = [r for r in finals if _finite(r.get("test")) and not failed(r, m["higher_is_better"], m.get("floor"))]
+            ok = [r for r in finals if finite(r.get("test")) and not failed(r, m["higher_is_better"], m.get("floor"))]
             chosen = {r["seed"]: r for r in ok}
             if lr is None or not chosen:
                 continue

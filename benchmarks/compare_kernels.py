@@ -39,7 +39,7 @@ import torch
 from _compare_plan import budget, learning_curve, plan
 from _compare_report import history, plot_icl, plot_ladder, plot_swap, update_readme, write_markdown
 from _compare_sensitivity import clip_sensitivity
-from _compare_stats import _finite, chosen_lr, completed_runs, compares_at_full_length, expected_runs, summarize
+from _compare_stats import chosen_lr, completed_runs, compares_at_full_length, expected_runs, finite, summarize
 from _kernel_tasks import ALL_KERNELS, LADDER, make_kernel, make_tasks, selects_at_full_length
 
 _HIER = ("root-k0", "mlm-k0", "mlm-k2", "mlm-k3")
@@ -418,10 +418,10 @@ def run(args, spec, kernels, task_names, trained):
                 for key in results.pending(seeds, desc=f"{name} {kernel} seeds"):
                     results.add(full_length(key))
             tests = [r["test"] for r in results.select(task=name, kernel=kernel, phase="final", lr=lr)]
-            finite = [t for t in tests if _finite(t)]
-            mean = f"{np.mean(finite):.4f}" if finite else "n/a"
-            _harness.log(f"{name:18s} {kernel:24s} lr={lr:g} test={mean} over {len(finite)} seed(s)"
-                         + (f", {len(tests) - len(finite)} diverged" if len(finite) < len(tests) else ""))
+            ok = [t for t in tests if finite(t)]
+            mean = f"{np.mean(ok):.4f}" if ok else "n/a"
+            _harness.log(f"{name:18s} {kernel:24s} lr={lr:g} test={mean} over {len(ok)} seed(s)"
+                         + (f", {len(tests) - len(ok)} diverged" if len(ok) < len(tests) else ""))
     table = summarize(results.rows, meta, plan_["kernels"], plan_["seeds"], lr_grid)
     results.set_summary(tasks=table, seconds_last_invocation=time.perf_counter() - start)
     results.close()  # the rows stay readable; the file is free for the next run
