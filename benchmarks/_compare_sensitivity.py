@@ -18,7 +18,7 @@ from pathlib import Path
 import _harness
 import numpy as np
 from _compare_plan import budget
-from _compare_stats import chosen_lr, compares_at_full_length, failed, finite
+from _compare_stats import chosen_lr, compares_at_full_length, trained
 from _kernel_tasks import CLIP, clipped_mean, make_tasks
 
 #: Clipping factors compared, the comparison's :data:`_kernel_tasks.CLIP` among them.
@@ -85,8 +85,8 @@ def clip_sensitivity(args, spec, trained, stored_path: Path | None = None):
 
 def outcome(rows, floor) -> dict:
     """Full-length runs of one rate: the median over seeds of the test MSE and of the median squared error, over
-    the seeds that did not fail (:func:`_compare_stats.failed`), and the seeds that failed."""
-    ok = [r for r in rows if finite(r.get("test")) and not failed(r, False, floor)]
+    the seeds that did not fail (:func:`_compare_stats.trained`), and the seeds that failed."""
+    ok = trained(rows, False, floor)
     return dict(seeds=len(rows), failed=len(rows) - len(ok),
                 test=float(np.median([r["test"] for r in ok])) if ok else None,
                 test_median=float(np.median([r["test_median"] for r in ok])) if ok else None)

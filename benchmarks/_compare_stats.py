@@ -74,6 +74,12 @@ def chosen_lr(rows, higher_is_better, lr_grid, floor=None, oracle=None, at_full_
     return min(unstable) if unstable else lr_grid[len(lr_grid) // 2]
 
 
+def trained(rows, higher_is_better, floor=None) -> list:
+    """The full-length runs that count: a finite test metric and not :func:`failed` (the others are reported as
+    diverged)."""
+    return [r for r in rows if finite(r.get("test")) and not failed(r, higher_is_better, floor)]
+
+
 def finite(value) -> bool:
     """Whether a stored metric is a finite number (a diverged run stores None, NaN or an infinity)."""
     return value is not None and math.isfinite(value)
@@ -93,7 +99,7 @@ def summarize(rows, meta, kernels, seeds, lr_grid):
             lr = chosen_lr(mine, m["higher_is_better"], lr_grid, m.get("floor"), m.get("oracle"),
                            selects_at_full_length(name), seeds[0] if seeds else 0)
             finals = [r for r in mine if r.get("phase") == "final" and r["lr"] == lr and r["seed"] in seeds]
-            ok = [r for r in finals if finite(r.get("test")) and not failed(r, m["higher_is_better"], m.get("floor"))]
+            ok = trained(finals, m["higher_is_better"], m.get("floor"))
             chosen = {r["seed"]: r for r in ok}
             if lr is None or not chosen:
                 continue

@@ -160,6 +160,8 @@ class Task:
 def clipped_mean(errors: torch.Tensor, target: torch.Tensor, clip: float = CLIP) -> float:
     """Mean of per-example squared ``errors``, each capped at ``clip`` times the mean squared ``target`` (the
     error of predicting 0); a NaN or infinite error counts as the cap."""
+    if not clip > 0:
+        raise ValueError(f"clip must be a positive multiple of the mean squared target, got {clip!r}")
     cap = clip * float(torch.mean(target.double() ** 2))
     return float(torch.clamp(torch.nan_to_num(errors.double(), nan=cap), max=cap).mean())
 

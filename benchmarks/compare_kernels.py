@@ -339,7 +339,7 @@ def _run_config(spec) -> dict:
 
 
 def _widened_plan(stored: dict | None, new: dict) -> dict:
-    """The union of a file's stored plan and an invocation's (kernels, seeds, analyses; the new rate grid).
+    """The union of a file's stored plan and an invocation's (kernels, seeds, analyses and rates).
 
     A file's plan describes its complete run, against which the report counts what is done: a resumed
     invocation on a subset (one task, one kernel, a shard) must not make a partial file look complete.
@@ -347,7 +347,8 @@ def _widened_plan(stored: dict | None, new: dict) -> dict:
     if not stored:
         return new
     union = {key: list(dict.fromkeys([*stored.get(key, []), *new[key]])) for key in ("kernels", "seeds", "analyses")}
-    return dict(new, **union)
+    # a one-rate shard must not narrow the grid every other (task, kernel) chose its rate from
+    return dict(union, lr_grid=sorted({*stored.get("lr_grid", []), *new["lr_grid"]}))
 
 
 def _check_budget(rows, name: str, steps: int, probe_steps: int, batch: int) -> None:
@@ -422,7 +423,7 @@ def run(args, spec, kernels, task_names, trained):
             mean = f"{np.mean(ok):.4f}" if ok else "n/a"
             _harness.log(f"{name:18s} {kernel:24s} lr={lr:g} test={mean} over {len(ok)} seed(s)"
                          + (f", {len(tests) - len(ok)} diverged" if len(ok) < len(tests) else ""))
-    table = summarize(results.rows, meta, plan_["kernels"], plan_["seeds"], lr_grid)
+    table = summarize(results.rows, meta, plan_["kernels"], plan_["seeds"], tuple(plan_["lr_grid"]))
     results.set_summary(tasks=table, seconds_last_invocation=time.perf_counter() - start)
     results.close()  # the rows stay readable; the file is free for the next run
     _, (done, total) = report(results.path)

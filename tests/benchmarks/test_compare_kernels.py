@@ -113,6 +113,9 @@ def test_a_run_on_a_subset_widens_the_files_plan_and_keeps_its_tasks(tmp_path):
     # not complete: edp and linear on both tasks at three seeds were asked of it, and 3 runs are stored
     assert "PARTIAL: 3 of 12 runs done" in (tmp_path / "compare_kernels_quick.md").read_text()
     assert compare._widened_plan(None, {"kernels": ["rbf"]}) == {"kernels": ["rbf"]}
+    # a one-rate shard keeps the grid the others chose from
+    wide = compare._widened_plan(summary["plan"], dict(kernels=["edp"], seeds=[0], analyses=[], lr_grid=[0.003]))
+    assert wide["lr_grid"] == [0.003, 0.01] and wide["kernels"] == ["edp", "linear"] and wide["seeds"] == [0, 1, 2]
 
 
 def test_kernels_select_among_a_tasks_own_kernels(tmp_path):
@@ -542,6 +545,12 @@ def test_clipped_mean_caps_each_error_and_counts_overflow_as_the_cap():
     errors = torch.tensor([0.5, 2.0, float("inf"), float("nan")], dtype=torch.float64)
     assert tasks_mod.clipped_mean(errors, target, clip=1.0) == pytest.approx((0.5 + 1 + 1 + 1) / 4)
     assert tasks_mod.clipped_mean(errors[:2], target, clip=100.0) == pytest.approx(1.25)
+    with pytest.raises(ValueError, match="clip must be a positive multiple"):
+        tasks_mod.clipped_mean(errors, target, clip=0.0)
+    recall = tasks_mod.make_tasks(["recall-4"], dict(compare.QUICK["cfg"]), 9)["recall-4"]
+    with pytest.raises(ValueError, match="squared errors are defined for a regression .mse. task, not for metric "
+                                         "'accuracy'"):
+        recall.squared_errors(recall.build("edp", 0), recall.test)
 
 
 @pytest.mark.parametrize("steps", [2, 3, 9, 10, 11, 20, 300])
